@@ -1,0 +1,522 @@
+//! The Nur function ABI, version 1, as a check over a module's bytes.
+//!
+//! A module may import only `nur.nur_send`, `nur.nur_log` and `nur.nur_end`
+//! with their exact signatures, and must export `memory`, `alloc` and
+//! `poll_stream` with theirs (`_initialize`, when exported, takes and returns
+//! nothing). [`check`] validates the module with wasmparser and returns a
+//! [`Summary`], or every rule the module breaks.
+
+use std::fmt;
+
+use wasmparser::types::{CoreTypeId, EntityType};
+use wasmparser::{FuncType, ValType, Validator, WasmFeatures};
+
+/// The import module every host function comes from.
+pub const IMPORT_MODULE: &str = "nur";
+
+/// A function signature of the ABI, written like `(i32, i32) -> ()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    params: Vec<ValType>,
+    results: Vec<ValType>,
+}
+
+impl Signature {
+    fn new(params: &[ValType], results: &[ValType]) -> Self {
+        Self {
+            params: params.to_vec(),
+            results: results.to_vec(),
+        }
+    }
+
+    fn of(ty: &FuncType) -> Self {
+        Self::new(ty.params(), ty.results())
+    }
+}
+
+impl fmt::Display for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |types: &[ValType]| {
+            types
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        write!(f, "({}) -> ({})", list(&self.params), list(&self.results))
+    }
+}
+
+/// The host functions a module may import from `"nur"`, with their signatures.
+pub fn host_functions() -> [(&'static str, Signature); 3] {
+    use ValType::I32;
+    [
+        ("nur_send", Signature::new(&[I32, I32], &[])),
+        ("nur_log", Signature::new(&[I32, I32], &[])),
+        ("nur_end", Signature::new(&[], &[])),
+    ]
+}
+
+/// The functions a module must export, with their signatures.
+pub fn required_functions() -> [(&'static str, Signature); 2] {
+    use ValType::I32;
+    [
+        ("alloc", Signature::new(&[I32], &[I32])),
+        ("poll_stream", Signature::new(&[I32, I32], &[])),
+    ]
+}
+
+/// The optional WASI-reactor initializer, called once per instance.
+pub const INITIALIZE: &str = "_initialize";
+
+/// One rule of the ABI that a module breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// An import from a module other than `"nur"` (WASI included, for now).
+    ForeignImport { module: String, name: String },
+    /// An import from `"nur"` that the host does not provide.
+    UnknownImport { name: String },
+    /// A host function imported with another signature.
+    ImportSignature {
+        name: String,
+        expected: Signature,
+        found: Signature,
+    },
+    /// A table, memory, global or tag imported from `"nur"`.
+    ImportNotFunction { name: String, kind: &'static str },
+    /// A required export is missing.
+    MissingExport { name: String, expected: String },
+    /// An export of the right name but the wrong kind (`memory` not a memory...).
+    ExportKind {
+        name: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    /// An exported function of the wrong signature.
+    ExportSignature {
+        name: String,
+        expected: Signature,
+        found: Signature,
+    },
+    /// The exported memory is 64-bit or shared; pointers are 32-bit offsets.
+    UnsupportedMemory { detail: &'static str },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ForeignImport { module, name } => write!(
+                f,
+                "import {module}.{name}: only functions from \"{IMPORT_MODULE}\" may be imported{}",
+                if module.starts_with("wasi") {
+                    " (WASI is not supported yet)"
+                } else {
+                    ""
+                }
+            ),
+            Self::UnknownImport { name } => write!(
+                f,
+                "import {IMPORT_MODULE}.{name}: no such host function; \"{IMPORT_MODULE}\" provides nur_send, nur_log and nur_end"
+            ),
+            Self::ImportSignature {
+                name,
+                expected,
+                found,
+            } => write!(
+                f,
+                "import {IMPORT_MODULE}.{name} has signature {found}, expected {expected}"
+            ),
+            Self::ImportNotFunction { name, kind } => write!(
+                f,
+                "import {IMPORT_MODULE}.{name} is a {kind}; only functions may be imported"
+            ),
+            Self::MissingExport { name, expected } => {
+                write!(f, "missing export {name}: expected {expected}")
+            }
+            Self::ExportKind {
+                name,
+                expected,
+                found,
+            } => write!(f, "export {name} is a {found}, expected a {expected}"),
+            Self::ExportSignature {
+                name,
+                expected,
+                found,
+            } => write!(
+                f,
+                "export {name} has signature {found}, expected {expected}"
+            ),
+            Self::UnsupportedMemory { detail } => {
+                write!(
+                    f,
+                    "export memory is {detail}; the ABI needs a 32-bit unshared memory"
+                )
+            }
+        }
+    }
+}
+
+/// Why a module is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AbiError {
+    /// The bytes are neither a binary module nor WAT text.
+    #[error("not WebAssembly: {0}")]
+    NotWasm(String),
+    /// A WebAssembly component, not a core module.
+    #[error("not a core WebAssembly module: this is a component; Nur runs core modules")]
+    Component,
+    /// The binary does not validate.
+    #[error("invalid WebAssembly: {0}")]
+    Invalid(String),
+    /// The module is valid WebAssembly but breaks the Nur ABI.
+    #[error("breaks the Nur ABI: {}", join(.0))]
+    Violations(Vec<Violation>),
+}
+
+fn join(violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// An import of a valid module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    pub name: String,
+    pub signature: Signature,
+}
+
+/// The linear memory a module exports, in 64 KiB pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    pub initial_pages: u64,
+    pub maximum_pages: Option<u64>,
+}
+
+/// What a valid module looks like, for `nur-worker check` and for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// The host functions it imports.
+    pub imports: Vec<Import>,
+    /// Every export, as `(name, kind)`.
+    pub exports: Vec<(String, &'static str)>,
+    /// The exported memory.
+    pub memory: Memory,
+    /// Whether it exports `_initialize`.
+    pub initializer: bool,
+    /// Functions defined in the module (not imported).
+    pub defined_functions: u32,
+}
+
+impl Memory {
+    /// Bytes of the initial memory.
+    pub fn initial_bytes(&self) -> u64 {
+        self.initial_pages * PAGE_SIZE
+    }
+}
+
+/// The size of a WebAssembly page.
+pub const PAGE_SIZE: u64 = 64 * 1024;
+
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+
+/// Returns the binary module for `bytes`: binary as is, WAT text compiled.
+pub fn to_binary(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, AbiError> {
+    if bytes.starts_with(WASM_MAGIC) {
+        return Ok(bytes.into());
+    }
+    let text = std::str::from_utf8(bytes).ok().filter(|text| {
+        let trimmed = text.trim_start();
+        trimmed.starts_with('(') || trimmed.starts_with(";;")
+    });
+    match text {
+        Some(text) => wat::parse_str(text)
+            .map(Into::into)
+            .map_err(|e| AbiError::NotWasm(format!("WAT text does not parse: {e}"))),
+        None if bytes.is_empty() => Err(AbiError::NotWasm("the module is empty".into())),
+        None => Err(AbiError::NotWasm(format!(
+            "no \\0asm magic number (starts with {}) and not WAT text",
+            hex::encode(&bytes[..bytes.len().min(8)])
+        ))),
+    }
+}
+
+/// Validates a binary module and checks it against the ABI.
+pub fn check(binary: &[u8]) -> Result<Summary, AbiError> {
+    if !binary.starts_with(WASM_MAGIC) {
+        return Err(to_binary(binary).err().unwrap_or_else(|| {
+            AbiError::NotWasm("WAT text must be compiled first (abi::to_binary)".into())
+        }));
+    }
+    if wasmparser::Parser::is_component(binary) {
+        return Err(AbiError::Component);
+    }
+    let types = Validator::new_with_features(WasmFeatures::default())
+        .validate_all(binary)
+        .map_err(|e| AbiError::Invalid(e.to_string()))?;
+    let types = types.as_ref();
+    let func = |id: CoreTypeId| Signature::of(types[id].unwrap_func());
+
+    let mut violations = Vec::new();
+    let mut imports = Vec::new();
+    let mut imported_functions = 0;
+    let host = host_functions();
+    for (module, name, ty) in types.core_imports().into_iter().flatten() {
+        if matches!(ty, EntityType::Func(_) | EntityType::FuncExact(_)) {
+            imported_functions += 1;
+        }
+        if module != IMPORT_MODULE {
+            violations.push(Violation::ForeignImport {
+                module: module.into(),
+                name: name.into(),
+            });
+            continue;
+        }
+        let Some((_, expected)) = host.iter().find(|(host_name, _)| *host_name == name) else {
+            violations.push(Violation::UnknownImport { name: name.into() });
+            continue;
+        };
+        match ty {
+            EntityType::Func(id) | EntityType::FuncExact(id) => {
+                let found = func(id);
+                if &found == expected {
+                    imports.push(Import {
+                        name: name.into(),
+                        signature: found,
+                    });
+                } else {
+                    violations.push(Violation::ImportSignature {
+                        name: name.into(),
+                        expected: expected.clone(),
+                        found,
+                    });
+                }
+            }
+            other => violations.push(Violation::ImportNotFunction {
+                name: name.into(),
+                kind: kind_name(&other),
+            }),
+        }
+    }
+
+    let exports: Vec<(String, EntityType)> = types
+        .core_exports()
+        .into_iter()
+        .flatten()
+        .map(|(name, ty)| (name.to_owned(), ty))
+        .collect();
+    let export = |name: &str| exports.iter().find(|(n, _)| n == name).map(|(_, ty)| *ty);
+
+    let mut memory = None;
+    match export("memory") {
+        Some(EntityType::Memory(ty)) if ty.memory64 => {
+            violations.push(Violation::UnsupportedMemory { detail: "64-bit" })
+        }
+        Some(EntityType::Memory(ty)) if ty.shared => {
+            violations.push(Violation::UnsupportedMemory { detail: "shared" })
+        }
+        Some(EntityType::Memory(ty)) => {
+            memory = Some(Memory {
+                initial_pages: ty.initial,
+                maximum_pages: ty.maximum,
+            })
+        }
+        Some(other) => violations.push(Violation::ExportKind {
+            name: "memory".into(),
+            expected: "memory",
+            found: kind_name(&other),
+        }),
+        None => violations.push(Violation::MissingExport {
+            name: "memory".into(),
+            expected: "a memory".into(),
+        }),
+    }
+    let optional = [(INITIALIZE, Signature::new(&[], &[]))];
+    for (name, expected) in required_functions().iter().chain(optional.iter()) {
+        let found = match export(name) {
+            Some(EntityType::Func(id) | EntityType::FuncExact(id)) => func(id),
+            Some(other) => {
+                violations.push(Violation::ExportKind {
+                    name: (*name).into(),
+                    expected: "function",
+                    found: kind_name(&other),
+                });
+                continue;
+            }
+            None if *name == INITIALIZE => continue,
+            None => {
+                violations.push(Violation::MissingExport {
+                    name: (*name).into(),
+                    expected: format!("a function {expected}"),
+                });
+                continue;
+            }
+        };
+        if &found != expected {
+            violations.push(Violation::ExportSignature {
+                name: (*name).into(),
+                expected: expected.clone(),
+                found,
+            });
+        }
+    }
+
+    match memory {
+        Some(memory) if violations.is_empty() => Ok(Summary {
+            imports,
+            exports: exports
+                .iter()
+                .map(|(name, ty)| (name.clone(), kind_name(ty)))
+                .collect(),
+            memory,
+            initializer: export(INITIALIZE).is_some(),
+            defined_functions: types.function_count() - imported_functions,
+        }),
+        _ => Err(AbiError::Violations(violations)),
+    }
+}
+
+fn kind_name(ty: &EntityType) -> &'static str {
+    match ty {
+        EntityType::Func(_) | EntityType::FuncExact(_) => "function",
+        EntityType::Table(_) => "table",
+        EntityType::Memory(_) => "memory",
+        EntityType::Global(_) => "global",
+        EntityType::Tag(_) => "tag",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"(module
+        (import "nur" "nur_send" (func (param i32 i32)))
+        (import "nur" "nur_end" (func))
+        (memory (export "memory") 1 4)
+        (func (export "alloc") (param i32) (result i32) i32.const 1024)
+        (func (export "poll_stream") (param i32 i32)))"#;
+
+    fn check_wat(text: &str) -> Result<Summary, AbiError> {
+        check(&to_binary(text.as_bytes()).unwrap())
+    }
+
+    fn violations(text: &str) -> Vec<Violation> {
+        match check_wat(text) {
+            Err(AbiError::Violations(v)) => v,
+            other => panic!("expected violations, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_good_module_is_summarised() {
+        let summary = check_wat(GOOD).unwrap();
+        let names: Vec<_> = summary.imports.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["nur_send", "nur_end"]);
+        assert_eq!(
+            summary.memory,
+            Memory {
+                initial_pages: 1,
+                maximum_pages: Some(4)
+            }
+        );
+        assert_eq!(summary.defined_functions, 2);
+        assert!(!summary.initializer);
+        assert_eq!(summary.imports[0].signature.to_string(), "(i32, i32) -> ()");
+    }
+
+    #[test]
+    fn not_wasm_names_the_first_bytes() {
+        let err = to_binary(b"\x7fELF\x02\x01").unwrap_err().to_string();
+        assert!(
+            err.contains("not WebAssembly") && err.contains("7f454c46"),
+            "{err}"
+        );
+        let err = to_binary(b"").unwrap_err().to_string();
+        assert!(err.contains("empty"), "{err}");
+        let err = to_binary(b"(module (func $f (param i32)")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WAT text does not parse"), "{err}");
+    }
+
+    #[test]
+    fn invalid_binary_is_refused() {
+        let err = check(b"\0asm\x01\0\0\0\x01\x05").unwrap_err();
+        assert!(matches!(err, AbiError::Invalid(_)), "{err}");
+    }
+
+    #[test]
+    fn wasi_import_is_named() {
+        let v = violations(&GOOD.replace(
+            "(import \"nur\" \"nur_end\" (func))",
+            "(import \"wasi_snapshot_preview1\" \"fd_write\" (func (param i32 i32 i32 i32) (result i32)))",
+        ));
+        assert_eq!(
+            v,
+            [Violation::ForeignImport {
+                module: "wasi_snapshot_preview1".into(),
+                name: "fd_write".into()
+            }]
+        );
+        assert!(v[0].to_string().contains("WASI is not supported yet"));
+    }
+
+    #[test]
+    fn wrong_import_signature_shows_both() {
+        let v = violations(&GOOD.replace("(func (param i32 i32)))", "(func (param i64)))"));
+        assert_eq!(
+            v[0].to_string(),
+            "import nur.nur_send has signature (i64) -> (), expected (i32, i32) -> ()"
+        );
+    }
+
+    #[test]
+    fn unknown_host_function() {
+        let v = violations(&GOOD.replace("\"nur_end\"", "\"nur_exit\""));
+        assert_eq!(
+            v,
+            [Violation::UnknownImport {
+                name: "nur_exit".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn missing_and_mistyped_exports_are_all_reported() {
+        let v = violations(&GOOD.replace("(export \"alloc\")", "").replace(
+            "(export \"poll_stream\") (param i32 i32))",
+            "(export \"poll_stream\") (param i32) (result i32) i32.const 0)",
+        ));
+        let text: Vec<_> = v.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "missing export alloc: expected a function (i32) -> (i32)",
+                "export poll_stream has signature (i32) -> (i32), expected (i32, i32) -> ()",
+            ]
+        );
+    }
+
+    #[test]
+    fn memory_must_be_a_memory() {
+        let v = violations(&GOOD.replace(
+            "(memory (export \"memory\") 1 4)",
+            "(memory 1) (global (export \"memory\") i32 (i32.const 0))",
+        ));
+        assert_eq!(
+            v[0].to_string(),
+            "export memory is a global, expected a memory"
+        );
+        let v = violations(&GOOD.replace("(memory (export \"memory\") 1 4)", "(memory 1)"));
+        assert_eq!(v[0].to_string(), "missing export memory: expected a memory");
+    }
+
+    #[test]
+    fn components_are_refused() {
+        let component = wat::parse_str("(component)").unwrap();
+        assert!(matches!(check(&component), Err(AbiError::Component)));
+    }
+}

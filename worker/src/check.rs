@@ -1,0 +1,49 @@
+//! `nur-worker check URL`: the ABI check, printed as a one-screen summary.
+
+use std::fmt::Write;
+
+use nur_module::Module;
+use nur_module::abi::PAGE_SIZE;
+
+/// The summary printed for a valid module.
+pub fn summary(module: &Module) -> String {
+    let s = &module.summary;
+    let mut out = String::new();
+    let pages = |pages: u64| {
+        format!(
+            "{pages} pages ({})",
+            bytesize::ByteSize(pages * PAGE_SIZE).display().iec()
+        )
+    };
+    let _ = writeln!(out, "module    {}", module.source);
+    let _ = writeln!(out, "sha256    {}", module.sha256);
+    let _ = writeln!(out, "size      {} bytes", module.size);
+    let _ = writeln!(
+        out,
+        "memory    {} initial, {}",
+        pages(s.memory.initial_pages),
+        s.memory
+            .maximum_pages
+            .map_or("no maximum".to_string(), |max| format!(
+                "{} maximum",
+                pages(max)
+            ))
+    );
+    let _ = writeln!(out, "functions {} defined", s.defined_functions);
+    let mut label = "imports  ";
+    if s.imports.is_empty() {
+        let _ = writeln!(out, "{label} none");
+    }
+    for import in &s.imports {
+        let _ = writeln!(out, "{label} nur.{} {}", import.name, import.signature);
+        label = "         ";
+    }
+    let exports: Vec<_> = s
+        .exports
+        .iter()
+        .map(|(name, kind)| format!("{name} ({kind})"))
+        .collect();
+    let _ = writeln!(out, "exports   {}", exports.join(", "));
+    let _ = writeln!(out, "ok: follows the Nur function ABI v1");
+    out
+}

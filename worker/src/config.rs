@@ -1,0 +1,102 @@
+//! Command-line flags of `nur-worker`, each also an environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+
+/// `nur-worker serve`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// The module: a path or file:// URL to a .wasm binary or .wat text.
+    #[arg(long, env = "NUR_MODULE")]
+    pub module: String,
+
+    /// Refuse to serve unless the module's sha256 (hex) is this.
+    #[arg(long, env = "NUR_SHA256")]
+    pub sha256: Option<String>,
+
+    /// Name of the function in logs and metrics [default: the module's file name].
+    #[arg(long, env = "NUR_FUNCTION_NAME")]
+    pub function_name: Option<String>,
+
+    /// Address the function is served on.
+    #[arg(long, env = "NUR_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "NUR_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+
+    /// How long in-flight connections may take to finish after SIGTERM.
+    #[arg(long, env = "NUR_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// What one connection may use.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Limits {
+    /// Longest a connection may last, guest time included; a guest still running then is interrupted.
+    #[arg(long, env = "NUR_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Longest the worker waits for a client to send or to take output.
+    #[arg(long, env = "NUR_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "NUR_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Linear memory per instance; memory.grow past it returns -1.
+    #[arg(long, env = "NUR_MEMORY_LIMIT", default_value = "128Mi", value_parser = parse_size)]
+    pub memory_limit: u64,
+
+    /// Largest chunk handed to one poll_stream call.
+    #[arg(long, env = "NUR_MAX_CHUNK", default_value = "64Ki", value_parser = parse_size)]
+    pub max_chunk: u64,
+
+    /// Most output one guest call may send; more is a trap.
+    #[arg(long, env = "NUR_MAX_OUTPUT", default_value = "16Mi", value_parser = parse_size)]
+    pub max_output: u64,
+}
+
+/// Parses `30s`, `500ms`, `1m30s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?;
+    if duration.is_zero() {
+        return Err(format!("{text:?}: must be more than zero"));
+    }
+    Ok(duration)
+}
+
+/// Parses `128Mi`, `64KiB`, `1000`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bytes = text
+        .parse::<ByteSize>()
+        .map_err(|e| format!("{text:?}: {e}"))?
+        .as_u64();
+    if bytes == 0 {
+        return Err(format!("{text:?}: must be more than zero"));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("0s").unwrap_err().contains("more than zero"));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_size("128Mi"), Ok(128 << 20));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert!(parse_size("12 parsecs").is_err());
+    }
+}

@@ -1,0 +1,366 @@
+//! One function compiled once ([`Function`]) and its per-connection
+//! instances ([`Guest`]): the host side of the Nur ABI.
+//!
+//! A `Guest` owns a wasmer `Store`, which is not `Send`: it is created, used
+//! and dropped on one thread (see `connection.rs`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmer::sys::{Cranelift, EngineBuilder, NativeEngineExt};
+use wasmer::{
+    Engine, Function as HostFunction, FunctionEnv, FunctionEnvMut, Instance, InstantiationError,
+    Memory, RuntimeError, Store, TypedFunction, imports,
+};
+use wasmer_types::TrapCode;
+
+use crate::config::Limits;
+use crate::deadline::Watchdog;
+use crate::tunables::MemoryLimit;
+
+/// Longest `nur_log` line kept; the rest is cut.
+const MAX_LOG_LINE: usize = 16 * 1024;
+
+/// A module compiled once for this process, with the limits of its instances.
+pub struct Function {
+    pub name: Arc<str>,
+    engine: Engine,
+    module: wasmer::Module,
+    initializer: bool,
+    max_output: usize,
+}
+
+impl Function {
+    /// Compiles `module` with Cranelift; returns it and the compile time.
+    pub fn compile(
+        module: &nur_module::Module,
+        name: &str,
+        limits: &Limits,
+    ) -> anyhow::Result<(Self, Duration)> {
+        let initial = module.summary.memory.initial_bytes();
+        anyhow::ensure!(
+            initial <= limits.memory_limit,
+            "{}: the module's initial memory ({initial} bytes) is above --memory-limit ({} bytes)",
+            module.source,
+            limits.memory_limit
+        );
+        let mut engine: Engine = EngineBuilder::new(Cranelift::default()).engine().into();
+        engine.set_tunables(MemoryLimit::new(limits.memory_limit));
+        let started = Instant::now();
+        let compiled = wasmer::Module::new(&engine, &module.binary)
+            .map_err(|e| anyhow::anyhow!("{}: compiling failed: {e}", module.source))?;
+        Ok((
+            Self {
+                name: name.into(),
+                engine,
+                module: compiled,
+                initializer: module.summary.initializer,
+                max_output: usize::try_from(limits.max_output).unwrap_or(usize::MAX),
+            },
+            started.elapsed(),
+        ))
+    }
+}
+
+/// How a guest failed; each ends its connection and only its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// `unreachable` was executed.
+    Unreachable,
+    /// A load or store outside linear memory.
+    OutOfBounds,
+    /// A pointer passed to `nur_send` or `nur_log` outside linear memory.
+    BadPointer,
+    /// Division by zero, integer overflow or a bad float conversion.
+    Arithmetic,
+    /// The call stack overflowed.
+    StackOverflow,
+    /// Interrupted at the connection's deadline.
+    Timeout,
+    /// One call sent more than the output limit.
+    OutputLimit,
+    /// `alloc` returned an address where the chunk does not fit.
+    BadAlloc,
+    /// Instantiation failed (memory limit, start function trap).
+    Instantiate,
+    /// Any other trap.
+    Other,
+}
+
+impl FaultKind {
+    /// The label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unreachable => "unreachable",
+            Self::OutOfBounds => "out_of_bounds",
+            Self::BadPointer => "bad_pointer",
+            Self::Arithmetic => "arithmetic",
+            Self::StackOverflow => "stack_overflow",
+            Self::Timeout => "timeout",
+            Self::OutputLimit => "output_limit",
+            Self::BadAlloc => "bad_alloc",
+            Self::Instantiate => "instantiate",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// A guest fault: what kind, and what happened.
+#[derive(Debug)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub message: String,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.kind.as_str())
+    }
+}
+
+/// Errors raised by the host functions, turned into traps.
+#[derive(Debug, thiserror::Error)]
+enum HostFault {
+    #[error("{function}({ptr}, {len}): the range is outside the guest's memory")]
+    BadPointer {
+        function: &'static str,
+        ptr: u32,
+        len: u32,
+    },
+    #[error("nur_send: output of one call would exceed {limit} bytes")]
+    OutputLimit { limit: usize },
+}
+
+impl From<RuntimeError> for Fault {
+    fn from(error: RuntimeError) -> Self {
+        let error = match error.downcast::<HostFault>() {
+            Ok(host) => {
+                let kind = match host {
+                    HostFault::BadPointer { .. } => FaultKind::BadPointer,
+                    HostFault::OutputLimit { .. } => FaultKind::OutputLimit,
+                };
+                return Fault {
+                    kind,
+                    message: host.to_string(),
+                };
+            }
+            Err(error) => error,
+        };
+        let message = error.message();
+        let kind = match error.to_trap() {
+            Some(TrapCode::UnreachableCodeReached) => FaultKind::Unreachable,
+            Some(TrapCode::HeapAccessOutOfBounds | TrapCode::TableAccessOutOfBounds) => {
+                FaultKind::OutOfBounds
+            }
+            Some(
+                TrapCode::IntegerOverflow
+                | TrapCode::IntegerDivisionByZero
+                | TrapCode::BadConversionToInteger,
+            ) => FaultKind::Arithmetic,
+            Some(TrapCode::StackOverflow) => FaultKind::StackOverflow,
+            Some(TrapCode::HostInterrupt) => FaultKind::Timeout,
+            _ => FaultKind::Other,
+        };
+        Fault { kind, message }
+    }
+}
+
+/// Host-side state of one instance, reached from the host functions.
+struct HostState {
+    memory: Option<Memory>,
+    output: Vec<u8>,
+    ended: bool,
+    max_output: usize,
+    function: Arc<str>,
+    connection: u64,
+}
+
+impl HostState {
+    fn read(
+        env: &mut FunctionEnvMut<'_, HostState>,
+        function: &'static str,
+        ptr: i32,
+        len: i32,
+        into: impl FnOnce(&mut HostState, &[u8]) -> Result<(), HostFault>,
+    ) -> Result<(), RuntimeError> {
+        let (state, store) = env.data_and_store_mut();
+        let (ptr, len) = (ptr as u32, len as u32);
+        let bad_pointer =
+            || RuntimeError::user(Box::new(HostFault::BadPointer { function, ptr, len }));
+        let memory = state.memory.as_ref().ok_or_else(bad_pointer)?;
+        let view = memory.view(&store);
+        let end = u64::from(ptr) + u64::from(len);
+        if end > view.data_size() {
+            return Err(bad_pointer());
+        }
+        let mut bytes = vec![0; len as usize];
+        view.read(u64::from(ptr), &mut bytes)
+            .map_err(|_| bad_pointer())?;
+        into(state, &bytes).map_err(|e| RuntimeError::user(Box::new(e)))
+    }
+}
+
+fn nur_send(
+    mut env: FunctionEnvMut<'_, HostState>,
+    ptr: i32,
+    len: i32,
+) -> Result<(), RuntimeError> {
+    if env.data().ended {
+        return Ok(());
+    }
+    let (ulen, data) = (len as u32 as usize, env.data());
+    if data.output.len().saturating_add(ulen) > data.max_output {
+        return Err(RuntimeError::user(Box::new(HostFault::OutputLimit {
+            limit: data.max_output,
+        })));
+    }
+    HostState::read(&mut env, "nur_send", ptr, len, |state, bytes| {
+        state.output.extend_from_slice(bytes);
+        Ok(())
+    })
+}
+
+fn nur_log(mut env: FunctionEnvMut<'_, HostState>, ptr: i32, len: i32) -> Result<(), RuntimeError> {
+    let shown = (len as u32).min(MAX_LOG_LINE as u32) as i32;
+    HostState::read(&mut env, "nur_log", ptr, shown, |state, bytes| {
+        let line = String::from_utf8_lossy(bytes);
+        let cut = if shown != len { " [cut]" } else { "" };
+        tracing::info!(
+            target: "nur::function",
+            function = %state.function,
+            connection = state.connection,
+            "{}{cut}",
+            line.trim_end_matches('\n')
+        );
+        Ok(())
+    })
+}
+
+fn nur_end(mut env: FunctionEnvMut<'_, HostState>) {
+    env.data_mut().ended = true;
+}
+
+/// A fresh instance serving one connection.
+pub struct Guest {
+    store: Store,
+    env: FunctionEnv<HostState>,
+    memory: Memory,
+    alloc: TypedFunction<i32, i32>,
+    poll_stream: TypedFunction<(i32, i32), ()>,
+    _watchdog: Watchdog,
+}
+
+impl Guest {
+    /// Instantiates `function` for connection `connection` and runs
+    /// `_initialize` if the module has one. No guest code of this instance,
+    /// its start function included, runs past `deadline`.
+    pub fn instantiate(
+        function: &Function,
+        connection: u64,
+        deadline: Instant,
+    ) -> Result<Self, Fault> {
+        let mut store = Store::new(function.engine.clone());
+        let watchdog = Watchdog::arm(deadline, store.interrupter());
+        let env = FunctionEnv::new(
+            &mut store,
+            HostState {
+                memory: None,
+                output: Vec::new(),
+                ended: false,
+                max_output: function.max_output,
+                function: function.name.clone(),
+                connection,
+            },
+        );
+        let imports = imports! {
+            nur_module::abi::IMPORT_MODULE => {
+                "nur_send" => HostFunction::new_typed_with_env(&mut store, &env, nur_send),
+                "nur_log" => HostFunction::new_typed_with_env(&mut store, &env, nur_log),
+                "nur_end" => HostFunction::new_typed_with_env(&mut store, &env, nur_end),
+            }
+        };
+        let instance =
+            Instance::new(&mut store, &function.module, &imports).map_err(|e| match e {
+                InstantiationError::Start(trap) => Fault::from(trap),
+                other => Fault {
+                    kind: FaultKind::Instantiate,
+                    message: format!("instantiating failed: {other}"),
+                },
+            })?;
+        let missing = |e: wasmer::ExportError| Fault {
+            kind: FaultKind::Instantiate,
+            message: e.to_string(),
+        };
+        let memory = instance
+            .exports
+            .get_memory("memory")
+            .map_err(missing)?
+            .clone();
+        let alloc = instance
+            .exports
+            .get_typed_function(&store, "alloc")
+            .map_err(missing)?;
+        let poll_stream = instance
+            .exports
+            .get_typed_function(&store, "poll_stream")
+            .map_err(missing)?;
+        env.as_mut(&mut store).memory = Some(memory.clone());
+        let mut guest = Self {
+            store,
+            env,
+            memory,
+            alloc,
+            poll_stream,
+            _watchdog: watchdog,
+        };
+        if function.initializer {
+            let init: TypedFunction<(), ()> = instance
+                .exports
+                .get_typed_function(&guest.store, nur_module::abi::INITIALIZE)
+                .map_err(missing)?;
+            init.call(&mut guest.store)?;
+        }
+        Ok(guest)
+    }
+
+    /// Hands one chunk to the guest: `alloc(n)`, copy, `poll_stream(ptr, n)`.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), Fault> {
+        let len = chunk.len() as i32;
+        let ptr = self.alloc.call(&mut self.store, len)? as u32;
+        let view = self.memory.view(&self.store);
+        let fits = u64::from(ptr) + chunk.len() as u64 <= view.data_size();
+        if !fits || view.write(u64::from(ptr), chunk).is_err() {
+            return Err(Fault {
+                kind: FaultKind::BadAlloc,
+                message: format!(
+                    "alloc({len}) returned {ptr}, where {len} bytes do not fit in {} bytes of memory",
+                    view.data_size()
+                ),
+            });
+        }
+        self.poll_stream.call(&mut self.store, ptr as i32, len)?;
+        Ok(())
+    }
+
+    /// Tells the guest the client has closed its side: `poll_stream(0, 0)`.
+    pub fn finish(&mut self) -> Result<(), Fault> {
+        self.poll_stream.call(&mut self.store, 0, 0)?;
+        Ok(())
+    }
+
+    /// Output sent by the guest since the last [`Guest::clear_output`].
+    pub fn output(&self) -> &[u8] {
+        &self.env.as_ref(&self.store).output
+    }
+
+    /// Forgets the output once it is written.
+    pub fn clear_output(&mut self) {
+        self.env.as_mut(&mut self.store).output.clear();
+    }
+
+    /// Whether the guest has called `nur_end`.
+    pub fn ended(&self) -> bool {
+        self.env.as_ref(&self.store).ended
+    }
+}

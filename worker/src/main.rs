@@ -1,0 +1,204 @@
+//! `nur-worker`: serves one Nur WebAssembly function over TCP.
+//!
+//! Layout:
+//! - `main.rs`: the command line (`serve`, `check`), logging, start and drain.
+//! - [`config`]: flags and their environment variables.
+//! - [`guest`]: the module compiled once, and one instance per connection
+//!   with the host functions of the ABI; [`tunables`] caps its memory and
+//!   [`deadline`] interrupts it at the connection's deadline.
+//! - [`server`]: the accept loop and drain; [`connection`]: one connection on
+//!   its own blocking-pool thread.
+//! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`check`]: the summary printed by `nur-worker check`.
+
+mod admin;
+mod check;
+mod config;
+mod connection;
+mod deadline;
+mod guest;
+mod metrics;
+mod server;
+mod tunables;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::admin::Status;
+use crate::config::ServeArgs;
+use crate::connection::Context;
+use crate::guest::Function;
+
+#[derive(Parser)]
+#[command(
+    name = "nur-worker",
+    version,
+    about = "Serves a Nur WebAssembly function over TCP"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "NUR_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the function: a fresh instance for every TCP connection.
+    Serve(Box<ServeArgs>),
+    /// Check a module against the Nur ABI and print a summary.
+    Check {
+        /// A path or file:// URL to a .wasm binary or .wat text.
+        url: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Check { url } => match check(&url) {
+            Ok(summary) => {
+                print!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve(args) => match serve(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NUR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn check(url: &str) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let module = runtime.block_on(nur_module::load(url))?;
+    Ok(check::summary(&module))
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(args.limits.max_connections as usize + 4)
+        .build()?;
+    let result = runtime.block_on(serve_until_drained(args));
+    // Connections still running after the grace period end with the process.
+    runtime.shutdown_background();
+    result
+}
+
+async fn serve_until_drained(args: ServeArgs) -> anyhow::Result<()> {
+    let status = Status::new();
+    let admin = TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin address {}", args.admin_listen))?;
+    let admin_addr = admin.local_addr()?;
+    tokio::spawn(admin::serve(admin, status.clone()));
+
+    let module = nur_module::load(&args.module).await?;
+    if let Some(pin) = &args.sha256 {
+        anyhow::ensure!(
+            pin.eq_ignore_ascii_case(&module.sha256),
+            "{}: sha256 is {}, but --sha256 pins {pin}",
+            module.source,
+            module.sha256
+        );
+    }
+    let name = args
+        .function_name
+        .clone()
+        .unwrap_or_else(|| function_name(&args.module));
+    let limits = args.limits.clone();
+    let (function, took) =
+        tokio::task::spawn_blocking(move || Function::compile(&module, &name, &limits)).await??;
+    status.metrics.compile_seconds.set(took.as_secs_f64());
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(
+        function = %function.name,
+        listen = %listener.local_addr()?,
+        admin = %admin_addr,
+        compile_ms = took.as_millis() as u64,
+        "serving"
+    );
+    let ctx = Arc::new(Context {
+        function: Arc::new(function),
+        limits: args.limits.clone(),
+        status: status.clone(),
+    });
+    status.set_ready(true);
+    let shutdown = async {
+        terminated().await;
+        status.set_ready(false);
+        tracing::info!("shutting down: not ready, no new connections, draining");
+    };
+    let permits = server::run(listener, ctx, shutdown).await;
+    let max = args.limits.max_connections;
+    if server::drain(&permits, max, args.shutdown_grace).await {
+        tracing::info!("drained");
+    } else {
+        let left = max as usize - permits.available_permits();
+        tracing::warn!(
+            connections = left,
+            "grace period over, closing what is left"
+        );
+    }
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn terminated() {
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// `examples/build/echo.wasm` -> `echo`.
+fn function_name(url: &str) -> String {
+    let file = url.rsplit('/').next().unwrap_or(url);
+    file.split('.')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("function")
+        .to_string()
+}

@@ -1,0 +1,115 @@
+//! Prometheus metrics of the worker, served on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use crate::guest::FaultKind;
+
+/// Labels of `nur_guest_traps_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrapLabels {
+    pub kind: &'static str,
+}
+
+/// Labels of `nur_connection_closes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseLabels {
+    pub reason: &'static str,
+}
+
+/// Every metric the worker exports.
+pub struct Metrics {
+    pub registry: Registry,
+    pub connections: Counter,
+    pub active: Gauge,
+    pub duration: Histogram,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub traps: Family<TrapLabels, Counter>,
+    pub closes: Family<CloseLabels, Counter>,
+    pub compile_seconds: Gauge<f64, AtomicU64>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("nur");
+        let connections = Counter::default();
+        let active = Gauge::default();
+        let duration = Histogram::new(exponential_buckets(0.0001, 4.0, 12));
+        let bytes_in = Counter::default();
+        let bytes_out = Counter::default();
+        let traps = Family::<TrapLabels, Counter>::default();
+        let closes = Family::<CloseLabels, Counter>::default();
+        let compile_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register("connections", "Connections accepted", connections.clone());
+        registry.register(
+            "connections_active",
+            "Connections being served",
+            active.clone(),
+        );
+        registry.register(
+            "connection_duration_seconds",
+            "Time from accept to close",
+            duration.clone(),
+        );
+        registry.register(
+            "received_bytes",
+            "Bytes read from clients",
+            bytes_in.clone(),
+        );
+        registry.register("sent_bytes", "Bytes written to clients", bytes_out.clone());
+        registry.register("guest_traps", "Guest faults, by kind", traps.clone());
+        registry.register(
+            "connection_closes",
+            "Connections closed, by reason",
+            closes.clone(),
+        );
+        registry.register(
+            "module_compile_seconds",
+            "Time spent compiling the module at start",
+            compile_seconds.clone(),
+        );
+        Self {
+            registry,
+            connections,
+            active,
+            duration,
+            bytes_in,
+            bytes_out,
+            traps,
+            closes,
+            compile_seconds,
+        }
+    }
+
+    pub fn trap(&self, kind: FaultKind) {
+        self.traps
+            .get_or_create(&TrapLabels {
+                kind: kind.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn close(&self, reason: &'static str) {
+        self.closes.get_or_create(&CloseLabels { reason }).inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
