@@ -1,0 +1,317 @@
+//! Guest faults and limits: each ends only its own connection.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use support::{Worker, read_to_close, wat};
+
+/// Echoes a chunk and ends, unless the chunk starts with a command byte:
+/// `s` spins forever, `t` traps, `o` sends from outside memory, `d` divides by zero.
+const FAULTY: &str = r#"
+  (func (export "poll_stream") (param $ptr i32) (param $len i32)
+    (local $cmd i32)
+    (if (i32.eqz (local.get $len)) (then (call $end) (return)))
+    (local.set $cmd (i32.load8_u (local.get $ptr)))
+    (if (i32.eq (local.get $cmd) (i32.const 115)) (then (loop $forever (br $forever))))
+    (if (i32.eq (local.get $cmd) (i32.const 116)) (then unreachable))
+    (if (i32.eq (local.get $cmd) (i32.const 111))
+      (then
+        (call $send (local.get $ptr) (local.get $len))
+        (call $send (i32.const 0xffff0000) (i32.const 16))))
+    (if (i32.eq (local.get $cmd) (i32.const 100))
+      (then (drop (i32.div_u (i32.const 1) (i32.sub (local.get $cmd) (i32.const 100))))))
+    (call $send (local.get $ptr) (local.get $len))
+    (call $end))"#;
+
+fn faulty(args: &[&str]) -> Worker {
+    Worker::wat(&wat(FAULTY), args)
+}
+
+#[test]
+fn a_trap_closes_only_its_connection() {
+    let worker = faulty(&[]);
+    let mut held = worker.connect();
+    assert_eq!(
+        worker.request(b"trap"),
+        b"",
+        "a trapping connection gets nothing"
+    );
+    held.write_all(b"held open").unwrap();
+    assert_eq!(read_to_close(&mut held), b"held open");
+    assert_eq!(
+        worker.wait_metric("nur_guest_traps_total{kind=\"unreachable\"}", 1.0),
+        1.0
+    );
+    assert_eq!(worker.request(b"div"), b"");
+    assert_eq!(
+        worker.wait_metric("nur_guest_traps_total{kind=\"arithmetic\"}", 1.0),
+        1.0
+    );
+    let line = worker
+        .wait_log(&["guest fault", "unreachable"], Duration::from_secs(5))
+        .expect("the trap is logged");
+    assert!(line.contains("\"connection\":2"), "{line}");
+}
+
+#[test]
+fn an_out_of_bounds_nur_send_closes_only_that_connection_and_sends_nothing() {
+    let worker = faulty(&[]);
+    assert_eq!(worker.request(b"out of bounds"), b"");
+    assert_eq!(
+        worker.wait_metric("nur_guest_traps_total{kind=\"bad_pointer\"}", 1.0),
+        1.0
+    );
+    assert!(
+        worker
+            .wait_log(&["nur_send(4294901760, 16)"], Duration::from_secs(5))
+            .is_some()
+    );
+    assert_eq!(worker.request(b"fine"), b"fine");
+}
+
+#[test]
+fn an_endless_loop_is_interrupted_at_the_timeout() {
+    let worker = faulty(&["--timeout", "1s"]);
+    let started = Instant::now();
+    assert_eq!(worker.request(b"spin"), b"");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert_eq!(
+        worker.wait_metric("nur_guest_traps_total{kind=\"timeout\"}", 1.0),
+        1.0
+    );
+    // The guest really stopped: the worker's CPU time stops growing.
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", worker.pid())).unwrap();
+        let fields: Vec<u64> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().unwrap())
+            .collect();
+        fields[0] + fields[1]
+    };
+    let before = cpu();
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu() - before;
+    assert!(
+        spent < 20,
+        "the worker used {spent} ticks of CPU in a second after the interrupt"
+    );
+}
+
+#[test]
+fn while_one_connection_spins_forty_others_are_answered_within_a_second() {
+    let worker = faulty(&["--timeout", "20s"]);
+    let mut spinner = worker.connect();
+    spinner.write_all(b"spin").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..40)
+            .map(|i| {
+                let worker = &worker;
+                scope.spawn(move || {
+                    let input = format!("hello {i}");
+                    assert_eq!(worker.request(input.as_bytes()), input.as_bytes());
+                })
+            })
+            .collect();
+        for request in requests {
+            request.join().unwrap();
+        }
+    });
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "40 answers took {took:?}");
+    spinner.shutdown(Shutdown::Both).unwrap();
+}
+
+#[test]
+fn memory_grow_past_the_limit_returns_minus_one() {
+    // Grows memory by the chunk's first byte in pages and sends memory.grow's result.
+    let body = r#"
+      (func (export "poll_stream") (param $ptr i32) (param $len i32)
+        (if (i32.eqz (local.get $len)) (then (call $end) (return)))
+        (i32.store (i32.const 0) (memory.grow (i32.load8_u (local.get $ptr))))
+        (call $send (i32.const 0) (i32.const 4)))"#;
+    let worker = Worker::wat(&wat(body), &["--memory-limit", "1Mi"]); // 16 pages
+    let mut stream = worker.connect();
+    let mut grow = |pages: u8| {
+        stream.write_all(&[pages]).unwrap();
+        let mut result = [0; 4];
+        stream.read_exact(&mut result).unwrap();
+        i32::from_le_bytes(result)
+    };
+    assert_eq!(grow(10), 2, "2 -> 12 pages: returns the old size");
+    assert_eq!(grow(5), -1, "12 + 5 > 16 pages");
+    assert_eq!(grow(4), 12, "up to the limit exactly");
+    assert_eq!(grow(1), -1);
+    drop(stream);
+    assert_eq!(
+        worker.request(&[200]),
+        (-1i32).to_le_bytes(),
+        "a memory bomb gets -1 too"
+    );
+}
+
+#[test]
+fn a_module_whose_initial_memory_is_above_the_limit_is_refused_at_start() {
+    let module = support::module_file(
+        &wat(FAULTY).replace(
+            "(memory (export \"memory\") 2)",
+            "(memory (export \"memory\") 40)",
+        ),
+        ".wat",
+    );
+    let failed = Worker::try_start(&module, &["--memory-limit", "1Mi"])
+        .err()
+        .expect("refused");
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(
+        failed
+            .logs
+            .contains("initial memory (2621440 bytes) is above --memory-limit (1048576 bytes)"),
+        "{}",
+        failed.logs
+    );
+}
+
+#[test]
+fn output_past_the_per_call_limit_is_a_trap() {
+    let body = r#"
+      (func (export "poll_stream") (param $ptr i32) (param $len i32)
+        (call $send (i32.const 0) (i32.const 40000))
+        (call $send (i32.const 0) (i32.const 40000))
+        (call $end))"#;
+    let worker = Worker::wat(&wat(body), &["--max-output", "64Ki"]);
+    assert_eq!(worker.request(b"go"), b"");
+    assert_eq!(
+        worker.wait_metric("nur_guest_traps_total{kind=\"output_limit\"}", 1.0),
+        1.0
+    );
+}
+
+#[test]
+fn alloc_returning_an_address_that_does_not_fit_closes_the_connection() {
+    let text = wat(FAULTY).replace("(i32.const 1024))", "(i32.const 131060))");
+    let worker = Worker::wat(&text, &[]);
+    assert_eq!(worker.request(b"a chunk that does not fit at 131060"), b"");
+    assert_eq!(
+        worker.wait_metric("nur_guest_traps_total{kind=\"bad_alloc\"}", 1.0),
+        1.0
+    );
+    assert!(
+        worker
+            .wait_log(&["alloc(35) returned 131060"], Duration::from_secs(5))
+            .is_some()
+    );
+}
+
+#[test]
+fn idle_clients_are_closed_after_the_idle_timeout() {
+    let worker = faulty(&["--idle-timeout", "300ms"]);
+    // Silent from the start.
+    let mut silent = worker.connect();
+    let started = Instant::now();
+    assert_eq!(read_to_close(&mut silent), b"");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // Silent mid-request (the function waits for more).
+    let frames = Worker::wat(
+        &wat(
+            r#"(func (export "poll_stream") (param $ptr i32) (param $len i32)
+             (call $send (local.get $ptr) (local.get $len)))"#,
+        ),
+        &["--idle-timeout", "300ms"],
+    );
+    let mut stream = frames.connect();
+    stream.write_all(b"part").unwrap();
+    let started = Instant::now();
+    assert_eq!(read_to_close(&mut stream), b"part");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        frames.wait_metric("nur_connection_closes_total{reason=\"idle\"}", 1.0),
+        1.0
+    );
+}
+
+#[test]
+fn connections_beyond_max_connections_wait_and_are_served() {
+    let worker = faulty(&["--max-connections", "2", "--timeout", "2s"]);
+    // Two spinning guests hold both slots until their deadline.
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s = worker.connect();
+            s.write_all(b"spin").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    assert_eq!(worker.request(b"waited"), b"waited");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "served after {waited:?}, before a slot was free"
+    );
+    drop(spinners);
+    // A flood of ten times the limit at once: every request is served.
+    std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..20)
+            .map(|i| {
+                let worker = &worker;
+                scope.spawn(move || {
+                    let input = format!("request {i}");
+                    assert_eq!(worker.request(input.as_bytes()), input.as_bytes());
+                })
+            })
+            .collect();
+        for request in requests {
+            request.join().unwrap();
+        }
+    });
+    assert_eq!(worker.wait_metric("nur_connections_total", 23.0), 23.0);
+}
+
+#[test]
+fn runaway_recursion_and_a_looping_start_function_end_only_their_connection() {
+    let body = r#"
+      (func $deeper (param i32) (result i32) (call $deeper (i32.add (local.get 0) (i32.const 1))))
+      (func (export "poll_stream") (param $ptr i32) (param $len i32)
+        (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 114))
+          (then (drop (call $deeper (i32.const 0)))))
+        (call $send (local.get $ptr) (local.get $len))
+        (call $end))"#;
+    let worker = Worker::wat(&wat(body), &[]);
+    assert_eq!(worker.request(b"recurse"), b"");
+    assert_eq!(
+        worker.wait_metric("nur_guest_traps_total{kind=\"stack_overflow\"}", 1.0),
+        1.0
+    );
+    assert_eq!(worker.request(b"fine"), b"fine");
+
+    let looping_start = wat(FAULTY).replace(
+        "(func (export \"alloc\")",
+        "(func $start (loop $l (br $l))) (start $start) (func (export \"alloc\")",
+    );
+    let worker = Worker::wat(&looping_start, &["--timeout", "500ms"]);
+    let started = Instant::now();
+    assert_eq!(worker.request(b"x"), b"");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        worker.wait_metric("nur_guest_traps_total{kind=\"timeout\"}", 1.0),
+        1.0
+    );
+}
