@@ -59,7 +59,7 @@ pub fn required() -> bool {
 #[macro_export]
 macro_rules! testenv {
     () => {
-        match $crate::TestEnv::for_test(module_path!()) {
+        match $crate::TestEnv::for_test(::std::thread::current().name().unwrap_or(module_path!())) {
             Some(env) => env,
             None => return,
         }
@@ -143,12 +143,15 @@ impl TestEnv {
                 panic!("NUR_REQUIRE_TESTENV is set but the test environment is unusable: {e}")
             }
             Err(e) => {
-                eprintln!(
-                    "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-                     !! SKIPPED {test}: {e}\n\
-                     !! Start it with `make testenv` (or set NUR_REQUIRE_TESTENV=1 to fail).\n\
-                     !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+                // Written straight to stderr: libtest captures eprintln!
+                // output of passing tests, and a skip must be seen.
+                use std::io::Write;
+                let bar = "!".repeat(72);
+                let msg = format!(
+                    "\n{bar}\n!! SKIPPED {test}: {e}\n\
+                     !! Start it with `make testenv`, or set NUR_REQUIRE_TESTENV=1 to fail.\n{bar}\n"
                 );
+                let _ = std::io::stderr().lock().write_all(msg.as_bytes());
                 None
             }
         }
@@ -194,6 +197,7 @@ impl TestEnv {
 
     /// The admin `kube::Config` (client certificate in group system:masters).
     pub async fn config(&self) -> Result<Config, Error> {
+        install_crypto_provider();
         let kc = Kubeconfig::read_from(self.kubeconfig()).map_err(err)?;
         Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await
@@ -301,6 +305,7 @@ impl TestEnv {
 
     /// An S3 builder for `bucket`, configured for MinIO from `.testenv/env`.
     pub fn s3_builder(&self, bucket: &str) -> AmazonS3Builder {
+        install_crypto_provider();
         let v = |k: &str| self.vars.get(k).cloned().unwrap_or_default();
         AmazonS3Builder::new()
             .with_endpoint(v("AWS_ENDPOINT_URL"))
@@ -370,6 +375,7 @@ impl Drop for TestNamespace {
                 .build()
                 .map_err(err)?;
             rt.block_on(async move {
+                install_crypto_provider();
                 let kc = Kubeconfig::read_from(kubeconfig).map_err(err)?;
                 let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
                     .await
@@ -392,6 +398,16 @@ impl Drop for TestNamespace {
             Err(_) => eprintln!("nur-testkit: deleting namespace {} panicked", self.name),
         }
     }
+}
+
+/// Selects rustls' aws-lc-rs provider for the process, once. Both kube and
+/// object_store use rustls; when the workspace enables more than one
+/// provider, rustls cannot pick one by itself.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, for at most `timeout`.

@@ -35,8 +35,16 @@ async fn apiserver_version_via_client_and_kubectl() {
     assert_eq!(v.major, "1");
     assert!(v.minor.starts_with("36"), "minor {}", v.minor);
 
-    let out = env.kubectl().args(["get", "--raw", "/version"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env
+        .kubectl()
+        .args(["get", "--raw", "/version"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(body["gitVersion"], v.git_version);
 }
@@ -90,9 +98,11 @@ async fn crd_with_structural_schema_status_and_scale() {
         let crds = crds.clone();
         async move {
             let c = crds.get("widgets.testenv.nur.dev").await.ok()?;
-            let established = c.status?.conditions?.iter().any(|c| {
-                c.type_ == "Established" && c.status == "True"
-            });
+            let established = c
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
             established.then_some(())
         }
     })
@@ -168,10 +178,22 @@ async fn crd_with_structural_schema_status_and_scale() {
     // And kubectl sees it through discovery, short name included.
     let out = env
         .kubectl()
-        .args(["get", "wdg", "w1", "-n", ns.name(), "-o", "jsonpath={.spec.message}"])
+        .args([
+            "get",
+            "wdg",
+            "w1",
+            "-n",
+            ns.name(),
+            "-o",
+            "jsonpath={.spec.message}",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello");
 }
 
@@ -195,7 +217,10 @@ async fn deployment_gets_replicaset_and_owner_delete_garbage_collects() {
             }
         }
     }));
-    let d = deployments.create(&PostParams::default(), &d).await.unwrap();
+    let d = deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
     let uid = d.metadata.uid.clone().unwrap();
 
     let rs = eventually("ReplicaSet owned by the Deployment", T, || {
@@ -225,7 +250,13 @@ async fn deployment_gets_replicaset_and_owner_delete_garbage_collects() {
             let n = list
                 .items
                 .iter()
-                .filter(|p| p.metadata.owner_references.iter().flatten().any(|o| o.uid == rs_uid))
+                .filter(|p| {
+                    p.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.uid == rs_uid)
+                })
                 .count();
             (n == 2).then_some(())
         }
@@ -244,8 +275,11 @@ async fn deployment_gets_replicaset_and_owner_delete_garbage_collects() {
         async move {
             let rs = replicasets.list(&ListParams::default()).await.ok()?;
             let p = pods.list(&ListParams::default()).await.ok()?;
-            (rs.items.is_empty() && p.items.iter().all(|p| p.metadata.deletion_timestamp.is_some()))
-                .then_some(())
+            (rs.items.is_empty()
+                && p.items
+                    .iter()
+                    .all(|p| p.metadata.deletion_timestamp.is_some()))
+            .then_some(())
         }
     })
     .await
@@ -294,7 +328,16 @@ async fn service_account_without_rights_is_denied() {
     let can_i = |env: &nur_testkit::TestEnv| {
         let out = env
             .kubectl()
-            .args(["auth", "can-i", "list", "pods", "-n", ns.name(), "--as", &as_sa])
+            .args([
+                "auth",
+                "can-i",
+                "list",
+                "pods",
+                "-n",
+                ns.name(),
+                "--as",
+                &as_sa,
+            ])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -336,7 +379,10 @@ async fn object_put_and_get_through_minio() {
     let path = Path::from(format!("testkit/{}/hello.txt", std::process::id()));
     let body = Bytes::from_static(b"hello from nur-testkit\n");
 
-    store.put(&path, PutPayload::from(body.clone())).await.unwrap();
+    store
+        .put(&path, PutPayload::from(body.clone()))
+        .await
+        .unwrap();
     let got = store.get(&path).await.unwrap();
     assert_eq!(got.meta.size, body.len() as u64);
     assert_eq!(got.bytes().await.unwrap(), body);
@@ -381,7 +427,15 @@ async fn helm_installs_a_chart_into_the_apiserver() {
         .helm()
         .args(["install", "probe"])
         .arg(&chart)
-        .args(["-n", ns.name(), "--set", "greeting=hello", "--wait", "--timeout", "60s"])
+        .args([
+            "-n",
+            ns.name(),
+            "--set",
+            "greeting=hello",
+            "--wait",
+            "--timeout",
+            "60s",
+        ])
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&chart);
