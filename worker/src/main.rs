@@ -1,25 +1,4 @@
-//! `nur-worker`: serves one Nur WebAssembly function over TCP.
-//!
-//! Layout:
-//! - `main.rs`: the command line (`serve`, `check`), logging, start and drain.
-//! - [`config`]: flags and their environment variables.
-//! - [`guest`]: the module compiled once, and one instance per connection
-//!   with the host functions of the ABI; [`tunables`] caps its memory and
-//!   [`deadline`] interrupts it at the connection's deadline.
-//! - [`server`]: the accept loop and drain; [`connection`]: one connection on
-//!   its own blocking-pool thread.
-//! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
-//! - [`check`]: the summary printed by `nur-worker check`.
-
-mod admin;
-mod check;
-mod config;
-mod connection;
-mod deadline;
-mod guest;
-mod metrics;
-mod server;
-mod tunables;
+//! The `nur-worker` command line: `serve` and `check` (see the crate's lib.rs for its layout).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,10 +8,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::admin::Status;
-use crate::config::ServeArgs;
-use crate::connection::Context;
-use crate::guest::Function;
+use nur_worker::admin::{self, Status};
+use nur_worker::check;
+use nur_worker::config::ServeArgs;
+use nur_worker::connection::Context;
+use nur_worker::guest::Function;
+use nur_worker::server;
 
 #[derive(Parser)]
 #[command(

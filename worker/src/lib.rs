@@ -1,0 +1,23 @@
+//! `nur-worker`: serves one Nur WebAssembly function over TCP.
+//!
+//! Layout:
+//! - `main.rs`: the command line (`serve`, `check`), logging, start and drain;
+//!   everything else is this library, so benchmarks can reach it.
+//! - [`config`]: flags and their environment variables.
+//! - [`guest`]: the module compiled once, and one instance per connection
+//!   with the host functions of the ABI; [`tunables`] caps its memory and
+//!   [`deadline`] interrupts it at the connection's deadline.
+//! - [`server`]: the accept loop and drain; [`connection`]: one connection on
+//!   its own blocking-pool thread.
+//! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`check`]: the summary printed by `nur-worker check`.
+
+pub mod admin;
+pub mod check;
+pub mod config;
+pub mod connection;
+pub mod deadline;
+pub mod guest;
+pub mod metrics;
+pub mod server;
+pub mod tunables;
