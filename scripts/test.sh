@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The test command (`make test`): installs what a fresh Debian machine lacks,
+# builds the examples, checks formatting and lints, starts the test
+# environment (testenv/: Kubernetes control plane, MinIO, helm) and runs
+# every test of the workspace against it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+
+step "toolchain (rust-toolchain.toml) and system packages"
+channel=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+rustup toolchain install "$channel" --profile minimal \
+  --component rustfmt,clippy --target wasm32-unknown-unknown >/dev/null
+missing=()
+command -v curl >/dev/null || missing+=(curl)
+command -v clang >/dev/null || missing+=(clang)
+command -v wasm-ld >/dev/null || missing+=(lld)
+command -v go >/dev/null || missing+=(golang-go)
+if ((${#missing[@]})); then
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+fi
+
+step "examples"
+examples/build.sh
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build"
+cargo test --workspace --locked --no-run
+
+step "test environment"
+make testenv
+set -a
+# shellcheck disable=SC1091
+. .testenv/env
+set +a
+
+step "tests"
+cargo test --workspace --locked
+
+printf '\n==> all tests passed in %ss\n' "$((SECONDS - started))"
