@@ -17,7 +17,6 @@ missing=()
 command -v curl >/dev/null || missing+=(curl)
 command -v clang >/dev/null || missing+=(clang)
 command -v wasm-ld >/dev/null || missing+=(lld)
-command -v go >/dev/null || missing+=(golang-go)
 if ((${#missing[@]})); then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi

@@ -14,13 +14,35 @@ TESTENV_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nur-testenv
 # on the Go module proxy (2026-02-12).
 MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 
-TESTENV_GO    := GOFLAGS=-buildvcs=false CGO_ENABLED=0 go
-TESTENV_BUILD := build -trimpath -ldflags='-s -w'
+TESTENV_GO    := GOFLAGS=-buildvcs=false go
+TESTENV_BUILD := build -trimpath
+
+# Versions come from testenv/go.mod; they are stamped into the binaries the
+# way the upstream release builds do (kubectl version, helm version, and
+# helm's .Capabilities.KubeVersion all report them).
+TESTENV_K8S_VERSION  := $(shell awk '$$1=="k8s.io/kubernetes"{print $$2; exit}' $(TESTENV_SRC)/go.mod)
+TESTENV_HELM_VERSION := $(shell awk '$$1=="helm.sh/helm/v3"{print $$2; exit}' $(TESTENV_SRC)/go.mod)
+TESTENV_K8S_MINOR    := $(word 2,$(subst ., ,$(TESTENV_K8S_VERSION)))
+TESTENV_K8S_LDFLAGS  := -s -w \
+  -X k8s.io/component-base/version.gitVersion=$(TESTENV_K8S_VERSION) \
+  -X k8s.io/component-base/version.gitMajor=1 \
+  -X k8s.io/component-base/version.gitMinor=$(TESTENV_K8S_MINOR) \
+  -X k8s.io/component-base/version.gitTreeState=clean \
+  -X k8s.io/client-go/pkg/version.gitVersion=$(TESTENV_K8S_VERSION) \
+  -X k8s.io/client-go/pkg/version.gitMajor=1 \
+  -X k8s.io/client-go/pkg/version.gitMinor=$(TESTENV_K8S_MINOR)
+TESTENV_HELM_LDFLAGS := -s -w \
+  -X helm.sh/helm/v3/internal/version.version=$(TESTENV_HELM_VERSION) \
+  -X helm.sh/helm/v3/internal/version.gitTreeState=clean \
+  -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 \
+  -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(TESTENV_K8S_MINOR) \
+  -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 \
+  -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(TESTENV_K8S_MINOR)
 
 # Binaries are keyed by the inputs that decide them, so a second
 # `make testenv` (or a CI cache restore) builds nothing.
-TESTENV_MODKEY := $(shell cat $(TESTENV_SRC)/go.mod $(TESTENV_SRC)/go.sum | sha256sum | cut -c1-12)
-TESTENV_KEY    := $(shell cat $(TESTENV_SRC)/go.mod $(TESTENV_SRC)/go.sum $(TESTENV_SRC)/*.go | sha256sum | cut -c1-12)
+TESTENV_MODKEY := $(shell cat $(TESTENV_SRC)/go.mod $(TESTENV_SRC)/go.sum | sha256sum | cut -c1-12)-$(TESTENV_HELM_VERSION)
+TESTENV_KEY    := $(shell cat $(TESTENV_SRC)/go.mod $(TESTENV_SRC)/go.sum $(TESTENV_SRC)/*.go $(TESTENV_SRC)/testenv.mk | sha256sum | cut -c1-12)
 TESTENV_BIN    := $(TESTENV_CACHE)/nur-testenv-$(TESTENV_KEY)
 TESTENV_HELM   := $(TESTENV_CACHE)/helm-$(TESTENV_MODKEY)
 TESTENV_MINIO  := $(TESTENV_CACHE)/minio-$(MINIO_VERSION)
@@ -32,12 +54,12 @@ testenv-build: $(TESTENV_BIN) $(TESTENV_HELM) $(TESTENV_MINIO)
 $(TESTENV_BIN):
 	@mkdir -p $(TESTENV_CACHE)
 	@echo "testenv: building nur-testenv (etcd + kube-apiserver + kube-controller-manager + kubectl)"
-	cd $(TESTENV_SRC) && $(TESTENV_GO) $(TESTENV_BUILD) -o $@.tmp . && mv $@.tmp $@
+	cd $(TESTENV_SRC) && $(TESTENV_GO) $(TESTENV_BUILD) -ldflags='$(TESTENV_K8S_LDFLAGS)' -o $@.tmp . && mv $@.tmp $@
 
 $(TESTENV_HELM):
 	@mkdir -p $(TESTENV_CACHE)
 	@echo "testenv: building helm"
-	cd $(TESTENV_SRC) && $(TESTENV_GO) $(TESTENV_BUILD) -o $@.tmp helm.sh/helm/v3/cmd/helm && mv $@.tmp $@
+	cd $(TESTENV_SRC) && $(TESTENV_GO) $(TESTENV_BUILD) -ldflags='$(TESTENV_HELM_LDFLAGS)' -o $@.tmp helm.sh/helm/v3/cmd/helm && mv $@.tmp $@
 
 $(TESTENV_MINIO):
 	@mkdir -p $(TESTENV_CACHE)/gobin-minio
