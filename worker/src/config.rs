@@ -55,8 +55,8 @@ pub struct Limits {
     #[arg(long, env = "NUR_MEMORY_LIMIT", default_value = "128Mi", value_parser = parse_size)]
     pub memory_limit: u64,
 
-    /// Largest chunk handed to one poll_stream call.
-    #[arg(long, env = "NUR_MAX_CHUNK", default_value = "64Ki", value_parser = parse_size)]
+    /// Largest chunk handed to one poll_stream call (at most 16Mi).
+    #[arg(long, env = "NUR_MAX_CHUNK", default_value = "64Ki", value_parser = parse_chunk_size)]
     pub max_chunk: u64,
 
     /// Most output one guest call may send; more is a trap.
@@ -85,6 +85,17 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// Largest `--max-chunk`: every connection in a guest call holds a buffer this big.
+pub const MAX_CHUNK_LIMIT: u64 = 16 << 20;
+
+fn parse_chunk_size(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text)?;
+    if bytes > MAX_CHUNK_LIMIT {
+        return Err(format!("{text:?}: at most {MAX_CHUNK_LIMIT} bytes (16Mi)"));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +109,6 @@ mod tests {
         assert_eq!(parse_size("128Mi"), Ok(128 << 20));
         assert_eq!(parse_size("64KiB"), Ok(64 << 10));
         assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_chunk_size("1Gi").unwrap_err().contains("at most"));
     }
 }

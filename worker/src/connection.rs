@@ -7,6 +7,7 @@
 //! output of the previous one is in the socket: a client that does not read
 //! stops being fed.
 
+use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
@@ -61,8 +62,26 @@ impl Close {
     }
 }
 
+thread_local! {
+    /// The chunk buffer of this pool thread, reused by every connection it serves.
+    static CHUNK: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Serves `stream` (blocking mode) until it closes.
-pub fn serve(mut stream: TcpStream, id: u64, ctx: &Context, deadline: Instant) -> Close {
+pub fn serve(stream: TcpStream, id: u64, ctx: &Context, deadline: Instant) -> Close {
+    CHUNK.with_borrow_mut(|chunk| {
+        chunk.resize(ctx.limits.max_chunk as usize, 0);
+        serve_with(stream, id, ctx, deadline, chunk)
+    })
+}
+
+fn serve_with(
+    mut stream: TcpStream,
+    id: u64,
+    ctx: &Context,
+    deadline: Instant,
+    chunk: &mut [u8],
+) -> Close {
     let metrics = &ctx.status.metrics;
     let fault = |fault: Fault| {
         tracing::warn!(
@@ -83,9 +102,8 @@ pub fn serve(mut stream: TcpStream, id: u64, ctx: &Context, deadline: Instant) -
         Ok(guest) => guest,
         Err(e) => return fault(e),
     };
-    let mut chunk = vec![0; ctx.limits.max_chunk as usize];
     loop {
-        let read = match read(&mut stream, &mut chunk, ctx.limits.idle_timeout, deadline) {
+        let read = match read(&mut stream, chunk, ctx.limits.idle_timeout, deadline) {
             Ok(read) => read,
             Err(close) => return close,
         };
