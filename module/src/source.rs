@@ -1,93 +1,255 @@
-//! Where a module comes from.
+//! Where a module comes from, and fetching its bytes with `object_store`.
 //!
-//! A source is a local path or a `file://` URL. Object storage (`s3://`,
-//! `gs://`, `az://`, `http(s)://`) plugs in here as further variants of
-//! [`Source`]; everything above this file only sees [`Source::fetch`].
+//! A source is a local path, or a URL: `file://`, `s3://bucket/key`,
+//! `gs://bucket/key`, `az://container/key` (also `abfs(s)://`, `azure://`),
+//! `http(s)://`. Cloud credentials and endpoints come from the standard
+//! environment of each store (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ALLOW_HTTP`, web identity /
+//! IRSA through `AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN`;
+//! `GOOGLE_*`; `AZURE_*`).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::http::HttpBuilder;
+use object_store::path::Path as ObjectPath;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 
 /// Why a module could not be fetched. Every message names the URL.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{url}: unsupported scheme {scheme}:// (supported: file:// or a path)")]
-    UnsupportedScheme { url: String, scheme: String },
+    #[error(
+        "{url}: unsupported URL ({reason}); use a path, file://, s3://, gs://, az:// or http(s)://"
+    )]
+    Unsupported { url: String, reason: String },
     #[error("{url}: not found")]
     NotFound { url: String },
-    #[error("{url}: access denied")]
-    AccessDenied { url: String },
+    #[error("{url}: access denied: {cause}")]
+    AccessDenied { url: String, cause: String },
     #[error("{url}: {size} bytes is more than the {limit}-byte module size limit")]
     TooLarge { url: String, size: u64, limit: u64 },
-    #[error("{url}: {source}")]
-    Io {
-        url: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{url}: storage unreachable: {cause}")]
+    Unreachable { url: String, cause: String },
 }
 
-/// The largest module a worker accepts.
+impl SourceError {
+    /// Whether trying again later may succeed (storage down, network).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unreachable { .. })
+    }
+}
+
+/// The largest module a worker accepts, compressed or not.
 pub const MAX_MODULE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// A parsed module location.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// A file on the local file system.
+#[derive(Debug, Clone)]
+pub struct Source {
+    url: String,
+    location: Location,
+}
+
+#[derive(Debug, Clone)]
+enum Location {
+    /// A local file, read directly (relative paths and `..` allowed).
     File(PathBuf),
+    /// An object in a store.
+    Object {
+        store: Arc<dyn ObjectStore>,
+        path: ObjectPath,
+    },
+}
+
+impl PartialEq for Source {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url
+    }
+}
+
+/// How long one fetch may retry inside the client before it reports the
+/// storage unreachable (callers retry with their own backoff on top).
+fn retry() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(10),
+    }
 }
 
 impl Source {
-    /// Parses a path or a URL.
+    /// Parses a path or a URL; reads the store's credentials from the environment.
     pub fn parse(url: &str) -> Result<Self, SourceError> {
-        match url.split_once("://") {
-            Some(("file", path)) => Ok(Self::File(PathBuf::from(path))),
-            Some((scheme, _))
-                if scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '+') =>
-            {
-                Err(SourceError::UnsupportedScheme {
+        let unsupported = |reason: String| SourceError::Unsupported {
+            url: url.into(),
+            reason,
+        };
+        let Some((scheme, _)) = url.split_once("://") else {
+            return Self::local(url, PathBuf::from(url));
+        };
+        let parsed = url::Url::parse(url).map_err(|e| unsupported(e.to_string()))?;
+        let path =
+            || ObjectPath::from_url_path(parsed.path()).map_err(|e| unsupported(e.to_string()));
+        let built = match scheme {
+            "file" => return Self::local(url, PathBuf::from(parsed.path())),
+            "s3" | "s3a" => AmazonS3Builder::from_env()
+                .with_url(url)
+                .with_retry(retry())
+                .build()
+                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+            "gs" => GoogleCloudStorageBuilder::from_env()
+                .with_url(url)
+                .with_retry(retry())
+                .build()
+                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+            "az" | "azure" | "abfs" | "abfss" | "adl" => MicrosoftAzureBuilder::from_env()
+                .with_url(url)
+                .with_retry(retry())
+                .build()
+                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+            "http" | "https" => {
+                let origin = parsed.origin().ascii_serialization();
+                let options = ClientOptions::new().with_allow_http(true);
+                let store = HttpBuilder::new()
+                    .with_url(origin)
+                    .with_client_options(options)
+                    .with_retry(retry())
+                    .build()
+                    .map_err(|e| unsupported(e.to_string()))?;
+                return Ok(Self {
                     url: url.into(),
-                    scheme: scheme.into(),
-                })
+                    location: Location::Object {
+                        store: Arc::new(store),
+                        path: path()?,
+                    },
+                });
             }
-            _ => Ok(Self::File(PathBuf::from(url))),
+            other => return Err(unsupported(format!("unknown scheme {other}://"))),
+        };
+        Ok(Self {
+            url: url.into(),
+            location: Location::Object {
+                store: built.map_err(|e| unsupported(e.to_string()))?,
+                path: path()?,
+            },
+        })
+    }
+
+    fn local(url: &str, path: PathBuf) -> Result<Self, SourceError> {
+        Ok(Self {
+            url: url.into(),
+            location: Location::File(path),
+        })
+    }
+
+    /// The URL as given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Reads the whole object, refusing more than [`MAX_MODULE_BYTES`].
+    pub async fn fetch(&self) -> Result<Vec<u8>, SourceError> {
+        match &self.location {
+            Location::File(path) => {
+                let size = tokio::fs::metadata(path)
+                    .await
+                    .map_err(|e| self.io_error(e))?
+                    .len();
+                self.check_size(size)?;
+                tokio::fs::read(path).await.map_err(|e| self.io_error(e))
+            }
+            Location::Object { store, path } => {
+                let got = store.get(path).await.map_err(|e| self.error(e))?;
+                self.check_size(got.meta.size)?;
+                let bytes = got.bytes().await.map_err(|e| self.error(e))?;
+                Ok(bytes.to_vec())
+            }
         }
     }
 
-    /// Reads the whole module, refusing more than [`MAX_MODULE_BYTES`].
-    pub async fn fetch(&self) -> Result<Vec<u8>, SourceError> {
-        match self {
-            Self::File(path) => {
-                let url = path.display().to_string();
-                let io = |source: std::io::Error| match source.kind() {
-                    std::io::ErrorKind::NotFound => SourceError::NotFound { url: url.clone() },
-                    std::io::ErrorKind::PermissionDenied => {
-                        SourceError::AccessDenied { url: url.clone() }
-                    }
-                    _ => SourceError::Io {
-                        url: url.clone(),
-                        source,
-                    },
-                };
-                let size = tokio::fs::metadata(path).await.map_err(io)?.len();
-                if size > MAX_MODULE_BYTES {
-                    return Err(SourceError::TooLarge {
-                        url,
-                        size,
-                        limit: MAX_MODULE_BYTES,
-                    });
-                }
-                tokio::fs::read(path).await.map_err(io)
+    /// A tag that changes when the object changes (its ETag, or its size and
+    /// modification time), without downloading it.
+    pub async fn version(&self) -> Result<String, SourceError> {
+        match &self.location {
+            Location::File(path) => {
+                let meta = tokio::fs::metadata(path)
+                    .await
+                    .map_err(|e| self.io_error(e))?;
+                let modified = meta.modified().map_err(|e| self.io_error(e))?;
+                Ok(format!("{}-{modified:?}", meta.len()))
+            }
+            Location::Object { store, path } => {
+                let meta = store.head(path).await.map_err(|e| self.error(e))?;
+                Ok(meta.e_tag.unwrap_or_else(|| {
+                    format!("{}-{}", meta.size, meta.last_modified.timestamp_millis())
+                }))
             }
         }
     }
+
+    fn check_size(&self, size: u64) -> Result<(), SourceError> {
+        if size > MAX_MODULE_BYTES {
+            return Err(SourceError::TooLarge {
+                url: self.url.clone(),
+                size,
+                limit: MAX_MODULE_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    fn io_error(&self, error: std::io::Error) -> SourceError {
+        let url = self.url.clone();
+        match error.kind() {
+            std::io::ErrorKind::NotFound => SourceError::NotFound { url },
+            std::io::ErrorKind::PermissionDenied => SourceError::AccessDenied {
+                url,
+                cause: error.to_string(),
+            },
+            _ => SourceError::Unreachable {
+                url,
+                cause: error.to_string(),
+            },
+        }
+    }
+
+    fn error(&self, error: object_store::Error) -> SourceError {
+        let url = self.url.clone();
+        match error {
+            object_store::Error::NotFound { .. } => SourceError::NotFound { url },
+            object_store::Error::PermissionDenied { source, .. }
+            | object_store::Error::Unauthenticated { source, .. } => SourceError::AccessDenied {
+                url,
+                cause: source.to_string(),
+            },
+            other => SourceError::Unreachable {
+                url,
+                cause: chain(&other),
+            },
+        }
+    }
+}
+
+/// An error and its sources, joined with ": ".
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::File(path) => write!(f, "{}", path.display()),
-        }
+        f.write_str(&self.url)
     }
 }
 
@@ -96,19 +258,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_and_file_urls() {
-        assert_eq!(
-            Source::parse("a/b.wasm").unwrap(),
-            Source::File("a/b.wasm".into())
-        );
-        assert_eq!(
-            Source::parse("file:///tmp/b.wasm").unwrap(),
-            Source::File("/tmp/b.wasm".into())
-        );
+    fn paths_and_urls() {
+        assert_eq!(Source::parse("a/b.wasm").unwrap().url(), "a/b.wasm");
+        assert!(Source::parse("file:///tmp/b.wasm").is_ok());
+        assert!(Source::parse("https://example.com/f/echo.wasm").is_ok());
         let err = Source::parse("ftp://host/x.wasm").unwrap_err().to_string();
         assert_eq!(
             err,
-            "ftp://host/x.wasm: unsupported scheme ftp:// (supported: file:// or a path)"
+            "ftp://host/x.wasm: unsupported URL (unknown scheme ftp://); use a path, file://, s3://, gs://, az:// or http(s)://"
         );
     }
 
@@ -120,5 +277,20 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.to_string(), "/nonexistent/echo.wasm: not found");
+    }
+
+    #[tokio::test]
+    async fn unreachable_http_is_transient() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let url = format!("http://127.0.0.1:{port}/echo.wasm");
+        let err = Source::parse(&url).unwrap().fetch().await.unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{url}: storage unreachable")),
+            "{err}"
+        );
     }
 }

@@ -16,6 +16,19 @@ pub struct ServeArgs {
     #[arg(long, env = "NUR_SHA256")]
     pub sha256: Option<String>,
 
+    /// Load native code from this artifact (made by `nur-worker compile`) instead of compiling.
+    #[arg(long, env = "NUR_ARTIFACT", requires = "artifact_sha256")]
+    pub artifact: Option<String>,
+
+    /// The artifact's sha256 (hex); required with --artifact, since loading one runs its code.
+    #[arg(long, env = "NUR_ARTIFACT_SHA256")]
+    pub artifact_sha256: Option<String>,
+
+    /// Keep compiled modules here, keyed by module digest, wasmer version,
+    /// compiler and CPU features; the next start loads instead of compiling.
+    #[arg(long, env = "NUR_CACHE_DIR")]
+    pub cache_dir: Option<std::path::PathBuf>,
+
     /// Name of the function in logs and metrics [default: the module's file name].
     #[arg(long, env = "NUR_FUNCTION_NAME")]
     pub function_name: Option<String>,
@@ -62,6 +75,18 @@ pub struct Limits {
     /// Most output one guest call may send; more is a trap.
     #[arg(long, env = "NUR_MAX_OUTPUT", default_value = "16Mi", value_parser = parse_size)]
     pub max_output: u64,
+}
+
+impl Default for Limits {
+    /// The defaults above (and the `NUR_*` environment, as on the command line).
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            limits: Limits,
+        }
+        <Only as clap::Parser>::parse_from(["nur-worker"]).limits
+    }
 }
 
 /// Parses `30s`, `500ms`, `1m30s`.

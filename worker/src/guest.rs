@@ -32,12 +32,27 @@ pub struct Function {
 }
 
 impl Function {
-    /// Compiles `module` with Cranelift; returns it and the compile time.
+    /// The engine every instance runs on: Cranelift, memories capped at
+    /// `--memory-limit`.
+    pub fn engine(limits: &Limits) -> Engine {
+        let mut engine: Engine = EngineBuilder::new(Cranelift::default()).engine().into();
+        engine.set_tunables(MemoryLimit::new(limits.memory_limit));
+        engine
+    }
+
+    /// Compiles `module` to native code; returns it and the time it took.
     pub fn compile(
+        engine: &Engine,
         module: &nur_module::Module,
-        name: &str,
-        limits: &Limits,
-    ) -> anyhow::Result<(Self, Duration)> {
+    ) -> anyhow::Result<(wasmer::Module, Duration)> {
+        let started = Instant::now();
+        let compiled = wasmer::Module::new(engine, &module.binary)
+            .map_err(|e| anyhow::anyhow!("{}: compiling failed: {e}", module.source))?;
+        Ok((compiled, started.elapsed()))
+    }
+
+    /// Refuses a module that could never be instantiated under `limits`.
+    pub fn check_limits(module: &nur_module::Module, limits: &Limits) -> anyhow::Result<()> {
         let initial = module.summary.memory.initial_bytes();
         anyhow::ensure!(
             initial <= limits.memory_limit,
@@ -45,21 +60,24 @@ impl Function {
             module.source,
             limits.memory_limit
         );
-        let mut engine: Engine = EngineBuilder::new(Cranelift::default()).engine().into();
-        engine.set_tunables(MemoryLimit::new(limits.memory_limit));
-        let started = Instant::now();
-        let compiled = wasmer::Module::new(&engine, &module.binary)
-            .map_err(|e| anyhow::anyhow!("{}: compiling failed: {e}", module.source))?;
-        Ok((
-            Self {
-                name: name.into(),
-                engine,
-                module: compiled,
-                initializer: module.summary.initializer,
-                max_output: usize::try_from(limits.max_output).unwrap_or(usize::MAX),
-            },
-            started.elapsed(),
-        ))
+        Ok(())
+    }
+
+    /// The function served from `compiled`, the native code of `module`.
+    pub fn new(
+        engine: Engine,
+        compiled: wasmer::Module,
+        module: &nur_module::Module,
+        name: &str,
+        limits: &Limits,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            engine,
+            module: compiled,
+            initializer: module.summary.initializer,
+            max_output: usize::try_from(limits.max_output).unwrap_or(usize::MAX),
+        }
     }
 }
 

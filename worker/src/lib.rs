@@ -7,12 +7,15 @@
 //! - [`guest`]: the module compiled once, and one instance per connection
 //!   with the host functions of the ABI; [`tunables`] caps its memory and
 //!   [`deadline`] interrupts it at the connection's deadline.
+//! - [`startup`]: fetch with retries, digest pin, native code from an
+//!   [`artifact`] (AOT or the cache) or compiled.
 //! - [`server`]: the accept loop and drain; [`connection`]: one connection on
 //!   its own blocking-pool thread.
 //! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`check`]: the summary printed by `nur-worker check`.
 
 pub mod admin;
+pub mod artifact;
 pub mod check;
 pub mod config;
 pub mod connection;
@@ -20,4 +23,5 @@ pub mod deadline;
 pub mod guest;
 pub mod metrics;
 pub mod server;
+pub mod startup;
 pub mod tunables;

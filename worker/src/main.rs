@@ -13,7 +13,7 @@ use nur_worker::check;
 use nur_worker::config::ServeArgs;
 use nur_worker::connection::Context;
 use nur_worker::guest::Function;
-use nur_worker::server;
+use nur_worker::{server, startup};
 
 #[derive(Parser)]
 #[command(
@@ -42,8 +42,16 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Check a module against the Nur ABI and print a summary.
     Check {
-        /// A path or file:// URL to a .wasm binary or .wat text.
+        /// The module: a path or URL (file, s3, gs, az, http(s)) to .wasm, .wasm.zst or .wat.
         url: String,
+    },
+    /// Compile a module ahead of time into an artifact for `serve --artifact`.
+    Compile {
+        /// The module: a path or URL (file, s3, gs, az, http(s)) to .wasm, .wasm.zst or .wat.
+        url: String,
+        /// Where to write the artifact.
+        #[arg(short, long)]
+        output: std::path::PathBuf,
     },
 }
 
@@ -54,6 +62,16 @@ fn main() -> ExitCode {
         Command::Check { url } => match check(&url) {
             Ok(summary) => {
                 print!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Compile { url, output } => match compile(&url, &output) {
+            Ok(line) => {
+                println!("{line}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -92,6 +110,25 @@ fn check(url: &str) -> anyhow::Result<String> {
     Ok(check::summary(&module))
 }
 
+fn compile(url: &str, output: &std::path::Path) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let module = runtime.block_on(nur_module::load(url))?;
+    let engine = Function::engine(&nur_worker::config::Limits::default());
+    let (compiled, took) = Function::compile(&engine, &module)?;
+    let bytes = nur_worker::artifact::encode(&engine, &module.sha256, &compiled)?;
+    std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+    Ok(format!(
+        "{}: {} bytes, sha256 {} (module sha256 {}, compiled in {} ms)",
+        output.display(),
+        bytes.len(),
+        nur_module::sha256_hex(&bytes),
+        module.sha256,
+        took.as_millis()
+    ))
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -111,22 +148,16 @@ async fn serve_until_drained(args: ServeArgs) -> anyhow::Result<()> {
     let admin_addr = admin.local_addr()?;
     tokio::spawn(admin::serve(admin, status.clone()));
 
-    let module = nur_module::load(&args.module).await?;
-    if let Some(pin) = &args.sha256 {
-        anyhow::ensure!(
-            pin.eq_ignore_ascii_case(&module.sha256),
-            "{}: sha256 is {}, but --sha256 pins {pin}",
-            module.source,
-            module.sha256
-        );
-    }
+    let module = tokio::select! {
+        module = startup::load_module(&args.module) => module?,
+        () = terminated() => return Ok(()),
+    };
+    startup::verify_digest(&args.module, &module.sha256, args.sha256.as_deref())?;
     let name = args
         .function_name
         .clone()
         .unwrap_or_else(|| function_name(&args.module));
-    let limits = args.limits.clone();
-    let (function, took) =
-        tokio::task::spawn_blocking(move || Function::compile(&module, &name, &limits)).await??;
+    let (function, origin, took) = startup::function(&args, &module, &name).await?;
     status.metrics.compile_seconds.set(took.as_secs_f64());
 
     let listener = TcpListener::bind(args.listen)
@@ -136,7 +167,8 @@ async fn serve_until_drained(args: ServeArgs) -> anyhow::Result<()> {
         function = %function.name,
         listen = %listener.local_addr()?,
         admin = %admin_addr,
-        compile_ms = took.as_millis() as u64,
+        native_code = origin.as_str(),
+        load_ms = took.as_millis() as u64,
         "serving"
     );
     let ctx = Arc::new(Context {
