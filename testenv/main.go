@@ -7,7 +7,7 @@
 //	nur-testenv wait --dir .testenv                wait until `up` is ready
 //	nur-testenv down --dir .testenv                stop a running `up`
 //	nur-testenv kubectl ...                        kubectl (also when argv[0] is "kubectl")
-//	nur-testenv kube-controller-manager ...        used internally by `up`
+//	nur-testenv kube-controller-manager|kube-scheduler|kwok ...  used by `up`
 package main
 
 import (
@@ -41,6 +41,10 @@ func main() {
 	case "kube-controller-manager":
 		os.Args = append([]string{"kube-controller-manager"}, rest...)
 		os.Exit(cli.Run(kcm.NewControllerManagerCommand()))
+	case "kube-scheduler":
+		os.Exit(runScheduler(rest))
+	case "kwok":
+		os.Exit(runKwok(rest))
 	case "up":
 		os.Exit(cmdUp(rest))
 	case "start":

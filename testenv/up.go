@@ -35,6 +35,7 @@ type config struct {
 	kcmPort      int
 	minioPort    int
 	minioBin     string
+	kwok         bool
 	bucket       string
 	region       string
 	readyTimeout time.Duration
@@ -49,6 +50,7 @@ func parseFlags(name string, args []string) *config {
 	fs.IntVar(&c.kcmPort, "controller-manager-port", envInt("NUR_TESTENV_KCM_PORT", 16257), "kube-controller-manager secure port on 127.0.0.1")
 	fs.IntVar(&c.minioPort, "minio-port", envInt("NUR_TESTENV_MINIO_PORT", 19000), "MinIO S3 port on 127.0.0.1 (console is +1)")
 	fs.StringVar(&c.minioBin, "minio", "", "path to the minio binary (empty: no MinIO)")
+	fs.BoolVar(&c.kwok, "kwok", true, "run kube-scheduler and kwok with one fake node, so pods get Running/Ready")
 	fs.StringVar(&c.bucket, "bucket", "nur-test", "bucket created in MinIO")
 	fs.StringVar(&c.region, "region", "us-east-1", "S3 region")
 	fs.DurationVar(&c.readyTimeout, "timeout", 5*time.Minute, "wait: how long to wait for readiness")
@@ -132,6 +134,9 @@ func cmdUp(args []string) int {
 		"--authorization-mode=RBAC",
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--endpoint-reconciler-type=none",
+		// No node-lifecycle controller runs, so nothing would lift the
+		// not-ready taint this plugin puts on the new fake node.
+		"--disable-admission-plugins=TaintNodesByCondition",
 		"--allow-privileged=true",
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
@@ -196,7 +201,41 @@ func cmdUp(args []string) int {
 	}
 	children = append(children, kcmCmd)
 
-	// 4. MinIO, as a child process.
+	// 4. kube-scheduler and kwok (fake kubelet for one fake node).
+	if c.kwok {
+		if err := os.WriteFile(c.path("kwok.yaml"), []byte(kwokStages()), 0o644); err != nil {
+			fatalf("%v", err)
+		}
+		sch, err := startChild(c, "kube-scheduler", self, []string{"kube-scheduler",
+			"--kubeconfig=" + c.path("kubeconfig"),
+			"--authentication-kubeconfig=" + c.path("kubeconfig"),
+			"--authorization-kubeconfig=" + c.path("kubeconfig"),
+			"--bind-address=127.0.0.1",
+			"--secure-port=" + strconv.Itoa(c.kcmPort+2),
+			"--cert-dir=" + c.path("pki", "scheduler-certs"),
+			"--leader-elect=false",
+		}, nil, childDone)
+		if err != nil {
+			fatalf("kube-scheduler: %v", err)
+		}
+		children = append(children, sch)
+		kw, err := startChild(c, "kwok", self, []string{"kwok",
+			"--kubeconfig=" + c.path("kubeconfig"),
+			"--config=" + c.path("kwok.yaml"),
+			"--manage-nodes-with-annotation-selector=" + fakeNodeAnnotation + "=fake",
+			"--node-ip=127.0.0.1",
+			"--cidr=10.244.0.1/16",
+		}, []string{"HOME=" + c.path("kwok-home")}, childDone)
+		if err != nil {
+			fatalf("kwok: %v", err)
+		}
+		children = append(children, kw)
+		if _, err := cs.CoreV1().Nodes().Create(ctx, fakeNode("nur-fake-node"), metav1.CreateOptions{}); err != nil {
+			fatalf("create fake node: %v", err)
+		}
+	}
+
+	// 5. MinIO, as a child process.
 	var s3 struct{ endpoint, user, pass string }
 	if c.minioBin != "" {
 		s3.endpoint = fmt.Sprintf("http://127.0.0.1:%d", c.minioPort)
@@ -286,6 +325,30 @@ func cmdUp(args []string) int {
 		return 1
 	}
 	logf("kube-controller-manager ready (%s)", time.Since(start).Round(time.Millisecond))
+
+	if c.kwok {
+		if err := waitFor(ctx, 2*time.Minute, nil, func() error {
+			select {
+			case n := <-childDone:
+				return fatalErr{fmt.Errorf("%s exited", n)}
+			default:
+			}
+			n, err := cs.CoreV1().Nodes().Get(ctx, "nur-fake-node", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, cond := range n.Status.Conditions {
+				if cond.Type == "Ready" && cond.Status == "True" {
+					return nil
+				}
+			}
+			return errors.New("fake node not Ready yet")
+		}); err != nil {
+			logf("kwok did not make the fake node Ready: %v (see %s)", err, c.path("logs", "kwok.log"))
+			return 1
+		}
+		logf("kube-scheduler and kwok ready, node nur-fake-node (%s)", time.Since(start).Round(time.Millisecond))
+	}
 
 	if err := writeEnv(c, s3.endpoint, s3.user, s3.pass); err != nil {
 		fatalf("%v", err)
@@ -461,6 +524,7 @@ func writeEnv(c *config, endpoint, user, pass string) error {
 	kv("KUBECONFIG", c.path("kubeconfig"))
 	kv("NUR_TESTENV_DIR", c.dir)
 	kv("NUR_TESTENV_BIN", c.path("bin"))
+	kv("NUR_TESTENV_KWOK", strconv.FormatBool(c.kwok))
 	if endpoint != "" {
 		kv("AWS_ENDPOINT_URL", endpoint)
 		kv("AWS_ACCESS_KEY_ID", user)

@@ -264,6 +264,31 @@ async fn deployment_gets_replicaset_and_owner_delete_garbage_collects() {
     .await
     .unwrap();
 
+    // With kwok (the default), kube-scheduler binds the pods to the fake
+    // node and kwok marks them Running/Ready, so the Deployment becomes
+    // available like on a real cluster.
+    if env.var("NUR_TESTENV_KWOK") == Some("true") {
+        eventually("Deployment readyReplicas == 2", T, || {
+            let deployments = deployments.clone();
+            async move {
+                let d = deployments.get("web").await.ok()?;
+                let st = d.status?;
+                (st.ready_replicas == Some(2) && st.available_replicas == Some(2)).then_some(())
+            }
+        })
+        .await
+        .unwrap();
+        let list = pods.list(&ListParams::default()).await.unwrap();
+        for p in &list.items {
+            let st = p.status.as_ref().unwrap();
+            assert_eq!(st.phase.as_deref(), Some("Running"));
+            assert_eq!(
+                p.spec.as_ref().unwrap().node_name.as_deref(),
+                Some("nur-fake-node")
+            );
+        }
+    }
+
     // Deleting the owner garbage-collects the ReplicaSet and its pods.
     deployments
         .delete("web", &DeleteParams::background())
