@@ -79,15 +79,26 @@ impl Worker {
     }
 
     pub fn try_start(path: &Path, args: &[&str]) -> Result<Self, Failed> {
+        Self::spawn(Self::command(path.as_os_str(), args))
+    }
+
+    /// The `nur-worker serve` command for `module` on loopback ports, JSON logs.
+    pub fn command(module: &std::ffi::OsStr, args: &[&str]) -> Command {
         let mut command = Command::new(BIN);
         command
             .arg("serve")
             .arg("--module")
-            .arg(path)
+            .arg(module)
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(["--log-format", "json"])
             .args(args);
-        Self::spawn(command)
+        command
+    }
+
+    /// The `"serving"` log line.
+    pub fn serving_line(&self) -> String {
+        self.wait_log(&["\"message\":\"serving\""], Duration::from_secs(1))
+            .unwrap()
     }
 
     /// Runs `command` (a `nur-worker serve` with JSON logs) until it serves.

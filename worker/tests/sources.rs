@@ -1,0 +1,325 @@
+//! Module sources against the test environment's MinIO (real S3), digest
+//! pins, the artifact cache and ahead-of-time artifacts.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nur_testkit::object_store::ObjectStoreExt;
+use nur_testkit::object_store::path::Path as Key;
+use nur_testkit::{TestEnv, testenv};
+use support::{BIN, Worker, example, http_get};
+
+const ECHO: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi";
+
+/// Uploads `bytes` under a key unique to this test; returns the s3:// URL.
+fn upload(env: &TestEnv, name: &str, bytes: Vec<u8>) -> String {
+    let key = format!("sources/{}/{name}", std::process::id());
+    let store = env.object_store().unwrap();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(store.put(&Key::from(key.as_str()), bytes.into()))
+        .unwrap();
+    format!("s3://{}/{key}", env.bucket())
+}
+
+/// The AWS_* variables of the test environment, for a worker process.
+fn aws(env: &TestEnv) -> HashMap<String, String> {
+    env.vars()
+        .iter()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn serve(
+    env: &HashMap<String, String>,
+    url: &str,
+    args: &[&str],
+) -> Result<Worker, support::Failed> {
+    let mut command = Worker::command(url.as_ref(), args);
+    command.envs(env);
+    Worker::spawn(command)
+}
+
+fn echo_bytes() -> Vec<u8> {
+    std::fs::read(example("echo.wasm")).unwrap()
+}
+
+#[test]
+fn serves_a_module_from_s3_plain_and_zstd() {
+    let env = testenv!();
+    let vars = aws(&env);
+    let url = upload(&env, "echo.wasm", echo_bytes());
+    let worker = serve(&vars, &url, &[]).unwrap();
+    assert_eq!(worker.request(b"hi"), ECHO);
+
+    let compressed = zstd::encode_all(&echo_bytes()[..], 19).unwrap();
+    let digest = nur_module::sha256_hex(&compressed);
+    let url = upload(&env, "echo.wasm.zst", compressed);
+    let worker = serve(&vars, &url, &["--sha256", &digest]).unwrap();
+    assert_eq!(worker.request(b"hi"), ECHO);
+
+    let out = Command::new(BIN)
+        .args(["check", &url])
+        .envs(&vars)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&digest));
+}
+
+#[test]
+fn a_digest_mismatch_is_refused_with_both_digests() {
+    let env = testenv!();
+    let url = upload(&env, "pinned.wasm", echo_bytes());
+    let actual = nur_module::sha256_hex(&echo_bytes());
+    let pin = "ab".repeat(32);
+    let failed = serve(&aws(&env), &url, &["--sha256", &pin])
+        .err()
+        .expect("refused");
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(
+        failed
+            .logs
+            .contains(&format!("{url}: sha256 is {actual}, but the pin is {pin}")),
+        "{}",
+        failed.logs
+    );
+}
+
+#[test]
+fn a_missing_object_and_wrong_credentials_are_named() {
+    let env = testenv!();
+    let mut vars = aws(&env);
+    let missing = format!("s3://{}/sources/no-such-object.wasm", env.bucket());
+    let failed = serve(&vars, &missing, &[]).err().expect("refused");
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(
+        failed.logs.contains(&format!("{missing}: not found")),
+        "{}",
+        failed.logs
+    );
+
+    let url = upload(&env, "secret.wasm", echo_bytes());
+    vars.insert("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into());
+    let failed = serve(&vars, &url, &[]).err().expect("refused");
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(
+        failed.logs.contains(&format!("{url}: access denied")),
+        "{}",
+        failed.logs
+    );
+}
+
+/// Forwards every connection on `listener` to `target`, both ways.
+fn proxy(listener: TcpListener, target: String) {
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            let Ok(server) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                std::thread::spawn(move || {
+                    let mut buf = [0; 16 * 1024];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 || to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            };
+            pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+            pipe(server, client);
+        }
+    });
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn storage_down_at_start_then_up_the_worker_becomes_ready() {
+    let env = testenv!();
+    let url = upload(&env, "late.wasm", echo_bytes());
+    let minio = env.s3_endpoint().trim_start_matches("http://").to_string();
+    let (storage, listen, admin) = (free_port(), free_port(), free_port());
+    let mut vars = aws(&env);
+    vars.insert(
+        "AWS_ENDPOINT_URL".into(),
+        format!("http://127.0.0.1:{storage}"),
+    );
+    let mut child = Command::new(BIN)
+        .args(["serve", "--module", &url])
+        .args(["--listen", &format!("127.0.0.1:{listen}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .envs(&vars)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin = format!("127.0.0.1:{admin}").parse().unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(admin).is_err() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        http_get(admin, "/readyz").0,
+        503,
+        "not ready while storage is down"
+    );
+    assert_eq!(http_get(admin, "/healthz").0, 200);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the worker keeps retrying"
+    );
+
+    proxy(TcpListener::bind(("127.0.0.1", storage)).unwrap(), minio);
+    let until = Instant::now() + Duration::from_secs(40);
+    while http_get(admin, "/readyz").0 != 200 {
+        assert!(Instant::now() < until, "the worker did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut stream = TcpStream::connect(("127.0.0.1", listen)).unwrap();
+    stream.write_all(b"hi").unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(support::read_to_close(&mut stream), ECHO);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn native_code(worker: &Worker) -> String {
+    let line = worker.serving_line();
+    let start = line.find("\"native_code\":\"").unwrap() + 15;
+    line[start..start + line[start..].find('"').unwrap()].to_string()
+}
+
+#[test]
+fn the_cache_is_used_and_a_corrupt_entry_is_recompiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--cache-dir", dir.path().to_str().unwrap()];
+    let echo = example("echo.wasm");
+    let first = Worker::start(&echo, &args);
+    assert_eq!(native_code(&first), "compiled");
+    drop(first);
+    let second = Worker::start(&echo, &args);
+    assert_eq!(native_code(&second), "cache");
+    assert_eq!(second.request(b"hi"), ECHO);
+    drop(second);
+
+    let artifact = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "artifact"))
+        .unwrap();
+    for damage in [corrupt as fn(&Path), truncate] {
+        damage(&artifact);
+        let worker = Worker::start(&echo, &args);
+        assert_eq!(native_code(&worker), "compiled");
+        assert!(
+            worker
+                .wait_log(&["cached artifact refused"], Duration::from_secs(1))
+                .is_some()
+        );
+        assert_eq!(worker.request(b"hi"), ECHO);
+    }
+    assert_eq!(native_code(&Worker::start(&echo, &args)), "cache");
+}
+
+fn corrupt(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn truncate(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..bytes.len() / 3]).unwrap();
+}
+
+#[test]
+fn an_ahead_of_time_artifact_is_served_only_when_its_digest_is_pinned() {
+    let env = testenv!();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("echo.artifact");
+    let out = Command::new(BIN)
+        .args([
+            "compile",
+            example("echo.wasm").to_str().unwrap(),
+            "-o",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let bytes = std::fs::read(&file).unwrap();
+    let digest = nur_module::sha256_hex(&bytes);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&digest));
+
+    let artifact = upload(&env, "echo.artifact", bytes);
+    let vars = aws(&env);
+    let module = example("echo.wasm");
+    let module = module.to_str().unwrap();
+    let worker = serve(
+        &vars,
+        module,
+        &["--artifact", &artifact, "--artifact-sha256", &digest],
+    )
+    .unwrap();
+    assert_eq!(native_code(&worker), "artifact");
+    assert_eq!(worker.request(b"hi"), ECHO);
+
+    let wrong = "cd".repeat(32);
+    let failed = serve(
+        &vars,
+        module,
+        &["--artifact", &artifact, "--artifact-sha256", &wrong],
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        failed.logs.contains(&format!(
+            "{artifact}: sha256 is {digest}, but the pin is {wrong}"
+        )),
+        "{}",
+        failed.logs
+    );
+
+    let other = example("c-hello.wasm");
+    let failed = serve(
+        &vars,
+        other.to_str().unwrap(),
+        &["--artifact", &artifact, "--artifact-sha256", &digest],
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        failed
+            .logs
+            .contains("the artifact was built for module sha256"),
+        "{}",
+        failed.logs
+    );
+
+    let unpinned = Command::new(BIN)
+        .args(["serve", "--module", module, "--artifact", &artifact])
+        .output()
+        .unwrap();
+    assert_eq!(
+        unpinned.status.code(),
+        Some(2),
+        "--artifact needs --artifact-sha256"
+    );
+}
