@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the example functions into examples/build/:
 #   echo.wasm, http-hello.wasm  (Rust, wasm32-unknown-unknown)
+#   markdown.wasm               (Rust with real dependencies, ~1.3 MB)
 #   stream.wat                  (WebAssembly text; the worker reads it as is)
 #   c-hello.wasm                (C, clang --target=wasm32, no libc)
 # Installs what is missing on a Debian 12 machine: the Rust wasm32 target
@@ -48,6 +49,7 @@ rel="$here/target/$target/release"
 # cp -u: copy only when newer, so re-runs leave unchanged outputs alone.
 cp -u "$rel/echo.wasm" "$out/echo.wasm"
 cp -u "$rel/http_hello.wasm" "$out/http-hello.wasm"
+cp -u "$rel/markdown.wasm" "$out/markdown.wasm"
 
 # --- WAT: stream -------------------------------------------------------------
 
@@ -64,6 +66,6 @@ if [ ! -e "$out/c-hello.wasm" ] || [ c-hello/hello.c -nt "$out/c-hello.wasm" ] |
 fi
 
 echo "build.sh: outputs in $out:"
-for f in echo.wasm http-hello.wasm stream.wat c-hello.wasm; do
+for f in echo.wasm http-hello.wasm markdown.wasm stream.wat c-hello.wasm; do
     printf '  %-16s %7d bytes\n' "$f" "$(stat -c %s "$out/$f")"
 done

@@ -89,3 +89,24 @@ fn c_hello_answers() {
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
     assert!(response.ends_with("hello from C\n"), "{response}");
 }
+
+#[test]
+fn markdown_renders_a_posted_document() {
+    let worker = Worker::start(&example("markdown.wasm"), &[]);
+    let response = curl(
+        &worker,
+        &[
+            "--data-binary",
+            "# Nur\n\n*fast* cold starts, see https://example.com/nur\n",
+        ],
+        "/render",
+    );
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(response.contains("content-type: text/html"), "{response}");
+    assert!(response.contains("<h1>Nur</h1>"), "{response}");
+    assert!(response.contains("<em>fast</em>"), "{response}");
+    assert!(
+        response.contains(r#"<a href="https://example.com/nur">https://example.com/nur</a>"#),
+        "{response}"
+    );
+}
