@@ -1,0 +1,370 @@
+//! The `NurFunction` custom resource (`nur.dev/v1alpha1`).
+//!
+//! Every doc comment on a spec field becomes its `kubectl explain` text, so
+//! each one says what the field does and what happens when it is left out.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The port the function is served on when `spec.port` is not set.
+pub const DEFAULT_PORT: i32 = 8080;
+
+fn default_port() -> i32 {
+    DEFAULT_PORT
+}
+
+/// A WebAssembly function served over TCP: a module in object storage, the
+/// worker pods that serve it, and the Service in front of them.
+// printcolumn(...) repeats `type_ = ...` by design.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "nur.dev",
+    version = "v1alpha1",
+    kind = "NurFunction",
+    plural = "nurfunctions",
+    shortname = "nurfn",
+    namespaced,
+    status = "NurFunctionStatus",
+    derive = "PartialEq",
+    doc = "A WebAssembly function served over TCP by nur-worker pods behind a Service.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".status.readyReplicas"
+    ),
+    printcolumn(name = "Digest", type_ = "string", json_path = ".status.module.digest"),
+    printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message(
+    "set either replicas or autoscaling, not both"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct NurFunctionSpec {
+    /// The module to serve: where it is stored, an optional digest pin and
+    /// the Secret holding object-store credentials. Required.
+    pub module: ModuleSpec,
+
+    /// Number of worker pods. Default: 1 when autoscaling is not set. Must
+    /// not be set together with autoscaling. `kubectl scale` sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+
+    /// Scale worker pods on CPU with a HorizontalPodAutoscaler. Default: no
+    /// autoscaling (a fixed number of replicas). Must not be set together
+    /// with replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+
+    /// TCP port the function is served on, by the pods and by the Service.
+    /// Default: 8080. The admin port 9090 (/healthz, /readyz, /metrics) is
+    /// reserved.
+    #[serde(default = "default_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+
+    /// The Service in front of the worker pods. Default: a ClusterIP
+    /// Service without extra annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceSpec>,
+
+    /// Limits the worker enforces on each connection and instance. Default:
+    /// the worker's own defaults (memory 128Mi, timeout 30s,
+    /// maxConnections 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSpec>,
+
+    /// CPU and memory requests and limits of the worker container. Default:
+    /// none (no requests and no limits). Set a CPU request when autoscaling,
+    /// since the HorizontalPodAutoscaler measures CPU against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Worker container image for this function. Default: the image the
+    /// operator was started with (`nur-operator run --worker-image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+
+    /// Node labels the worker pods must match. Default: none (any node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+
+    /// Tolerations of the worker pods. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+
+    /// Affinity rules of the worker pods. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// Secrets used to pull the worker image. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+
+    /// Extra annotations on the worker pods. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Where the module is and how to check it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleSpec {
+    /// URL of the module: s3://bucket/key, gs://bucket/key,
+    /// az://container/key, http(s)://host/path or file:///path (a path on
+    /// the worker's filesystem). A .wasm binary, WAT text or either one
+    /// zstd-compressed. Required.
+    #[schemars(length(min = 1))]
+    pub url: String,
+
+    /// Expected sha256 of the stored object, 64 hex digits. Default: none;
+    /// without a pin the operator follows new uploads and rolls the pods to
+    /// each new digest. With a pin, an object that no longer matches is
+    /// reported as ModuleValid=False and running pods are left alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub sha256: Option<String>,
+
+    /// Name of a Secret in the same namespace whose keys become environment
+    /// variables of the worker (for example AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL). Default: none; the worker
+    /// uses the credentials of its environment (workload identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+/// CPU-based autoscaling.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("!has(self.minReplicas) || self.maxReplicas >= self.minReplicas")
+        .message("maxReplicas must be greater than or equal to minReplicas")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingSpec {
+    /// Fewest worker pods. Default: 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: Option<i32>,
+
+    /// Most worker pods. Required; at least minReplicas.
+    #[schemars(range(min = 1))]
+    pub max_replicas: i32,
+
+    /// Average CPU use, in percent of the CPU request, that the autoscaler
+    /// aims for. Default: 80.
+    #[serde(
+        default,
+        rename = "targetCPUUtilizationPercentage",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: Option<i32>,
+}
+
+/// The kind of Service.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ServiceType {
+    /// A cluster-internal virtual IP.
+    #[default]
+    ClusterIP,
+    /// A port on every node as well.
+    NodePort,
+    /// An external load balancer as well.
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClusterIP => "ClusterIP",
+            Self::NodePort => "NodePort",
+            Self::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// The Service in front of the worker pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// ClusterIP, NodePort or LoadBalancer. Default: ClusterIP.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<ServiceType>,
+
+    /// Annotations on the Service (for example for a cloud load balancer).
+    /// Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Limits the worker enforces.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// Linear memory of one instance, a size like 64Mi or 1048576 (worker
+    /// flag --memory-limit). Default: 128Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+([KMG]i?B?)?$"))]
+    pub memory: Option<String>,
+
+    /// Longest a connection may last, a duration like 30s, 500ms or 1m30s
+    /// (worker flag --timeout). Default: 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub timeout: Option<String>,
+
+    /// Connections one pod serves at once; more wait in the listen backlog
+    /// (worker flag --max-connections). Default: 1024.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_connections: Option<i32>,
+}
+
+/// What the operator last observed and did.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NurFunctionStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// ModuleValid (the module was fetched and follows the ABI), Available
+    /// (the Deployment has its minimum of ready pods) and Ready (every
+    /// desired pod runs the current module).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// The module the pods were rolled to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<ModuleStatus>,
+
+    /// Worker pods that exist (the scale subresource reads this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+
+    /// Worker pods that are ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+
+    /// Label selector of the worker pods (the scale subresource reads this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+
+    /// Where the function is served inside the cluster: NAME.NAMESPACE.svc:PORT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// A checked module.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleStatus {
+    /// sha256:HEX of the stored object.
+    pub digest: String,
+    /// Size of the stored object in bytes.
+    pub size: i64,
+}
+
+impl NurFunctionSpec {
+    /// Desired replicas when not autoscaling.
+    pub fn fixed_replicas(&self) -> Option<i32> {
+        match self.autoscaling {
+            Some(_) => None,
+            None => Some(self.replicas.unwrap_or(1)),
+        }
+    }
+
+    /// The smallest number of pods the function runs with.
+    pub fn min_replicas(&self) -> i32 {
+        match &self.autoscaling {
+            Some(a) => a.min_replicas.unwrap_or(1),
+            None => self.replicas.unwrap_or(1),
+        }
+    }
+}
+
+/// The CRD as YAML, as `nur-operator crd` prints it and crds/ holds it.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&NurFunction::crd()).expect("a CRD serializes to YAML")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// crds/nurfunction.yaml is generated; it must match the code.
+    #[test]
+    fn checked_in_crd_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/nurfunction.yaml");
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            on_disk == crd_yaml(),
+            "crds/nurfunction.yaml is stale or missing; run \
+             `cargo run -p nur-operator -- crd > crds/nurfunction.yaml`"
+        );
+    }
+
+    #[test]
+    fn crd_has_subresources_rules_and_docs() {
+        let y = crd_yaml();
+        for want in [
+            "shortNames:\n    - nurfn",
+            "specReplicasPath: .spec.replicas",
+            "labelSelectorPath: .status.selector",
+            "status: {}",
+            "!(has(self.replicas) && has(self.autoscaling))",
+            "self.maxReplicas >= self.minReplicas",
+            "Default: 8080",
+            "targetCPUUtilizationPercentage",
+        ] {
+            assert!(y.contains(want), "CRD lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn spec_defaults_and_names() {
+        let f: NurFunctionSpec = serde_yaml::from_str(
+            "module: {url: s3://b/k, credentialsSecret: s}\n\
+             autoscaling: {maxReplicas: 3, targetCPUUtilizationPercentage: 70}\n\
+             service: {type: LoadBalancer}\n",
+        )
+        .unwrap();
+        assert_eq!(f.port, 8080);
+        assert_eq!(f.module.credentials_secret.as_deref(), Some("s"));
+        assert_eq!(
+            f.autoscaling
+                .as_ref()
+                .unwrap()
+                .target_cpu_utilization_percentage,
+            Some(70)
+        );
+        assert_eq!(f.fixed_replicas(), None);
+        assert_eq!(f.min_replicas(), 1);
+        assert_eq!(f.service.unwrap().type_, Some(ServiceType::LoadBalancer));
+    }
+}

@@ -1,0 +1,206 @@
+//! What every owned object shares: names, labels, owner references, and the
+//! validated input of the builders.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+
+use crate::crd::NurFunction;
+
+/// The one field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "nur-operator";
+
+/// Container port of the worker's admin endpoints (/healthz /readyz /metrics).
+pub const ADMIN_PORT: i32 = 9090;
+
+/// How long the worker lets in-flight connections finish after SIGTERM
+/// (`--shutdown-grace`).
+pub const SHUTDOWN_GRACE_SECONDS: i64 = 25;
+
+/// The pod's terminationGracePeriodSeconds: the drain plus time to exit.
+pub const TERMINATION_GRACE_SECONDS: i64 = SHUTDOWN_GRACE_SECONDS + 5;
+
+/// Why a NurFunction cannot be built into objects; fixed only by editing it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidSpec {
+    #[error("NurFunction has no {0}")]
+    MissingMeta(&'static str),
+    #[error("spec.port {0} is taken by the worker's admin endpoints")]
+    AdminPort(i32),
+    #[error("spec.replicas and spec.autoscaling are both set; set one")]
+    ReplicasAndAutoscaling,
+    #[error("spec.autoscaling.maxReplicas {max} is less than minReplicas {min}")]
+    MaxBelowMin { min: i32, max: i32 },
+}
+
+/// A NurFunction whose module was checked: everything the pure builders need.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    pub function: &'a NurFunction,
+    pub name: &'a str,
+    pub namespace: &'a str,
+    /// Hex sha256 of the module the pods must serve.
+    pub sha256: &'a str,
+    /// Worker image: spec.image, else the operator's `--worker-image`.
+    pub image: &'a str,
+}
+
+impl<'a> Input<'a> {
+    /// Validates what the CRD schema cannot (or what an old schema let in).
+    pub fn new(
+        function: &'a NurFunction,
+        sha256: &'a str,
+        default_image: &'a str,
+    ) -> Result<Self, InvalidSpec> {
+        let name = function
+            .metadata
+            .name
+            .as_deref()
+            .ok_or(InvalidSpec::MissingMeta("metadata.name"))?;
+        let namespace = function
+            .metadata
+            .namespace
+            .as_deref()
+            .ok_or(InvalidSpec::MissingMeta("metadata.namespace"))?;
+        if function.metadata.uid.is_none() {
+            return Err(InvalidSpec::MissingMeta("metadata.uid"));
+        }
+        let spec = &function.spec;
+        if spec.port == ADMIN_PORT {
+            return Err(InvalidSpec::AdminPort(spec.port));
+        }
+        if spec.replicas.is_some() && spec.autoscaling.is_some() {
+            return Err(InvalidSpec::ReplicasAndAutoscaling);
+        }
+        if let Some(a) = &spec.autoscaling {
+            let min = a.min_replicas.unwrap_or(1);
+            if a.max_replicas < min {
+                return Err(InvalidSpec::MaxBelowMin {
+                    min,
+                    max: a.max_replicas,
+                });
+            }
+        }
+        Ok(Input {
+            function,
+            name,
+            namespace,
+            sha256,
+            image: spec.image.as_deref().unwrap_or(default_image),
+        })
+    }
+
+    /// Labels that select the worker pods.
+    pub fn selector_labels(&self) -> BTreeMap<String, String> {
+        selector_labels(self.name)
+    }
+
+    /// Labels of every owned object and of the pods.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let mut l = self.selector_labels();
+        l.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
+        l
+    }
+
+    /// Metadata of an owned object: same name and namespace as the
+    /// NurFunction, the labels, and a controller owner reference to it.
+    pub fn object_meta(&self) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(self.name.into()),
+            namespace: Some(self.namespace.into()),
+            labels: Some(self.labels()),
+            owner_references: self.function.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        }
+    }
+}
+
+/// Labels that select the pods of function `name`.
+pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "nur-function".into()),
+        ("app.kubernetes.io/instance".into(), name.into()),
+    ])
+}
+
+/// The selector as a string, for status.selector (the scale subresource).
+pub fn selector_string(name: &str) -> String {
+    selector_labels(name)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for the builders' whole-object tests.
+
+    use crate::crd::NurFunction;
+
+    /// A NurFunction from inline YAML (metadata name, namespace and uid are
+    /// added when missing).
+    pub fn function(yaml: &str) -> NurFunction {
+        let mut v: serde_yaml::Value = serde_yaml::from_str(yaml).expect("valid YAML");
+        if v.get("metadata").is_none() {
+            v["metadata"] = serde_yaml::Mapping::new().into();
+        }
+        let mut f: NurFunction = serde_yaml::from_value(v).expect("a valid NurFunction");
+        let m = &mut f.metadata;
+        m.name.get_or_insert_with(|| "echo".into());
+        m.namespace.get_or_insert_with(|| "fns".into());
+        m.uid.get_or_insert_with(|| "uid-1".into());
+        f
+    }
+
+    /// Asserts that `object` serializes to exactly the YAML `expected`.
+    pub fn assert_object<T: serde::Serialize>(object: &T, expected: &str) {
+        let got = serde_json::to_value(object).unwrap();
+        let want: serde_json::Value = serde_yaml::from_str(expected).unwrap();
+        if got != want {
+            panic!(
+                "object differs\n--- got\n{}\n--- want\n{}",
+                serde_yaml::to_string(&got).unwrap(),
+                serde_yaml::to_string(&want).unwrap()
+            );
+        }
+    }
+
+    pub const DIGEST: &str = "9ee85e52c81e60cd7dc1aeaa5415ca8aad60722238c9b838ae9a57d8f57d1a8f";
+    pub const IMAGE: &str = "ghcr.io/nur-dev/nur-worker:0.1.0";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    #[test]
+    fn validation_names_the_field() {
+        let f = function(
+            "apiVersion: nur.dev/v1alpha1\nkind: NurFunction\nmetadata: {name: x}\n\
+             spec: {module: {url: s3://b/k}, port: 9090}",
+        );
+        assert_eq!(
+            Input::new(&f, DIGEST, IMAGE).unwrap_err(),
+            InvalidSpec::AdminPort(9090)
+        );
+        let f = function(
+            "apiVersion: nur.dev/v1alpha1\nkind: NurFunction\nmetadata: {name: x}\n\
+             spec: {module: {url: s3://b/k}, autoscaling: {minReplicas: 4, maxReplicas: 2}}",
+        );
+        assert_eq!(
+            Input::new(&f, DIGEST, IMAGE).unwrap_err(),
+            InvalidSpec::MaxBelowMin { min: 4, max: 2 }
+        );
+    }
+
+    #[test]
+    fn selector_string_matches_labels() {
+        assert_eq!(
+            selector_string("echo"),
+            "app.kubernetes.io/instance=echo,app.kubernetes.io/name=nur-function"
+        );
+    }
+}
