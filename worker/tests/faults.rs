@@ -116,20 +116,7 @@ fn while_one_connection_spins_forty_others_are_answered_within_a_second() {
     spinner.write_all(b"spin").unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let started = Instant::now();
-    std::thread::scope(|scope| {
-        let requests: Vec<_> = (0..40)
-            .map(|i| {
-                let worker = &worker;
-                scope.spawn(move || {
-                    let input = format!("hello {i}");
-                    assert_eq!(worker.request(input.as_bytes()), input.as_bytes());
-                })
-            })
-            .collect();
-        for request in requests {
-            request.join().unwrap();
-        }
-    });
+    worker.concurrently(40, "hello", |input, output| assert_eq!(output, input));
     let took = started.elapsed();
     assert!(took < Duration::from_secs(1), "40 answers took {took:?}");
     spinner.shutdown(Shutdown::Both).unwrap();
@@ -175,14 +162,7 @@ fn a_module_whose_initial_memory_is_above_the_limit_is_refused_at_start() {
     let failed = Worker::try_start(&module, &["--memory-limit", "1Mi"])
         .err()
         .expect("refused");
-    assert_eq!(failed.status.code(), Some(1));
-    assert!(
-        failed
-            .logs
-            .contains("initial memory (2621440 bytes) is above --memory-limit (1048576 bytes)"),
-        "{}",
-        failed.logs
-    );
+    failed.assert_refused("initial memory (2621440 bytes) is above --memory-limit (1048576 bytes)");
 }
 
 #[test]
@@ -268,20 +248,7 @@ fn connections_beyond_max_connections_wait_and_are_served() {
     );
     drop(spinners);
     // A flood of ten times the limit at once: every request is served.
-    std::thread::scope(|scope| {
-        let requests: Vec<_> = (0..20)
-            .map(|i| {
-                let worker = &worker;
-                scope.spawn(move || {
-                    let input = format!("request {i}");
-                    assert_eq!(worker.request(input.as_bytes()), input.as_bytes());
-                })
-            })
-            .collect();
-        for request in requests {
-            request.join().unwrap();
-        }
-    });
+    worker.concurrently(20, "request", |input, output| assert_eq!(output, input));
     assert_eq!(worker.wait_metric("nur_connections_total", 23.0), 23.0);
 }
 

@@ -101,12 +101,7 @@ fn a_pinned_digest_that_differs_is_refused_with_both_digests() {
 fn a_module_that_breaks_the_abi_is_refused_at_start() {
     let module = support::module_file(&wat(MINIMAL).replace("\"alloc\"", "\"malloc\""), ".wat");
     let failed = Worker::try_start(&module, &[]).err().expect("refused");
-    assert_eq!(failed.status.code(), Some(1));
-    assert!(
-        failed.logs.contains("missing export alloc"),
-        "{}",
-        failed.logs
-    );
+    failed.assert_refused("missing export alloc");
 }
 
 #[test]

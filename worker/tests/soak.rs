@@ -15,19 +15,8 @@ fn a_thousand_sequential_and_two_hundred_concurrent_connections_leak_nothing() {
         response
     };
     let concurrent = |n: usize| {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..n)
-                .map(|i| {
-                    let worker = &worker;
-                    scope.spawn(move || {
-                        let input = format!("concurrent {i}");
-                        assert_eq!(worker.request(input.as_bytes()), expected(input.as_bytes()));
-                    })
-                })
-                .collect();
-            for handle in handles {
-                handle.join().unwrap();
-            }
+        worker.concurrently(n, "concurrent", |input, output| {
+            assert_eq!(output, expected(input))
         })
     };
     // Warm up: thread pool, allocator arenas, code pages.

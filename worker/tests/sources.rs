@@ -83,14 +83,7 @@ fn a_digest_mismatch_is_refused_with_both_digests() {
     let failed = serve(&aws(&env), &url, &["--sha256", &pin])
         .err()
         .expect("refused");
-    assert_eq!(failed.status.code(), Some(1));
-    assert!(
-        failed
-            .logs
-            .contains(&format!("{url}: sha256 is {actual}, but the pin is {pin}")),
-        "{}",
-        failed.logs
-    );
+    failed.assert_refused(&format!("{url}: sha256 is {actual}, but the pin is {pin}"));
 }
 
 #[test]
@@ -99,22 +92,12 @@ fn a_missing_object_and_wrong_credentials_are_named() {
     let mut vars = aws(&env);
     let missing = format!("s3://{}/sources/no-such-object.wasm", env.bucket());
     let failed = serve(&vars, &missing, &[]).err().expect("refused");
-    assert_eq!(failed.status.code(), Some(1));
-    assert!(
-        failed.logs.contains(&format!("{missing}: not found")),
-        "{}",
-        failed.logs
-    );
+    failed.assert_refused(&format!("{missing}: not found"));
 
     let url = upload(&env, "secret.wasm", echo_bytes());
     vars.insert("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into());
     let failed = serve(&vars, &url, &[]).err().expect("refused");
-    assert_eq!(failed.status.code(), Some(1));
-    assert!(
-        failed.logs.contains(&format!("{url}: access denied")),
-        "{}",
-        failed.logs
-    );
+    failed.assert_refused(&format!("{url}: access denied"));
 }
 
 /// Forwards every connection on `listener` to `target`, both ways.

@@ -64,7 +64,38 @@ pub struct Failed {
     pub logs: String,
 }
 
+impl Failed {
+    /// Asserts the worker exited 1 and logged `message`.
+    pub fn assert_refused(&self, message: &str) {
+        assert_eq!(self.status.code(), Some(1), "{}", self.logs);
+        assert!(
+            self.logs.contains(message),
+            "{message:?} missing from\n{}",
+            self.logs
+        );
+    }
+}
+
 impl Worker {
+    /// Sends `n` requests at once, the i-th `"{prefix} {i}"`, and hands each
+    /// input and response to `check`.
+    pub fn concurrently(&self, n: usize, prefix: &str, check: impl Fn(&[u8], Vec<u8>) + Sync) {
+        std::thread::scope(|scope| {
+            let requests: Vec<_> = (0..n)
+                .map(|i| {
+                    let check = &check;
+                    scope.spawn(move || {
+                        let input = format!("{prefix} {i}").into_bytes();
+                        check(&input, self.request(&input));
+                    })
+                })
+                .collect();
+            for request in requests {
+                request.join().unwrap();
+            }
+        });
+    }
+
     /// Serves a WAT module given as text.
     pub fn wat(text: &str, args: &[&str]) -> Self {
         let file = module_file(text, ".wat");
