@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -85,6 +86,10 @@ func logf(f string, a ...any) {
 func cmdUp(args []string) int {
 	c := parseFlags("up", args)
 	start := time.Now()
+	// Children get SIGKILL when the thread that started them exits
+	// (Pdeathsig); keep this goroutine, which starts them all, on one thread
+	// for the life of the process.
+	runtime.LockOSThread()
 	if err := os.MkdirAll(c.path("logs"), 0o755); err != nil {
 		fatalf("%v", err)
 	}
