@@ -53,13 +53,15 @@ testenv-build: $(TESTENV_BIN) $(TESTENV_HELM) $(TESTENV_MINIO)
 
 $(TESTENV_BIN):
 	@mkdir -p $(TESTENV_CACHE)
-	@echo "testenv: building nur-testenv (etcd + kube-apiserver + kube-controller-manager + kubectl)"
+	@echo "testenv: building nur-testenv (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, kubectl)"
 	cd $(TESTENV_SRC) && $(TESTENV_GO) $(TESTENV_BUILD) -ldflags='$(TESTENV_K8S_LDFLAGS)' -o $@.tmp . && mv $@.tmp $@
+	@find $(TESTENV_CACHE) -maxdepth 1 -name 'nur-testenv-*' ! -name '$(notdir $@)' -delete
 
 $(TESTENV_HELM):
 	@mkdir -p $(TESTENV_CACHE)
 	@echo "testenv: building helm"
 	cd $(TESTENV_SRC) && $(TESTENV_GO) $(TESTENV_BUILD) -ldflags='$(TESTENV_HELM_LDFLAGS)' -o $@.tmp helm.sh/helm/v3/cmd/helm && mv $@.tmp $@
+	@find $(TESTENV_CACHE) -maxdepth 1 -name 'helm-*' ! -name '$(notdir $@)' -delete
 
 $(TESTENV_MINIO):
 	@mkdir -p $(TESTENV_CACHE)/gobin-minio
