@@ -21,6 +21,12 @@ if ((${#missing[@]})); then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 
+step "test environment: building in the background (log: target/testenv-build.log)"
+mkdir -p target
+make testenv-build >target/testenv-build.log 2>&1 &
+testenv_build=$!
+trap 'kill "$testenv_build" 2>/dev/null || true' EXIT
+
 step "examples"
 examples/build.sh
 
@@ -32,6 +38,11 @@ step "build"
 cargo test --workspace --locked --no-run
 
 step "test environment"
+if ! wait "$testenv_build"; then
+  cat target/testenv-build.log
+  echo "make testenv-build failed" >&2
+  exit 1
+fi
 make testenv
 set -a
 # shellcheck disable=SC1091
