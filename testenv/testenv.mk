@@ -14,6 +14,10 @@ TESTENV_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nur-testenv
 # on the Go module proxy (2026-02-12).
 MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 
+# Extra flags for `nur-testenv up`, e.g. TESTENV_UP_FLAGS=--kwok=false
+# (no scheduler/kwok: pods stay Pending). See `nur-testenv up -h`.
+TESTENV_UP_FLAGS ?=
+
 TESTENV_GO    := GOFLAGS=-buildvcs=false go
 TESTENV_BUILD := build -trimpath
 
@@ -75,7 +79,7 @@ testenv: testenv-build
 	@ln -sfn $(TESTENV_BIN) $(TESTENV_DIR)/bin/kubectl
 	@ln -sfn $(TESTENV_HELM) $(TESTENV_DIR)/bin/helm
 	@ln -sfn $(TESTENV_MINIO) $(TESTENV_DIR)/bin/minio
-	@$(TESTENV_DIR)/bin/nur-testenv start --dir $(TESTENV_DIR) --minio $(TESTENV_DIR)/bin/minio
+	@$(TESTENV_DIR)/bin/nur-testenv start --dir $(TESTENV_DIR) --minio $(TESTENV_DIR)/bin/minio $(TESTENV_UP_FLAGS)
 
 testenv-down:
 	@if [ -x $(TESTENV_DIR)/bin/nur-testenv ]; then $(TESTENV_DIR)/bin/nur-testenv down --dir $(TESTENV_DIR); \
