@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Holds the Nur worker against a native baseline in one run and prints one
+# table; writes bench/results/<date>.{json,md} and bench/results/latency.svg.
+#
+# Scenarios: echo, http-hello (nur-load, and wrk when installed), 64 KiB
+# streamed through stream.wat, idle connections (server RSS per connection),
+# and the per-connection wasm overhead (criterion). Every server listens on
+# 127.0.0.1 only; every wait is bounded.
+#
+# Knobs (environment): CLIENTS=64 DURATION=10 WARMUP=2 IDLE_CONNS=10000
+# STREAM_BYTES=65536 STREAM_CHUNK=4096 WORKER_LOG=warn PORT=18080
+# SKIP_BUILD=1 SKIP_CRITERION=1 SKIP_IDLE=1 SKIP_WRK=1
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+CLIENTS="${CLIENTS:-64}"
+DURATION="${DURATION:-10}"
+WARMUP="${WARMUP:-2}"
+IDLE_CONNS="${IDLE_CONNS:-10000}"
+STREAM_BYTES="${STREAM_BYTES:-65536}"
+STREAM_CHUNK="${STREAM_CHUNK:-4096}"
+WORKER_LOG="${WORKER_LOG:-warn}"
+PORT="${PORT:-18080}"
+nur_port=$PORT admin_port=$((PORT + 1)) native_port=$((PORT + 2))
+bin="$root/target/release"
+results="$root/bench/results"
+work="$(mktemp -d /tmp/nur-bench.XXXXXX)"
+records="$work/records.jsonl"
+mkdir -p "$results"
+: >"$records"
+echo "run.sh: scratch files and server logs in $work"
+
+# --- build -------------------------------------------------------------------
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+    cargo build --release -p nur-worker -p nur-bench
+    examples/build.sh
+fi
+if [ -z "${SKIP_WRK:-}" ] && ! command -v wrk >/dev/null; then
+    echo "run.sh: wrk not found, trying apt-get install wrk (skip with SKIP_WRK=1)"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk >/dev/null 2>&1 ||
+        echo "run.sh: wrk not installable; the HTTP scenario uses nur-load only"
+fi
+
+# --- servers -----------------------------------------------------------------
+
+server=""
+stop() {
+    if [ -n "$server" ]; then
+        kill "$server" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$server" 2>/dev/null || true
+        wait "$server" 2>/dev/null || true
+        server=""
+    fi
+}
+trap stop EXIT
+
+# wait_for COMMAND...: retries COMMAND for up to 30 s.
+wait_for() {
+    for _ in $(seq 300); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    echo "run.sh: server did not come up ($*); see $work" >&2
+    exit 1
+}
+
+# start_worker MODULE [FLAGS...]: nur-worker on $nur_port.
+start_worker() {
+    stop
+    NUR_LOG="$WORKER_LOG" "$bin/nur-worker" serve --module "examples/build/$1" \
+        --listen "127.0.0.1:$nur_port" --admin-listen "127.0.0.1:$admin_port" "${@:2}" \
+        2>>"$work/worker.log" &
+    server=$!
+    wait_for curl -sf "http://127.0.0.1:$admin_port/readyz"
+    addr="127.0.0.1:$nur_port"
+}
+
+# start_native SCENARIO [FLAGS...]: nur-native on $native_port.
+start_native() {
+    stop
+    "$bin/nur-native" --scenario "$1" --listen "127.0.0.1:$native_port" "${@:2}" \
+        2>>"$work/native.log" &
+    server=$!
+    wait_for bash -c "exec 3<>/dev/tcp/127.0.0.1/$native_port"
+    addr="127.0.0.1:$native_port"
+}
+
+# load LABEL [FLAGS...]: nur-load against $addr; keeps its JSON line.
+load() {
+    "$bin/nur-load" --addr "$addr" --clients "$CLIENTS" --duration "$DURATION" \
+        --warmup "$WARMUP" --label "$1" "${@:2}" >"$work/load.out"
+    head -n1 "$work/load.out"
+    tail -n1 "$work/load.out" >>"$records"
+}
+
+# wrk_http LABEL: wrk against $addr (its own warm-up run first, discarded).
+wrk_http() {
+    if [ -n "${SKIP_WRK:-}" ] || ! command -v wrk >/dev/null; then return 0; fi
+    local threads=2 warm="${WARMUP%%.*}" measure="${DURATION%%.*}"
+    [ "$CLIENTS" -ge "$threads" ] || threads=1
+    # wrk takes whole seconds only.
+    [ "${warm:-0}" -ge 1 ] || warm=1
+    [ "${measure:-0}" -ge 1 ] || measure=1
+    wrk -t"$threads" -c"$CLIENTS" -d"${warm}s" "http://$addr/bench" >/dev/null
+    wrk -t"$threads" -c"$CLIENTS" -d"${measure}s" --latency "http://$addr/bench" >"$work/wrk.out"
+    python3 bench/report.py wrk "$1" "$work/wrk.out" >>"$records"
+    tail -n1 "$records"
+}
+
+# length TEXT: bytes of TEXT after printf's escapes.
+length() { printf '%b' "$1" | wc -c; }
+
+echo "run.sh: load before: $(cut -d' ' -f1-3 /proc/loadavg); clients=$CLIENTS duration=${DURATION}s warmup=${WARMUP}s"
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- echo: 64 bytes in, an HTTP response with them back ------------------------
+
+echo_len=$(($(length 'HTTP/1.1 200 OK\r\ncontent-length: 64\r\n\r\n') + 64))
+echo_check=(--size 64 --expect-len "$echo_len" --expect-prefix 'HTTP/1.1 200 OK\r\n')
+start_worker echo.wasm
+load echo/nur "${echo_check[@]}"
+start_native echo
+load echo/native "${echo_check[@]}"
+
+# --- http-hello: GET /bench, a whole request parsed with httparse --------------
+
+hello_body='Hello, /bench!\n'
+hello_head="HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: $(length "$hello_body")\r\nconnection: close\r\n\r\n"
+hello_check=(--http-get /bench --expect-len "$(($(length "$hello_head") + $(length "$hello_body")))" --expect-prefix 'HTTP/1.1 200 OK\r\n')
+start_worker http-hello.wasm
+load http-hello/nur "${hello_check[@]}"
+wrk_http http-hello-wrk/nur
+start_native http-hello
+load http-hello/native "${hello_check[@]}"
+wrk_http http-hello-wrk/native
+
+# --- stream: STREAM_BYTES written in STREAM_CHUNK pieces, uppercased back ------
+
+stream_check=(--size "$STREAM_BYTES" --write-chunk "$STREAM_CHUNK"
+    --expect-len "$((STREAM_BYTES + $(length "\n-- $STREAM_BYTES bytes\n")))" --expect-prefix ABCDEFGHIJ)
+start_worker stream.wat
+load stream-64k/nur "${stream_check[@]}"
+start_native stream
+load stream-64k/native "${stream_check[@]}"
+
+# --- idle connections: server RSS per held connection --------------------------
+
+if [ -z "${SKIP_IDLE:-}" ]; then
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    max=$((IDLE_CONNS + 64))
+    long=(--idle-timeout 300s)
+    idle() { # LABEL [FLAGS...]
+        "$bin/nur-idle" --addr "$addr" --pid "$server" --conns "$IDLE_CONNS" --label "$1" "${@:2}" >"$work/idle.out" ||
+            echo "{\"label\": \"$1\", \"error\": \"nur-idle failed\"}" >"$work/idle.out"
+        grep -v '^{' "$work/idle.out" || true
+        grep '^{' "$work/idle.out" >>"$records"
+    }
+    # Silent: connected, nothing sent (Nur holds no instance yet).
+    start_worker http-hello.wasm --max-connections "$max" --timeout 600s "${long[@]}"
+    idle idle-silent/nur
+    start_native http-hello "${long[@]}"
+    idle idle-silent/native
+    # Mid-request: half an HTTP request sent (Nur holds a live instance and a thread).
+    start_worker http-hello.wasm --max-connections "$max" --timeout 600s "${long[@]}"
+    idle idle-mid-request/nur --send 'GET /idle HTTP/1.1\r\n'
+    start_native http-hello "${long[@]}"
+    idle idle-mid-request/native --send 'GET /idle HTTP/1.1\r\n'
+fi
+stop
+
+# --- per-connection wasm overhead (criterion) ----------------------------------
+
+if [ -z "${SKIP_CRITERION:-}" ]; then
+    cargo bench -p nur-bench --bench instance 2>&1 | grep -E '^instance/|time:' || true
+    python3 bench/report.py criterion "$root/target/criterion/instance" >>"$records"
+fi
+
+# --- report ------------------------------------------------------------------
+
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
+python3 bench/report.py report "$records" "$results" \
+    --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" \
+    --load-before "$load_before" --load-after "$load_after" --worker-log "$WORKER_LOG"
