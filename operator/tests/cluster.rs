@@ -1,0 +1,483 @@
+//! The operator against the real test environment: a kube-apiserver with
+//! the controller-manager (Deployments, garbage collection) and kwok (pods go
+//! Ready), and MinIO for the modules. Each test runs the real `nur-operator`
+//! binary, scoped to the test's namespace, with the environment's
+//! KUBECONFIG and AWS_* variables.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, CustomResourceExt};
+use nur_operator::crd::NurFunction;
+use nur_testkit::object_store::ObjectStoreExt;
+use nur_testkit::object_store::path::Path as Key;
+use nur_testkit::{TestEnv, TestNamespace, eventually, testenv};
+
+const T: Duration = Duration::from_secs(60);
+
+fn example(name: &str) -> Vec<u8> {
+    let path = format!("{}/../examples/build/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}; build the examples with examples/build.sh"))
+}
+
+/// A module that imports from WASI: breaks the ABI.
+const WASI_MODULE: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "alloc") (param i32) (result i32) i32.const 0)
+  (func (export "poll_stream") (param i32 i32)))"#;
+
+/// A module that follows the ABI and does nothing: a second digest.
+const IDLE_MODULE: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "alloc") (param i32) (result i32) i32.const 1024)
+  (func (export "poll_stream") (param i32 i32)))"#;
+
+/// Uploads `bytes` to a key unique to `ns`; returns the s3:// URL.
+async fn upload(env: &TestEnv, ns: &TestNamespace, name: &str, bytes: Vec<u8>) -> String {
+    let key = format!("operator/{}/{name}", ns.name());
+    env.object_store()
+        .unwrap()
+        .put(&Key::from(key.as_str()), bytes.into())
+        .await
+        .unwrap();
+    format!("s3://{}/{key}", env.bucket())
+}
+
+/// Applies the CRD (as `nur-operator crd` prints it) and waits until it is
+/// served.
+async fn install_crd(env: &TestEnv) {
+    let client = env.client().await.unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let pp = PatchParams::apply("nur-operator-tests").force();
+    crds.patch(
+        "nurfunctions.nur.dev",
+        &pp,
+        &Patch::Apply(&NurFunction::crd()),
+    )
+    .await
+    .unwrap();
+    eventually("CRD Established", T, || {
+        let crds = crds.clone();
+        async move {
+            let c = crds.get("nurfunctions.nur.dev").await.ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// The `nur-operator run` process, killed on drop.
+struct Operator(Child);
+
+impl Operator {
+    fn start(env: &TestEnv, ns: &TestNamespace) -> Operator {
+        let log = std::env::temp_dir().join(format!("{}-operator.log", ns.name()));
+        let child = Command::new(env!("CARGO_BIN_EXE_nur-operator"))
+            .args([
+                "run",
+                "--namespace",
+                ns.name(),
+                "--recheck-seconds",
+                "2",
+                "--worker-image",
+                "nur-worker:test",
+            ])
+            .envs(env.vars())
+            .env("NUR_LOG", "info,nur_operator=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        eprintln!("operator log: {}", log.display());
+        Operator(child)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Creates NurFunction `name` from a JSON spec.
+async fn create_function(ns: &TestNamespace, name: &str, spec: serde_json::Value) -> NurFunction {
+    let f: NurFunction = serde_json::from_value(serde_json::json!({
+        "apiVersion": "nur.dev/v1alpha1",
+        "kind": "NurFunction",
+        "metadata": { "name": name },
+        "spec": spec,
+    }))
+    .unwrap();
+    // A freshly established CRD can take a moment to be served.
+    eventually("NurFunction created", T, || {
+        let api = ns.api::<NurFunction>();
+        let f = f.clone();
+        async move { api.create(&PostParams::default(), &f).await.ok() }
+    })
+    .await
+    .unwrap()
+}
+
+fn condition(f: &NurFunction, type_: &str) -> Option<(String, String, String)> {
+    f.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until the Deployment's args pin `sha256`; returns it.
+async fn deployment_with_digest(ns: &TestNamespace, name: &str, sha256: &str) -> Deployment {
+    eventually(&format!("Deployment pinned to {sha256}"), T, || {
+        let api = ns.api::<Deployment>();
+        async move {
+            let d = api.get_opt(name).await.ok()??;
+            let args = d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+                .args
+                .clone()?;
+            args.windows(2)
+                .any(|w| w[0] == "--sha256" && w[1] == sha256)
+                .then_some(d)
+        }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn crd_applies_explains_and_enforces_cel_rules() {
+    let env = testenv!();
+    install_crd(&env).await;
+    // kubectl's discovery can lag behind a freshly established CRD.
+    let explain = |field: &str| {
+        let start = std::time::Instant::now();
+        loop {
+            let out = env.kubectl().args(["explain", field]).output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            if out.status.success() {
+                return text;
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(start.elapsed() < T, "kubectl explain {field}: {err}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    let text = explain("nurfunction.spec.module");
+    assert!(
+        text.contains("without a pin the operator follows new uploads"),
+        "{text}"
+    );
+    let text = explain("nurfunction.spec.port");
+    assert!(text.contains("Default: 8080"), "{text}");
+    let text = explain("nurfunction.spec.autoscaling.targetCPUUtilizationPercentage");
+    assert!(text.contains("Default: 80"), "{text}");
+
+    let ns = env.namespace("op-cel").await.unwrap();
+    let api = ns.api::<NurFunction>();
+    let both: NurFunction = serde_json::from_value(serde_json::json!({
+        "apiVersion": "nur.dev/v1alpha1", "kind": "NurFunction",
+        "metadata": { "name": "both" },
+        "spec": { "module": { "url": "s3://b/k" }, "replicas": 2,
+                  "autoscaling": { "maxReplicas": 3 } }
+    }))
+    .unwrap();
+    let err = eventually("CEL refusal", T, || {
+        let api = api.clone();
+        let both = both.clone();
+        async move {
+            match api.create(&PostParams::default(), &both).await {
+                Err(kube::Error::Api(s)) if s.code == 422 => Some(s.message),
+                _ => None,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        err.contains("set either replicas or autoscaling, not both"),
+        "{err}"
+    );
+
+    let mut inverted = both.clone();
+    inverted.spec.replicas = None;
+    inverted.spec.autoscaling.as_mut().unwrap().min_replicas = Some(5);
+    let err = api
+        .create(&PostParams::default(), &inverted)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("maxReplicas must be greater than or equal to minReplicas"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn function_rolls_out_scales_follows_uploads_and_is_collected() {
+    let env = testenv!();
+    install_crd(&env).await;
+    let ns = env.namespace("op-roll").await.unwrap();
+    let echo = example("echo.wasm");
+    let digest = nur_module::sha256_hex(&echo);
+    let url = upload(&env, &ns, "fn.wasm", echo.clone()).await;
+    let op = Operator::start(&env, &ns);
+    let f = create_function(
+        &ns,
+        "echo",
+        serde_json::json!({ "module": { "url": url }, "limits": { "timeout": "5s" } }),
+    )
+    .await;
+    let uid = f.metadata.uid.clone().unwrap();
+
+    // Deployment: digest pinned in the args, owned by the NurFunction.
+    let d = deployment_with_digest(&ns, "echo", &digest).await;
+    let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        ("NurFunction", uid.as_str())
+    );
+    assert_eq!(owner.controller, Some(true));
+    let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some("nur-worker:test"));
+    let args = c.args.clone().unwrap();
+    for want in [url.as_str(), "--timeout", "5s", "--function-name", "echo"] {
+        assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
+    }
+    assert_eq!(pod.automount_service_account_token, Some(false));
+
+    // Service: owned, selects the pods, named port.
+    let svc = eventually("Service", T, || {
+        let api = ns.api::<Service>();
+        async move { api.get_opt("echo").await.ok()? }
+    })
+    .await
+    .unwrap();
+    let owner = &svc.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(owner.uid, uid);
+    assert_eq!(
+        svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port,
+        8080
+    );
+
+    // Status: module checked, pods Ready (kwok), endpoint and selector.
+    let api = ns.api::<NurFunction>();
+    let f = eventually("Ready=True", T, || {
+        let api = api.clone();
+        async move {
+            let f = api.get("echo").await.ok()?;
+            (condition(&f, "Ready")?.0 == "True").then_some(f)
+        }
+    })
+    .await
+    .unwrap();
+    let st = f.status.clone().unwrap();
+    assert_eq!(condition(&f, "ModuleValid").unwrap().0, "True");
+    assert_eq!(condition(&f, "Available").unwrap().0, "True");
+    assert_eq!(
+        st.module.as_ref().unwrap().digest,
+        format!("sha256:{digest}")
+    );
+    assert_eq!(st.module.as_ref().unwrap().size, echo.len() as i64);
+    assert_eq!(st.observed_generation, f.metadata.generation);
+    assert_eq!(
+        st.endpoint.as_deref(),
+        Some(format!("echo.{}.svc:8080", ns.name()).as_str())
+    );
+    assert_eq!(
+        st.selector.as_deref(),
+        Some("app.kubernetes.io/instance=echo,app.kubernetes.io/name=nur-function")
+    );
+    assert_eq!((st.replicas, st.ready_replicas), (Some(1), Some(1)));
+
+    // A restarted operator converges to the same objects: no new
+    // Deployment generation, no second ReplicaSet, no status churn.
+    let generation = ns
+        .api::<Deployment>()
+        .get("echo")
+        .await
+        .unwrap()
+        .metadata
+        .generation;
+    drop(op);
+    let op = Operator::start(&env, &ns);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let d = ns.api::<Deployment>().get("echo").await.unwrap();
+    assert_eq!(d.metadata.generation, generation);
+    let rs = ns
+        .api::<ReplicaSet>()
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        rs.items.len(),
+        1,
+        "{:?}",
+        rs.items
+            .iter()
+            .map(|r| r.metadata.name.clone())
+            .collect::<Vec<_>>()
+    );
+    let again = api.get("echo").await.unwrap();
+    assert_eq!(again.status, f.status);
+
+    // A new upload to the same URL (no pin) rolls the Deployment.
+    let other = IDLE_MODULE.as_bytes().to_vec();
+    let new_digest = nur_module::sha256_hex(&other);
+    assert_ne!(new_digest, digest);
+    upload(&env, &ns, "fn.wasm", other).await;
+    deployment_with_digest(&ns, "echo", &new_digest).await;
+
+    // kubectl scale goes through the scale subresource to the Deployment.
+    let out = env
+        .kubectl()
+        .args(["scale", "-n", ns.name(), "nurfunction/echo", "--replicas=3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("Deployment scaled to 3", T, || {
+        let api = ns.api::<Deployment>();
+        async move {
+            let d = api.get("echo").await.ok()?;
+            (d.spec?.replicas == Some(3)).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    eventually("status.readyReplicas 3", T, || {
+        let api = api.clone();
+        async move {
+            let f = api.get("echo").await.ok()?;
+            (f.status?.ready_replicas == Some(3)).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+
+    // Deleting the NurFunction garbage-collects what it owns.
+    api.delete("echo", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    eventually("Deployment and Service collected", T, || {
+        let (d, s) = (ns.api::<Deployment>(), ns.api::<Service>());
+        async move {
+            let gone =
+                d.get_opt("echo").await.ok()?.is_none() && s.get_opt("echo").await.ok()?.is_none();
+            gone.then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    drop(op);
+}
+
+#[tokio::test]
+async fn abi_breaking_module_is_refused_without_a_deployment() {
+    let env = testenv!();
+    install_crd(&env).await;
+    let ns = env.namespace("op-abi").await.unwrap();
+    let url = upload(&env, &ns, "wasi.wat", WASI_MODULE.as_bytes().to_vec()).await;
+    let _op = Operator::start(&env, &ns);
+    create_function(&ns, "wasi", serde_json::json!({ "module": { "url": url } })).await;
+
+    let api = ns.api::<NurFunction>();
+    let (status, reason, message) = eventually("ModuleValid=False", T, || {
+        let api = api.clone();
+        async move { condition(&api.get("wasi").await.ok()?, "ModuleValid") }
+    })
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "BreaksABI"));
+    assert!(
+        message.contains("only functions from \"nur\" may be imported"),
+        "{message}"
+    );
+    assert!(message.contains(&url), "{message}");
+    let f = api.get("wasi").await.unwrap();
+    assert_eq!(condition(&f, "Ready").unwrap().0, "False");
+
+    // A Warning Event names the rule.
+    let events: Api<Event> = Api::namespaced(ns.client(), ns.name());
+    let note = eventually("BreaksABI event", T, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("BreaksABI"))
+                .and_then(|e| e.note)
+        }
+    })
+    .await
+    .unwrap();
+    assert!(note.contains("WASI is not supported yet"), "{note}");
+
+    // Several re-checks later there is still no Deployment or Service.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        ns.api::<Deployment>()
+            .get_opt("wasi")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(ns.api::<Service>().get_opt("wasi").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn pinned_digest_mismatch_leaves_running_pods_alone() {
+    let env = testenv!();
+    install_crd(&env).await;
+    let ns = env.namespace("op-pin").await.unwrap();
+    let echo = example("echo.wasm");
+    let digest = nur_module::sha256_hex(&echo);
+    let url = upload(&env, &ns, "pinned.wasm", echo).await;
+    let _op = Operator::start(&env, &ns);
+    create_function(
+        &ns,
+        "pinned",
+        serde_json::json!({ "module": { "url": url, "sha256": digest } }),
+    )
+    .await;
+    deployment_with_digest(&ns, "pinned", &digest).await;
+
+    // The object changes under the pin: ModuleValid=False with both
+    // digests, and the Deployment keeps the pinned digest.
+    let other = IDLE_MODULE.as_bytes().to_vec();
+    let other_digest = nur_module::sha256_hex(&other);
+    upload(&env, &ns, "pinned.wasm", other).await;
+    let api = ns.api::<NurFunction>();
+    let (_, reason, message) = eventually("ModuleValid=False", T, || {
+        let api = api.clone();
+        async move {
+            let c = condition(&api.get("pinned").await.ok()?, "ModuleValid")?;
+            (c.0 == "False").then_some(c)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(reason, "DigestMismatch");
+    assert!(
+        message.contains(&digest) && message.contains(&other_digest),
+        "{message}"
+    );
+    deployment_with_digest(&ns, "pinned", &digest).await;
+}
