@@ -15,6 +15,7 @@
 //! downloaded again only when its version (ETag) changes.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::crd::{ModuleStatus, NurFunction, NurFunctionStatus};
+use crate::health::Metrics;
 use crate::meta::{FIELD_MANAGER, Input, InvalidSpec, selector_string};
 use crate::{deployment, hpa, pdb, service};
 
@@ -109,11 +111,12 @@ pub struct Context {
     modules: ModuleCache,
     /// Consecutive transient failures per object, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Context {
     /// A context for `client`.
-    pub fn new(client: Client, config: Config) -> Self {
+    pub fn new(client: Client, config: Config, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -124,12 +127,13 @@ impl Context {
             config,
             modules: Mutex::default(),
             failures: Mutex::default(),
+            metrics,
         }
     }
 }
 
 /// Runs the controller until the process is signalled.
-pub async fn run(client: Client, config: Config) {
+pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
     let functions: Api<NurFunction> = api(&client, config.namespace.as_deref());
     let wc = watcher::Config::default();
     let ns = config.namespace.clone();
@@ -145,7 +149,7 @@ pub async fn run(client: Client, config: Config) {
         .run(
             reconcile,
             error_policy,
-            Arc::new(Context::new(client, config)),
+            Arc::new(Context::new(client, config, metrics)),
         )
         .for_each(|res| async move {
             match res {
@@ -173,6 +177,7 @@ fn key(f: &NurFunction) -> String {
 
 /// Reconciles one NurFunction.
 pub async fn reconcile(f: Arc<NurFunction>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciles.fetch_add(1, Ordering::Relaxed);
     let result = reconcile_stages(&f, &ctx).await;
     if !matches!(
         result,
@@ -197,6 +202,7 @@ async fn reconcile_stages(f: &NurFunction, ctx: &Context) -> Result<Action, Erro
     let module = match validate(f, ctx).await? {
         Ok(m) => m,
         Err(problem) => {
+            ctx.metrics.module_problems.fetch_add(1, Ordering::Relaxed);
             report_problem(f, ctx, &problem).await?;
             return Ok(recheck);
         }
@@ -208,6 +214,7 @@ async fn reconcile_stages(f: &NurFunction, ctx: &Context) -> Result<Action, Erro
     let hpa = hpa::build(&input);
     let pdb = pdb::build(&input);
     // Stage 3: server-side apply.
+    ctx.metrics.applies.fetch_add(2, Ordering::Relaxed);
     let applied = apply(&ctx.client, &input, &deployment).await?;
     apply(&ctx.client, &input, &service).await?;
     apply_or_delete(&ctx.client, &input, hpa).await?;
@@ -626,6 +633,7 @@ async fn publish(
 /// exponential backoff (5s doubling, at most 5 minutes).
 pub fn error_policy(f: Arc<NurFunction>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!("{}: {error}", key(&f));
+    ctx.metrics.reconcile_errors.fetch_add(1, Ordering::Relaxed);
     match error {
         Error::InvalidSpec(_) => Action::await_change(),
         _ => {

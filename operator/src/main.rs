@@ -1,11 +1,16 @@
 //! `nur-operator run`: the NurFunction controller; `nur-operator crd`: the
 //! CRD YAML.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use nur_operator::controller::{self, DEFAULT_WORKER_IMAGE};
+use nur_operator::health::{self, Metrics};
+use nur_operator::leader::{Elector, LeaseConfig};
 
 #[derive(Parser)]
 #[command(name = "nur-operator", version, about = "The NurFunction operator")]
@@ -30,6 +35,21 @@ enum Command {
         /// Seconds between re-checks of every function's module.
         #[arg(long, env = "NUR_RECHECK_SECONDS", default_value_t = 60)]
         recheck_seconds: u64,
+        /// Where /healthz, /readyz and /metrics are served.
+        #[arg(long, env = "NUR_HEALTH_LISTEN", default_value = "0.0.0.0:8081")]
+        health_listen: SocketAddr,
+        /// Reconcile only while holding the leader Lease.
+        #[arg(long, env = "NUR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+        leader_election: bool,
+        /// Name of the leader Lease.
+        #[arg(long, env = "NUR_LEASE_NAME", default_value = "nur-operator")]
+        lease_name: String,
+        /// Namespace of the leader Lease [default: --namespace, else POD_NAMESPACE, else default].
+        #[arg(long, env = "NUR_LEASE_NAMESPACE")]
+        lease_namespace: Option<String>,
+        /// Seconds a Lease stays held without renewal.
+        #[arg(long, env = "NUR_LEASE_SECONDS", default_value_t = 15)]
+        lease_seconds: u64,
     },
 }
 
@@ -45,6 +65,11 @@ async fn main() -> anyhow::Result<()> {
             worker_image,
             namespace,
             recheck_seconds,
+            health_listen,
+            leader_election,
+            lease_name,
+            lease_namespace,
+            lease_seconds,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -54,17 +79,53 @@ async fn main() -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .init();
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let metrics = Arc::new(Metrics::default());
+            let listener = tokio::net::TcpListener::bind(health_listen)
+                .await
+                .with_context(|| format!("bind {health_listen}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "admin endpoints");
+            tokio::spawn(health::serve(listener, metrics.clone()));
             let client = kube::Client::try_default()
                 .await
                 .context("connect to the Kubernetes API")?;
+            client
+                .apiserver_version()
+                .await
+                .context("reach the Kubernetes API")?;
+            metrics.ready.store(true, Ordering::Relaxed);
+            let lease = LeaseConfig {
+                namespace: lease_namespace
+                    .or_else(|| namespace.clone())
+                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                    .unwrap_or_else(|| "default".into()),
+                name: lease_name,
+                identity: std::env::var("POD_NAME").unwrap_or_else(|_| {
+                    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "nur-operator".into());
+                    format!("{host}-{}", std::process::id())
+                }),
+                duration: Duration::from_secs(lease_seconds.max(1)),
+            };
             let config = controller::Config {
                 worker_image,
                 namespace,
                 recheck: Duration::from_secs(recheck_seconds.max(1)),
             };
             tracing::info!(?config, "nur-operator starting");
-            controller::run(client, config).await;
-            Ok(())
+            if !leader_election {
+                metrics.leader.store(true, Ordering::Relaxed);
+                controller::run(client, config, metrics).await;
+                return Ok(());
+            }
+            let elector = Elector::new(client.clone(), lease);
+            elector.acquire().await?;
+            metrics.leader.store(true, Ordering::Relaxed);
+            tokio::select! {
+                () = controller::run(client, config, metrics.clone()) => Ok(()),
+                lost = elector.hold() => {
+                    metrics.leader.store(false, Ordering::Relaxed);
+                    Err(lost.into())
+                }
+            }
         }
     }
 }

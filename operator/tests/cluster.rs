@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -79,11 +80,25 @@ async fn install_crd(env: &TestEnv) {
 }
 
 /// The `nur-operator run` process, killed on drop.
-struct Operator(Child);
+struct Operator {
+    child: Child,
+    /// Port of its /healthz, /readyz and /metrics.
+    health: u16,
+}
 
 impl Operator {
     fn start(env: &TestEnv, ns: &TestNamespace) -> Operator {
-        let log = std::env::temp_dir().join(format!("{}-operator.log", ns.name()));
+        Self::start_as(env, ns, "op")
+    }
+
+    /// Starts an operator for `ns` with Lease identity `name`.
+    fn start_as(env: &TestEnv, ns: &TestNamespace, name: &str) -> Operator {
+        let health = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::env::temp_dir().join(format!("{}-{name}.log", ns.name()));
         let child = Command::new(env!("CARGO_BIN_EXE_nur-operator"))
             .args([
                 "run",
@@ -91,24 +106,41 @@ impl Operator {
                 ns.name(),
                 "--recheck-seconds",
                 "2",
+                "--lease-seconds",
+                "3",
                 "--worker-image",
                 "nur-worker:test",
+                "--health-listen",
+                &format!("127.0.0.1:{health}"),
             ])
             .envs(env.vars())
+            .env("POD_NAME", name)
             .env("NUR_LOG", "info,nur_operator=debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        eprintln!("operator log: {}", log.display());
-        Operator(child)
+        eprintln!("operator {name} log: {}", log.display());
+        Operator { child, health }
+    }
+
+    /// GET `path` on the admin port: (status code, body).
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.health)).ok()?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let code = out.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, out.split_once("\r\n\r\n")?.1.to_string()))
     }
 }
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -480,4 +512,62 @@ async fn pinned_digest_mismatch_leaves_running_pods_alone() {
         "{message}"
     );
     deployment_with_digest(&ns, "pinned", &digest).await;
+}
+
+#[tokio::test]
+async fn one_leader_reconciles_and_a_standby_takes_over() {
+    let env = testenv!();
+    install_crd(&env).await;
+    let ns = env.namespace("op-lease").await.unwrap();
+    let url = upload(&env, &ns, "fn.wasm", example("echo.wasm")).await;
+    let mut a = Some(Operator::start_as(&env, &ns, "op-a"));
+    let mut b = Some(Operator::start_as(&env, &ns, "op-b"));
+    create_function(
+        &ns,
+        "first",
+        serde_json::json!({ "module": { "url": url } }),
+    )
+    .await;
+    let digest = nur_module::sha256_hex(&example("echo.wasm"));
+    deployment_with_digest(&ns, "first", &digest).await;
+
+    let leases: Api<Lease> = Api::namespaced(ns.client(), ns.name());
+    let holder = leases
+        .get("nur-operator")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
+    let (leader, standby) = match holder.as_str() {
+        "op-a" => (&mut a, &mut b),
+        "op-b" => (&mut b, &mut a),
+        other => panic!("lease held by {other}"),
+    };
+    // Both serve their admin endpoints; only the leader says so.
+    let metrics = |op: &Option<Operator>| {
+        let (code, body) = op.as_ref().unwrap().get("/metrics").unwrap();
+        assert_eq!(code, 200);
+        body
+    };
+    assert!(metrics(leader).contains("nur_operator_leader 1\n"));
+    assert!(metrics(standby).contains("nur_operator_leader 0\n"));
+    assert_eq!(standby.as_ref().unwrap().get("/readyz").unwrap().0, 200);
+    assert_eq!(standby.as_ref().unwrap().get("/healthz").unwrap().0, 200);
+
+    // The leader dies without releasing the Lease: the standby takes it
+    // once it expires and reconciles a new function.
+    drop(leader.take());
+    create_function(
+        &ns,
+        "second",
+        serde_json::json!({ "module": { "url": url } }),
+    )
+    .await;
+    deployment_with_digest(&ns, "second", &digest).await;
+    let spec = leases.get("nur-operator").await.unwrap().spec.unwrap();
+    assert_ne!(spec.holder_identity.as_deref(), Some(holder.as_str()));
+    assert!(spec.lease_transitions.unwrap_or(0) >= 1, "{spec:?}");
+    assert!(metrics(standby).contains("nur_operator_leader 1\n"));
 }

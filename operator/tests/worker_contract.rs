@@ -78,13 +78,19 @@ fn worker_serves_with_exactly_the_pod_template() {
         .unwrap();
     let url = format!("s3://{}/{key}", env.bucket());
 
-    // Port 18080: the worker tests keep 8080 for themselves.
+    // A free port for the function (others on this machine may hold 8080);
+    // the admin port is the template's fixed 9090.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let f: NurFunction = serde_json::from_value(serde_json::json!({
         "apiVersion": "nur.dev/v1alpha1", "kind": "NurFunction",
         "metadata": { "name": "contract", "namespace": "fns", "uid": "u" },
         "spec": {
             "module": { "url": url, "credentialsSecret": "object-store" },
-            "port": 18080,
+            "port": free,
             "limits": { "memory": "64Mi", "timeout": "5s", "maxConnections": 8 }
         }
     }))
