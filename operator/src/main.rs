@@ -77,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
                         .unwrap_or_else(|_| "info".into()),
                 )
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let metrics = Arc::new(Metrics::default());

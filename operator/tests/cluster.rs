@@ -8,9 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, CustomResourceExt};
@@ -93,6 +96,17 @@ impl Operator {
 
     /// Starts an operator for `ns` with Lease identity `name`.
     fn start_as(env: &TestEnv, ns: &TestNamespace, name: &str) -> Operator {
+        Self::start_with(env, ns, name, &env.kubeconfig())
+    }
+
+    /// Starts an operator for `ns` with Lease identity `name`, acting as
+    /// the user of `kubeconfig`.
+    fn start_with(
+        env: &TestEnv,
+        ns: &TestNamespace,
+        name: &str,
+        kubeconfig: &std::path::Path,
+    ) -> Operator {
         let health = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -114,6 +128,7 @@ impl Operator {
                 &format!("127.0.0.1:{health}"),
             ])
             .envs(env.vars())
+            .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", name)
             .env("NUR_LOG", "info,nur_operator=debug")
             .stdout(Stdio::null())
@@ -570,4 +585,172 @@ async fn one_leader_reconciles_and_a_standby_takes_over() {
     assert_ne!(spec.holder_identity.as_deref(), Some(holder.as_str()));
     assert!(spec.lease_transitions.unwrap_or(0) >= 1, "{spec:?}");
     assert!(metrics(standby).contains("nur_operator_leader 1\n"));
+}
+
+#[tokio::test]
+async fn autoscaling_gets_an_hpa_and_pdb_that_go_when_it_is_turned_off() {
+    let env = testenv!();
+    install_crd(&env).await;
+    let ns = env.namespace("op-hpa").await.unwrap();
+    let echo = example("echo.wasm");
+    let digest = nur_module::sha256_hex(&echo);
+    let url = upload(&env, &ns, "fn.wasm", echo).await;
+    let _op = Operator::start(&env, &ns);
+    create_function(
+        &ns,
+        "auto",
+        serde_json::json!({
+            "module": { "url": url },
+            "autoscaling": { "minReplicas": 2, "maxReplicas": 5, "targetCPUUtilizationPercentage": 60 },
+            "resources": { "requests": { "cpu": "50m" } }
+        }),
+    )
+    .await;
+    deployment_with_digest(&ns, "auto", &digest).await;
+    let hpa = eventually("HPA", T, || {
+        let api = ns.api::<HorizontalPodAutoscaler>();
+        async move { api.get_opt("auto").await.ok()? }
+    })
+    .await
+    .unwrap();
+    let spec = hpa.spec;
+    assert_eq!(spec.scale_target_ref.kind, "Deployment");
+    assert_eq!(spec.scale_target_ref.name, "auto");
+    assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 5));
+    let pdb = eventually("PDB", T, || {
+        let api = ns.api::<PodDisruptionBudget>();
+        async move { api.get_opt("auto").await.ok()? }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        pdb.metadata.owner_references.unwrap()[0].kind,
+        "NurFunction"
+    );
+    // The operator does not own the Deployment's replicas: the HPA does.
+    let d = ns.api::<Deployment>().get("auto").await.unwrap();
+    let ours = d
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.manager.as_deref() == Some("nur-operator"))
+        .map(|m| serde_json::to_string(&m.fields_v1).unwrap())
+        .collect::<String>();
+    assert!(ours.contains("f:template"), "{ours}");
+    assert!(!ours.contains("f:replicas"), "{ours}");
+
+    // Back to a single fixed replica: HPA and PDB are deleted.
+    ns.api::<NurFunction>()
+        .patch(
+            "auto",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "spec": { "autoscaling": null, "replicas": 1 } })),
+        )
+        .await
+        .unwrap();
+    eventually("HPA and PDB deleted", T, || {
+        let (h, p) = (
+            ns.api::<HorizontalPodAutoscaler>(),
+            ns.api::<PodDisruptionBudget>(),
+        );
+        async move {
+            let gone =
+                h.get_opt("auto").await.ok()?.is_none() && p.get_opt("auto").await.ok()?.is_none();
+            gone.then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    eventually("Deployment replicas 1", T, || {
+        let api = ns.api::<Deployment>();
+        async move { (api.get("auto").await.ok()?.spec?.replicas == Some(1)).then_some(()) }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn operator_runs_with_its_rbac_only() {
+    let env = testenv!();
+    install_crd(&env).await;
+    let ns = env.namespace("op-rbac").await.unwrap();
+    let admin = env.client().await.unwrap();
+
+    // The ClusterRole from operator/rbac, bound in this namespace only.
+    let role = concat!(env!("CARGO_MANIFEST_DIR"), "/rbac/clusterrole.yaml");
+    let out = env
+        .kubectl()
+        .args(["apply", "--server-side", "--force-conflicts", "-f", role])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "nur-operator" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "nur-operator" },
+        "subjects": [{ "kind": "ServiceAccount", "name": "nur-operator", "namespace": ns.name() }]
+    }))
+    .unwrap();
+    ns.api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let token = env
+        .service_account_token(&admin, ns.name(), "nur-operator")
+        .await
+        .unwrap();
+
+    // A kubeconfig with the ServiceAccount's token and nothing else.
+    let mut kc = kube::config::Kubeconfig::read_from(env.kubeconfig()).unwrap();
+    for a in &mut kc.auth_infos {
+        a.auth_info = Some(kube::config::AuthInfo {
+            token: Some(token.clone().into()),
+            ..Default::default()
+        });
+    }
+    let path = std::env::temp_dir().join(format!("{}-kubeconfig", ns.name()));
+    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+
+    let echo = example("echo.wasm");
+    let digest = nur_module::sha256_hex(&echo);
+    let url = upload(&env, &ns, "fn.wasm", echo).await;
+    let _op = Operator::start_with(&env, &ns, "op-sa", &path);
+    create_function(
+        &ns,
+        "scoped",
+        serde_json::json!({ "module": { "url": url }, "replicas": 2 }),
+    )
+    .await;
+    deployment_with_digest(&ns, "scoped", &digest).await;
+    let api = ns.api::<NurFunction>();
+    eventually("Ready=True", T, || {
+        let api = api.clone();
+        async move { (condition(&api.get("scoped").await.ok()?, "Ready")?.0 == "True").then_some(()) }
+    })
+    .await
+    .unwrap();
+    assert!(
+        ns.api::<PodDisruptionBudget>()
+            .get_opt("scoped")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let events: Api<Event> = Api::namespaced(ns.client(), ns.name());
+    eventually("ModuleRollout event", T, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("ModuleRollout"))
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap();
 }
