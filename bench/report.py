@@ -127,10 +127,17 @@ def rows(records):
         if scenario.startswith("idle"):
             get = lambda r: r["bytes_per_conn"] / 1024 if r and "bytes_per_conn" in r else None
             n, b = get(nur), get(native)
-            held = lambda r: "%s/%s held" % (r.get("open", "?"), r.get("conns", "?")) if r else "–"
+            def held(r):
+                if not r:
+                    return "–"
+                if "error" in r:
+                    return "%s (%s/%s open)" % (r["error"], r.get("open", "?"), r.get("conns", "?"))
+                return "%s/%s held, threads %s" % (r.get("open", "?"), r.get("conns", "?"), r.get("threads_held", "?"))
             goal = ""
             if n is not None:
                 goal = "≤ 64 KiB: %s" % ("met" if n <= 64 else "missed")
+            elif nur and "error" in nur:
+                goal = "≤ 64 KiB: missed (worker died)"
             out.append((scenario, "RSS KiB/conn",
                         "%.1f" % n if n is not None else "–", "%.1f" % b if b is not None else "–",
                         "%.2f×" % ratio(n, b) if ratio(n, b) else "–", goal,

@@ -7,7 +7,7 @@
 # and the per-connection wasm overhead (criterion). Every server listens on
 # 127.0.0.1 only; every wait is bounded.
 #
-# Knobs (environment): CLIENTS=64 DURATION=10 WARMUP=2 IDLE_CONNS=10000
+# Knobs (environment): CLIENTS=64 DURATION=10 WARMUP=2 IDLE_CONNS=10000 IDLE_FALLBACK=5000
 # STREAM_BYTES=65536 STREAM_CHUNK=4096 WORKER_LOG=warn PORT=18080
 # SKIP_BUILD=1 SKIP_CRITERION=1 SKIP_IDLE=1 SKIP_WRK=1
 set -euo pipefail
@@ -18,6 +18,7 @@ CLIENTS="${CLIENTS:-64}"
 DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
 IDLE_CONNS="${IDLE_CONNS:-10000}"
+IDLE_FALLBACK="${IDLE_FALLBACK:-5000}"
 STREAM_BYTES="${STREAM_BYTES:-65536}"
 STREAM_CHUNK="${STREAM_CHUNK:-4096}"
 WORKER_LOG="${WORKER_LOG:-warn}"
@@ -152,24 +153,27 @@ load stream-64k/native "${stream_check[@]}"
 
 if [ -z "${SKIP_IDLE:-}" ]; then
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-    max=$((IDLE_CONNS + 64))
     long=(--idle-timeout 300s)
-    idle() { # LABEL [FLAGS...]
-        "$bin/nur-idle" --addr "$addr" --pid "$server" --conns "$IDLE_CONNS" --label "$1" "${@:2}" >"$work/idle.out" ||
-            echo "{\"label\": \"$1\", \"error\": \"nur-idle failed\"}" >"$work/idle.out"
+    idle() { # LABEL COUNT [FLAGS...]
+        "$bin/nur-idle" --addr "$addr" --pid "$server" --conns "$2" --label "$1" "${@:3}" >"$work/idle.out" ||
+            echo "{\"label\": \"$1\", \"conns\": $2, \"error\": \"nur-idle failed\"}" >"$work/idle.out"
         grep -v '^{' "$work/idle.out" || true
         grep '^{' "$work/idle.out" >>"$records"
     }
-    # Silent: connected, nothing sent (Nur holds no instance yet).
-    start_worker http-hello.wasm --max-connections "$max" --timeout 600s "${long[@]}"
-    idle idle-silent/nur
-    start_native http-hello "${long[@]}"
-    idle idle-silent/native
-    # Mid-request: half an HTTP request sent (Nur holds a live instance and a thread).
-    start_worker http-hello.wasm --max-connections "$max" --timeout 600s "${long[@]}"
-    idle idle-mid-request/nur --send 'GET /idle HTTP/1.1\r\n'
-    start_native http-hello "${long[@]}"
-    idle idle-mid-request/native --send 'GET /idle HTTP/1.1\r\n'
+    # IDLE_CONNS, and IDLE_FALLBACK (a count below vm.max_map_count / ~10
+    # mappings per Nur connection, so that the worker survives it).
+    for count in $IDLE_CONNS $IDLE_FALLBACK; do
+        # Silent: connected, nothing sent.
+        start_worker http-hello.wasm --max-connections "$((count + 64))" --timeout 600s "${long[@]}"
+        idle "idle-silent-$count/nur" "$count"
+        start_native http-hello "${long[@]}"
+        idle "idle-silent-$count/native" "$count"
+        # Mid-request: half an HTTP request sent, so the function holds a live instance.
+        start_worker http-hello.wasm --max-connections "$((count + 64))" --timeout 600s "${long[@]}"
+        idle "idle-mid-request-$count/nur" "$count" --send 'GET /idle HTTP/1.1\r\n'
+        start_native http-hello "${long[@]}"
+        idle "idle-mid-request-$count/native" "$count" --send 'GET /idle HTTP/1.1\r\n'
+    done
 fi
 stop
 

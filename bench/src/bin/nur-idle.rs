@@ -109,8 +109,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let connect_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(args.settle).await;
-    let held = rss_kib(args.pid)?;
-    let threads_held = threads(args.pid)?;
+    let (held, threads_held) = match (rss_kib(args.pid), threads(args.pid)) {
+        (Ok(rss), Ok(threads)) => (rss, threads),
+        (Err(e), _) | (_, Err(e)) => {
+            let (open, _) = still_open(&streams);
+            println!(
+                "{}: the server (pid {}) is gone after {} connects ({failed} failed, {open} still open): {e}",
+                args.label,
+                args.pid,
+                streams.len()
+            );
+            let line = json!({
+                "label": args.label, "addr": args.addr.to_string(), "conns": args.conns,
+                "open": open, "failed": failed, "error": "server exited while connections were held",
+                "rss_before_kib": before, "threads_before": threads_before,
+            });
+            println!("{line}");
+            return Ok(());
+        }
+    };
     let (open, answered) = still_open(&streams);
     drop(streams);
     tokio::time::sleep(args.settle).await;
