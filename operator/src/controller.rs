@@ -28,7 +28,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -137,7 +137,16 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
     let functions: Api<NurFunction> = api(&client, config.namespace.as_deref());
     let wc = watcher::Config::default();
     let ns = config.namespace.clone();
-    Controller::new(functions, wc.clone())
+    // Only spec changes (a new generation) of a NurFunction trigger: its
+    // status writes do not, so a status that keeps changing (an error text)
+    // cannot loop. Owned objects trigger as usual; a timer re-checks.
+    let (reader, writer) = reflector::store();
+    let functions = watcher(functions, wc.clone())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    Controller::for_stream(functions, reader)
         .owns(api::<Deployment>(&client, ns.as_deref()), wc.clone())
         .owns(api::<Service>(&client, ns.as_deref()), wc.clone())
         .owns(
@@ -199,9 +208,13 @@ async fn reconcile_stages(f: &NurFunction, ctx: &Context) -> Result<Action, Erro
         report_problem(f, ctx, &problem).await?;
         return Err(e.into());
     }
-    let module = match validate(f, ctx).await? {
-        Ok(m) => m,
-        Err(problem) => {
+    let module = match validate(f, ctx).await {
+        Ok(Ok(m)) => m,
+        Err(e) => {
+            report_unreachable(f, ctx, &e).await;
+            return Err(e);
+        }
+        Ok(Err(problem)) => {
             ctx.metrics.module_problems.fetch_add(1, Ordering::Relaxed);
             report_problem(f, ctx, &problem).await?;
             return Ok(recheck);
@@ -349,7 +362,7 @@ async fn report_problem(
         &previous.conditions,
         generation,
         module_type,
-        false,
+        "False",
         problem.reason,
         &problem.message,
     );
@@ -358,7 +371,7 @@ async fn report_problem(
         &previous.conditions,
         generation,
         "Ready",
-        false,
+        "False",
         problem.reason,
         &problem.message,
     );
@@ -376,6 +389,47 @@ async fn report_problem(
         .await;
     }
     Ok(())
+}
+
+/// ModuleValid=Unknown while storage does not answer (Ready is left as it
+/// is: running pods keep serving); best effort, the error is retried.
+async fn report_unreachable(f: &NurFunction, ctx: &Context, error: &Error) {
+    let previous = f.status.clone().unwrap_or_default();
+    // The error text carries timings: writing it on every retry would make
+    // each retry a status change, and each status change a new reconcile.
+    if previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "ModuleValid" && c.reason == "StorageUnreachable")
+    {
+        return;
+    }
+    let mut status = previous.clone();
+    let message = error.to_string();
+    set_condition(
+        &mut status.conditions,
+        &previous.conditions,
+        f.metadata.generation,
+        "ModuleValid",
+        "Unknown",
+        "StorageUnreachable",
+        &message,
+    );
+    if status == previous {
+        return;
+    }
+    if let Err(e) = patch_status(ctx, f, &status).await {
+        tracing::warn!("{}: {e}", key(f));
+    }
+    publish(
+        ctx,
+        f,
+        EventType::Warning,
+        "StorageUnreachable",
+        "Validate",
+        message,
+    )
+    .await;
 }
 
 /// Stage 3: server-side apply of one owned object, returning what the API
@@ -480,7 +534,7 @@ pub fn status(
         previous,
         generation,
         "ModuleValid",
-        true,
+        "True",
         "Checked",
         &format!(
             "{} ({} bytes) follows the Nur ABI",
@@ -498,7 +552,7 @@ pub fn status(
             previous,
             generation,
             "Available",
-            c.status == "True",
+            &c.status,
             c.reason.as_deref().unwrap_or("Deployment"),
             c.message.as_deref().unwrap_or(""),
         ),
@@ -507,7 +561,7 @@ pub fn status(
             previous,
             generation,
             "Available",
-            false,
+            "False",
             "Pending",
             "the Deployment reports no availability yet",
         ),
@@ -539,7 +593,7 @@ pub fn status(
         previous,
         generation,
         "Ready",
-        ready,
+        if ready { "True" } else { "False" },
         reason,
         &message,
     );
@@ -564,11 +618,10 @@ fn set_condition(
     previous: &[Condition],
     generation: Option<i64>,
     type_: &str,
-    ok: bool,
+    status: &str,
     reason: &str,
     message: &str,
 ) {
-    let status = if ok { "True" } else { "False" };
     let since = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)

@@ -97,6 +97,26 @@ impl Elector {
         }
     }
 
+    /// Gives the Lease up (on shutdown), so a standby need not wait for it
+    /// to expire.
+    pub async fn release(&self) -> Result<(), Error> {
+        let api_err = |e| Error::Api(self.key(), e);
+        let Some(mut lease) = self.api.get_opt(&self.config.name).await.map_err(api_err)? else {
+            return Ok(());
+        };
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        self.api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+            .map_err(api_err)?;
+        tracing::info!(lease = %self.key(), "released the lease");
+        Ok(())
+    }
+
     async fn try_acquire(&self) -> Result<Attempt, Error> {
         let api_err = |e| Error::Api(self.key(), e);
         let now = Timestamp::now();

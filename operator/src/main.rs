@@ -121,7 +121,10 @@ async fn main() -> anyhow::Result<()> {
             elector.acquire().await?;
             metrics.leader.store(true, Ordering::Relaxed);
             tokio::select! {
-                () = controller::run(client, config, metrics.clone()) => Ok(()),
+                () = controller::run(client, config, metrics.clone()) => {
+                    elector.release().await?;
+                    Ok(())
+                }
                 lost = elector.hold() => {
                     metrics.leader.store(false, Ordering::Relaxed);
                     Err(lost.into())

@@ -351,6 +351,27 @@ async fn function_rolls_out_scales_follows_uploads_and_is_collected() {
     );
     assert_eq!((st.replicas, st.ready_replicas), (Some(1), Some(1)));
 
+    // Printer columns, through the short name.
+    let out = env
+        .kubectl()
+        .args(["get", "nurfn", "echo", "-n", ns.name()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "REPLICAS", "DIGEST", "ENDPOINT", "AGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(
+        row[..4],
+        ["echo", "True", "1", &format!("sha256:{digest}")],
+        "{table}"
+    );
+
     // A restarted operator converges to the same objects: no new
     // Deployment generation, no second ReplicaSet, no status churn.
     let generation = ns
@@ -753,4 +774,43 @@ async fn operator_runs_with_its_rbac_only() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn unreachable_storage_is_reported_and_retried() {
+    let env = testenv!();
+    install_crd(&env).await;
+    let ns = env.namespace("op-down").await.unwrap();
+    // Nothing listens on port 1.
+    let url = "http://127.0.0.1:1/fn.wasm";
+    let op = Operator::start(&env, &ns);
+    create_function(&ns, "down", serde_json::json!({ "module": { "url": url } })).await;
+    let api = ns.api::<NurFunction>();
+    let (status, reason, message) = eventually("ModuleValid=Unknown", T, || {
+        let api = api.clone();
+        async move { condition(&api.get("down").await.ok()?, "ModuleValid") }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("Unknown", "StorageUnreachable")
+    );
+    assert!(message.contains(url), "{message}");
+    eventually("reconcile errors counted", T, || async {
+        let (_, body) = op.get("/metrics")?;
+        let line = body
+            .lines()
+            .find(|l| l.starts_with("nur_operator_reconcile_errors_total "))?;
+        (line != "nur_operator_reconcile_errors_total 0").then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(
+        ns.api::<Deployment>()
+            .get_opt("down")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
