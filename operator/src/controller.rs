@@ -708,6 +708,111 @@ pub fn backoff(n: u32) -> Duration {
 mod tests {
     use super::*;
 
+    use crate::meta::testing::{DIGEST, IMAGE, function};
+
+    fn deployment(yaml: &str) -> Deployment {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn status_mirrors_the_deployment() {
+        let mut f = function(
+            "apiVersion: nur.dev/v1alpha1\nkind: NurFunction\nmetadata: {generation: 4}\n\
+             spec: {module: {url: s3://b/k}, replicas: 2}",
+        );
+        let input = Input::new(&f, DIGEST, IMAGE).unwrap();
+        let module = Checked {
+            sha256: DIGEST.into(),
+            size: 14135,
+        };
+        let rolling = deployment(
+            "metadata: {generation: 2}\nspec: {replicas: 2, selector: {}, template: {}}\n\
+             status: {observedGeneration: 2, replicas: 3, readyReplicas: 2, updatedReplicas: 1,\
+             conditions: [{type: Available, status: 'True', reason: MinimumReplicasAvailable,\
+             message: Deployment has minimum availability.}]}",
+        );
+        let st = status(&f, &input, &module, &rolling, &[]);
+        let conds: Vec<(&str, &str, &str)> = st
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+            .collect();
+        assert_eq!(
+            conds,
+            [
+                ("ModuleValid", "True", "Checked"),
+                ("Available", "True", "MinimumReplicasAvailable"),
+                ("Ready", "False", "Progressing"),
+            ]
+        );
+        assert!(
+            st.conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(4))
+        );
+        assert_eq!(st.observed_generation, Some(4));
+        assert_eq!(
+            st.module,
+            Some(ModuleStatus {
+                digest: format!("sha256:{DIGEST}"),
+                size: 14135
+            })
+        );
+        assert_eq!((st.replicas, st.ready_replicas), (Some(3), Some(2)));
+        assert_eq!(st.endpoint.as_deref(), Some("echo.fns.svc:8080"));
+        assert_eq!(
+            st.selector.as_deref(),
+            Some("app.kubernetes.io/instance=echo,app.kubernetes.io/name=nur-function")
+        );
+
+        // Rolled out: Ready; ModuleValid keeps its transition time.
+        f.status = Some(st.clone());
+        let input = Input::new(&f, DIGEST, IMAGE).unwrap();
+        let done = deployment(
+            "metadata: {generation: 2}\nspec: {replicas: 2, selector: {}, template: {}}\n\
+             status: {observedGeneration: 2, replicas: 2, readyReplicas: 2, updatedReplicas: 2}",
+        );
+        let next = status(&f, &input, &module, &done, &st.conditions);
+        let ready = next.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "Ready")
+        );
+        assert_eq!(next.conditions[0], st.conditions[0]);
+        let available = &next.conditions[1];
+        assert_eq!(
+            (available.status.as_str(), available.reason.as_str()),
+            ("False", "Pending")
+        );
+
+        // A Deployment controller that has not seen the new generation.
+        let stale = deployment(
+            "metadata: {generation: 3}\nspec: {replicas: 2, selector: {}, template: {}}\n\
+             status: {observedGeneration: 2, replicas: 2, readyReplicas: 2, updatedReplicas: 2}",
+        );
+        let st = status(&f, &input, &module, &stale, &[]);
+        assert_eq!(st.conditions[2].status, "False");
+    }
+
+    #[test]
+    fn module_problems_name_the_rule() {
+        let source = nur_module::Source::parse("s3://b/k.wasm").unwrap();
+        let wat = br#"(module (import "wasi_snapshot_preview1" "fd_write" (func)))"#;
+        let e = nur_module::Module::from_stored(source, wat).unwrap_err();
+        let p = problem(&e);
+        assert_eq!(p.reason, "BreaksABI");
+        assert!(
+            p.message.starts_with("s3://b/k.wasm: breaks the Nur ABI: "),
+            "{}",
+            p.message
+        );
+        assert!(
+            p.message.contains("WASI is not supported yet"),
+            "{}",
+            p.message
+        );
+    }
+
     #[test]
     fn backoff_doubles_up_to_five_minutes() {
         let got: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();

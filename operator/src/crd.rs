@@ -134,9 +134,11 @@ pub struct NurFunctionSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ModuleSpec {
     /// URL of the module: s3://bucket/key, gs://bucket/key,
-    /// az://container/key, http(s)://host/path or file:///path (a path on
-    /// the worker's filesystem). A .wasm binary, WAT text or either one
-    /// zstd-compressed. Required.
+    /// az://container/key or http(s)://host/path. A .wasm binary, WAT text
+    /// or either one zstd-compressed. The operator fetches and checks it
+    /// with its own object-store credentials, the pods with those of
+    /// credentialsSecret. (A file:// URL must name the same file for the
+    /// operator and the pods.) Required.
     #[schemars(length(min = 1))]
     pub url: String,
 
