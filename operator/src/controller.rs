@@ -154,6 +154,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
             wc.clone(),
         )
         .owns(api::<PodDisruptionBudget>(&client, ns.as_deref()), wc)
+        // Each reconcile may download a module: bound how many run at once.
+        .with_config(kube::runtime::controller::Config::default().concurrency(8))
         .shutdown_on_signal()
         .run(
             reconcile,

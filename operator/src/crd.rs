@@ -61,6 +61,9 @@ fn default_port() -> i32 {
 #[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message(
     "set either replicas or autoscaling, not both"
 ))]
+#[x_kube(validation = Rule::new("!has(self.port) || self.port != 9090").message(
+    "port 9090 is the worker's admin port (/healthz, /readyz, /metrics)"
+))]
 #[serde(rename_all = "camelCase")]
 pub struct NurFunctionSpec {
     /// The module to serve: where it is stored, an optional digest pin and
@@ -340,6 +343,7 @@ mod tests {
             "labelSelectorPath: .status.selector",
             "status: {}",
             "!(has(self.replicas) && has(self.autoscaling))",
+            "self.port != 9090",
             "self.maxReplicas >= self.minReplicas",
             "Default: 8080",
             "targetCPUUtilizationPercentage",

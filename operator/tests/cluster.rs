@@ -271,6 +271,19 @@ async fn crd_applies_explains_and_enforces_cel_rules() {
         err.contains("maxReplicas must be greater than or equal to minReplicas"),
         "{err}"
     );
+
+    let mut admin_port = both.clone();
+    admin_port.spec.autoscaling = None;
+    admin_port.spec.port = 9090;
+    let err = api
+        .create(&PostParams::default(), &admin_port)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("port 9090 is the worker's admin port"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
