@@ -74,7 +74,7 @@ pub enum Error {
     /// Applying an owned object failed.
     #[error("apply {kind}: {source}")]
     Apply {
-        kind: &'static str,
+        kind: String,
         #[source]
         source: kube::Error,
     },
@@ -505,17 +505,11 @@ fn owned_by<K: Resource>(object: &K, input: &Input) -> bool {
         .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid)
 }
 
-fn kind<K: Resource>() -> &'static str
+fn kind<K: Resource>() -> String
 where
     <K as Resource>::DynamicType: Default,
 {
-    match K::kind(&Default::default()).as_ref() {
-        "Deployment" => "Deployment",
-        "Service" => "Service",
-        "HorizontalPodAutoscaler" => "HorizontalPodAutoscaler",
-        "PodDisruptionBudget" => "PodDisruptionBudget",
-        _ => "object",
-    }
+    K::kind(&Default::default()).into_owned()
 }
 
 /// Stage 4: the status, from the module and what the API server holds.
