@@ -206,13 +206,17 @@ def svg(records, title):
     while decade <= yhi:
         y = Y(decade)
         out.append('<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>' % (left, left + pw, y, y))
-        out.append('<text x="%d" y="%.1f" text-anchor="end">%s</text>' % (left - 6, y + 4, fmt_us(decade)))
+        label = "%g µs" % decade if decade < 1000 else "%g ms" % (decade / 1000) if decade < 1e6 else "%g s" % (decade / 1e6)
+        out.append('<text x="%d" y="%.1f" text-anchor="end">%s</text>' % (left - 6, y + 4, label))
         decade *= 10
     for p in pcts:
         x = X(p)
         out.append('<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#eee"/>' % (x, x, top, top + ph))
+        if p in (99.5, 99.95):
+            continue  # too close to their neighbours to label
         out.append('<text x="%.1f" y="%d" text-anchor="middle">p%s</text>' % (x, top + ph + 16, ("%g" % p)))
     out.append('<text x="%d" y="%d" text-anchor="middle">percentile</text>' % (left + pw / 2, h - 10))
+    out.append('<text x="16" y="%d" text-anchor="middle" transform="rotate(-90 16 %d)">latency, connect to EOF</text>' % (top + ph / 2, top + ph / 2))
     out.append('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#333"/>' % (left, top, pw, ph))
     scenarios = []
     for r in series:

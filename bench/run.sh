@@ -9,7 +9,7 @@
 #
 # Knobs (environment): CLIENTS=64 DURATION=10 WARMUP=2 IDLE_CONNS=10000 IDLE_FALLBACK=5000
 # STREAM_BYTES=65536 STREAM_CHUNK=4096 WORKER_LOG=warn PORT=18080
-# SKIP_BUILD=1 SKIP_CRITERION=1 SKIP_IDLE=1 SKIP_WRK=1
+# SKIP_BUILD=1 SKIP_CRITERION=1 SKIP_IDLE=1 SKIP_WRK=1 QUIET_LOAD=1.0
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -116,6 +116,14 @@ wrk_http() {
 # length TEXT: bytes of TEXT after printf's escapes.
 length() { printf '%b' "$1" | wc -c; }
 
+# QUIET_LOAD=1.0: first wait (at most 10 minutes) for the 1-minute load
+# average to fall below it, since other work on the machine skews the figures.
+if [ -n "${QUIET_LOAD:-}" ]; then
+    for _ in $(seq 120); do
+        awk -v max="$QUIET_LOAD" '{ exit !($1 < max) }' /proc/loadavg && break
+        sleep 5
+    done
+fi
 echo "run.sh: load before: $(cut -d' ' -f1-3 /proc/loadavg); clients=$CLIENTS duration=${DURATION}s warmup=${WARMUP}s"
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 
