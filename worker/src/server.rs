@@ -71,10 +71,12 @@ async fn handle(socket: TcpStream, id: u64, ctx: Arc<Context>, permit: OwnedSema
 async fn serve(socket: TcpStream, id: u64, ctx: &Arc<Context>, deadline: Instant) -> Close {
     let _ = socket.set_nodelay(true);
     let first = ctx.limits.idle_timeout.min(ctx.limits.timeout);
-    match tokio::time::timeout(first, socket.readable()).await {
+    // `peek`, not `readable`: tokio reports a fresh socket readable at once,
+    // which would hand a silent client a thread and an instance.
+    match tokio::time::timeout(first, socket.peek(&mut [0; 1])).await {
         Err(_) => return Close::Idle,
         Ok(Err(_)) => return Close::ClientGone,
-        Ok(Ok(())) => {}
+        Ok(Ok(_)) => {}
     }
     let Ok(stream) = socket.into_std() else {
         return Close::ClientGone;

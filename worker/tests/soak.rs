@@ -45,3 +45,31 @@ fn a_thousand_sequential_and_two_hundred_concurrent_connections_leak_nothing() {
     assert_eq!(worker.metric("nur_connections_active"), 0.0);
     eprintln!("RSS {rss} -> {rss_after} KiB, fds {fds} -> {fds_after}");
 }
+
+#[test]
+fn silent_connections_hold_no_thread() {
+    let worker = Worker::start(&example("echo.wasm"), &["--idle-timeout", "30s"]);
+    let threads = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", worker.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("Threads:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    };
+    let before = threads();
+    let silent: Vec<_> = (0..200).map(|_| worker.connect()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let during = threads();
+    assert!(
+        during < before + 20,
+        "200 silent connections: {before} -> {during} threads"
+    );
+    assert_eq!(
+        worker.request(b"x").len(),
+        39,
+        "and the worker still answers"
+    );
+    drop(silent);
+}
