@@ -44,7 +44,7 @@ ld_flag=()
 
 # --- Rust: echo, http-hello --------------------------------------------------
 
-cargo build --release --target "$target"
+cargo build --release --target "$target" --target-dir "$here/target"
 rel="$here/target/$target/release"
 # cp -u: copy only when newer, so re-runs leave unchanged outputs alone.
 cp -u "$rel/echo.wasm" "$out/echo.wasm"
