@@ -286,15 +286,42 @@ async fn crd_applies_explains_and_enforces_cel_rules() {
     );
 }
 
+/// What most cluster tests start from: the CRD installed, a fresh namespace,
+/// echo.wasm uploaded as `key`, and an operator watching the namespace.
+struct Started {
+    ns: TestNamespace,
+    echo: Vec<u8>,
+    digest: String,
+    url: String,
+    operator: Operator,
+}
+
+async fn start_with_echo(env: &TestEnv, prefix: &str, key: &str) -> Started {
+    install_crd(env).await;
+    let ns = env.namespace(prefix).await.unwrap();
+    let echo = example("echo.wasm");
+    let digest = nur_module::sha256_hex(&echo);
+    let url = upload(env, &ns, key, echo.clone()).await;
+    let operator = Operator::start(env, &ns);
+    Started {
+        ns,
+        echo,
+        digest,
+        url,
+        operator,
+    }
+}
+
 #[tokio::test]
 async fn function_rolls_out_scales_follows_uploads_and_is_collected() {
     let env = testenv!();
-    install_crd(&env).await;
-    let ns = env.namespace("op-roll").await.unwrap();
-    let echo = example("echo.wasm");
-    let digest = nur_module::sha256_hex(&echo);
-    let url = upload(&env, &ns, "fn.wasm", echo.clone()).await;
-    let op = Operator::start(&env, &ns);
+    let Started {
+        ns,
+        echo,
+        digest,
+        url,
+        operator: op,
+    } = start_with_echo(&env, "op-roll", "fn.wasm").await;
     let f = create_function(
         &ns,
         "echo",
@@ -526,12 +553,13 @@ async fn abi_breaking_module_is_refused_without_a_deployment() {
 #[tokio::test]
 async fn pinned_digest_mismatch_leaves_running_pods_alone() {
     let env = testenv!();
-    install_crd(&env).await;
-    let ns = env.namespace("op-pin").await.unwrap();
-    let echo = example("echo.wasm");
-    let digest = nur_module::sha256_hex(&echo);
-    let url = upload(&env, &ns, "pinned.wasm", echo).await;
-    let _op = Operator::start(&env, &ns);
+    let Started {
+        ns,
+        echo: _,
+        digest,
+        url,
+        operator: _op,
+    } = start_with_echo(&env, "op-pin", "pinned.wasm").await;
     create_function(
         &ns,
         "pinned",
@@ -624,12 +652,13 @@ async fn one_leader_reconciles_and_a_standby_takes_over() {
 #[tokio::test]
 async fn autoscaling_gets_an_hpa_and_pdb_that_go_when_it_is_turned_off() {
     let env = testenv!();
-    install_crd(&env).await;
-    let ns = env.namespace("op-hpa").await.unwrap();
-    let echo = example("echo.wasm");
-    let digest = nur_module::sha256_hex(&echo);
-    let url = upload(&env, &ns, "fn.wasm", echo).await;
-    let _op = Operator::start(&env, &ns);
+    let Started {
+        ns,
+        echo: _,
+        digest,
+        url,
+        operator: _op,
+    } = start_with_echo(&env, "op-hpa", "fn.wasm").await;
     create_function(
         &ns,
         "auto",
