@@ -17,7 +17,7 @@ pub mod source;
 use sha2::{Digest, Sha256};
 
 pub use abi::{AbiError, Summary};
-pub use source::{Source, SourceError};
+pub use source::{Settings, Source, SourceError};
 
 /// A fetched module that passed the ABI check.
 #[derive(Debug, Clone)]
@@ -63,7 +63,13 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Fetches the module at `url` and checks it against the ABI.
 pub async fn load(url: &str) -> Result<Module, LoadError> {
-    let source = Source::parse(url)?;
+    load_with(url, Settings::Environment).await
+}
+
+/// Fetches the module at `url` with the store settings of `settings`, and
+/// checks it against the ABI.
+pub async fn load_with(url: &str, settings: Settings<'_>) -> Result<Module, LoadError> {
+    let source = Source::parse_with(url, settings)?;
     let stored = source.fetch().await?;
     Module::from_stored(source, &stored)
 }

@@ -8,7 +8,9 @@
 //! IRSA through `AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN`;
 //! `GOOGLE_*`; `AZURE_*`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,9 +82,51 @@ fn retry() -> RetryConfig {
     }
 }
 
+/// Where a store's settings and credentials come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Settings<'a> {
+    /// The process environment, as each store's `from_env` reads it.
+    Environment,
+    /// Only these variables (names as in the environment, e.g.
+    /// `AWS_ACCESS_KEY_ID`): what a worker pod sees from a credentials
+    /// Secret.
+    Variables(&'a BTreeMap<String, String>),
+}
+
+impl Settings<'_> {
+    /// A store builder: `from_env` for [`Settings::Environment`], else the
+    /// default builder configured with the variables that start with
+    /// `prefix` (lowercased, as `from_env` does).
+    fn builder<B, K>(
+        self,
+        from_env: fn() -> B,
+        prefix: &str,
+        with_config: fn(B, K, String) -> B,
+    ) -> B
+    where
+        B: Default,
+        K: FromStr,
+    {
+        let Settings::Variables(vars) = self else {
+            return from_env();
+        };
+        vars.iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .filter_map(|(name, value)| Some((name.to_ascii_lowercase().parse().ok()?, value)))
+            .fold(B::default(), |b, (key, value)| {
+                with_config(b, key, value.clone())
+            })
+    }
+}
+
 impl Source {
     /// Parses a path or a URL; reads the store's credentials from the environment.
     pub fn parse(url: &str) -> Result<Self, SourceError> {
+        Self::parse_with(url, Settings::Environment)
+    }
+
+    /// Parses a path or a URL, with the store's settings from `settings`.
+    pub fn parse_with(url: &str, settings: Settings) -> Result<Self, SourceError> {
         let unsupported = |reason: String| SourceError::Unsupported {
             url: url.into(),
             reason,
@@ -95,17 +139,32 @@ impl Source {
             || ObjectPath::from_url_path(parsed.path()).map_err(|e| unsupported(e.to_string()));
         let built = match scheme {
             "file" => return Self::local(url, PathBuf::from(parsed.path())),
-            "s3" | "s3a" => AmazonS3Builder::from_env()
+            "s3" | "s3a" => settings
+                .builder(
+                    AmazonS3Builder::from_env,
+                    "AWS_",
+                    AmazonS3Builder::with_config,
+                )
                 .with_url(url)
                 .with_retry(retry())
                 .build()
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
-            "gs" => GoogleCloudStorageBuilder::from_env()
+            "gs" => settings
+                .builder(
+                    GoogleCloudStorageBuilder::from_env,
+                    "GOOGLE_",
+                    GoogleCloudStorageBuilder::with_config,
+                )
                 .with_url(url)
                 .with_retry(retry())
                 .build()
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
-            "az" | "azure" | "abfs" | "abfss" | "adl" => MicrosoftAzureBuilder::from_env()
+            "az" | "azure" | "abfs" | "abfss" | "adl" => settings
+                .builder(
+                    MicrosoftAzureBuilder::from_env,
+                    "AZURE_",
+                    MicrosoftAzureBuilder::with_config,
+                )
                 .with_url(url)
                 .with_retry(retry())
                 .build()

@@ -1,7 +1,9 @@
 //! The reconciler, in named stages:
 //!
 //! 1. [`validate`]: the spec (pure), then fetch and check the module with
-//!    `nur_module` (the worker's own check). A module that cannot be served
+//!    `nur_module` (the worker's own check), with the store settings of
+//!    spec.module.credentialsSecret when it names one (the variables the
+//!    pods will see), else the operator's own. A module that cannot be served
 //!    sets ModuleValid=False, emits an Event and applies nothing: running
 //!    pods are left alone.
 //! 2. build: the pure builders ([`crate::deployment`], [`crate::service`],
@@ -14,7 +16,7 @@
 //! new upload rolls the Deployment to the new digest. The module is
 //! downloaded again only when its version (ETag) changes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +24,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -32,6 +34,8 @@ use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use nur_module::Settings;
 
 use crate::crd::{ModuleStatus, NurFunction, NurFunctionStatus};
 use crate::health::Metrics;
@@ -81,6 +85,13 @@ pub enum Error {
     /// Writing the status failed.
     #[error("status: {0}")]
     Status(#[source] kube::Error),
+    /// Reading the credentials Secret failed (other than not found).
+    #[error("credentials Secret {name}: {source}")]
+    Credentials {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 /// A module that passed the check.
@@ -267,7 +278,17 @@ pub async fn validate(
     ctx: &Context,
 ) -> Result<Result<Checked, ModuleProblem>, Error> {
     let url = &f.spec.module.url;
-    let checked = check_module(url, &ctx.modules).await?;
+    let variables = match &f.spec.module.credentials_secret {
+        None => None,
+        Some(name) => match credentials(f, ctx, name).await? {
+            Ok(variables) => Some(variables),
+            Err(problem) => return Ok(Err(problem)),
+        },
+    };
+    let settings = variables
+        .as_ref()
+        .map_or(Settings::Environment, Settings::Variables);
+    let checked = check_module(url, settings, &ctx.modules).await?;
     Ok(checked.and_then(|m| match &f.spec.module.sha256 {
         Some(pin) if *pin != m.sha256 => Err(ModuleProblem {
             reason: "DigestMismatch",
@@ -280,10 +301,46 @@ pub async fn validate(
     }))
 }
 
+/// The variables of the credentials Secret `name`, as the pods get them
+/// through envFrom; a missing Secret is a problem of the function.
+async fn credentials(
+    f: &NurFunction,
+    ctx: &Context,
+    name: &str,
+) -> Result<Result<BTreeMap<String, String>, ModuleProblem>, Error> {
+    let namespace = f.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::Credentials {
+            name: format!("{namespace}/{name}"),
+            source,
+        })?;
+    let Some(secret) = secret else {
+        return Ok(Err(ModuleProblem {
+            reason: "CredentialsSecretNotFound",
+            message: format!(
+                "Secret {namespace}/{name} named by spec.module.credentialsSecret does not exist"
+            ),
+        }));
+    };
+    Ok(Ok(secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()))
+}
+
+/// url -> (version, result). The version is always read first with the
+/// function's own settings, so a function without access to the object
+/// never gets another function's cached result.
 type ModuleCache = Mutex<HashMap<String, (String, Result<Checked, ModuleProblem>)>>;
 
 async fn check_module(
     url: &str,
+    settings: Settings<'_>,
     cache: &ModuleCache,
 ) -> Result<Result<Checked, ModuleProblem>, Error> {
     let unsupported = |e: nur_module::SourceError| {
@@ -294,7 +351,7 @@ async fn check_module(
             Ok(Err(problem(&e)))
         }
     };
-    let source = match nur_module::Source::parse(url) {
+    let source = match nur_module::Source::parse_with(url, settings) {
         Ok(s) => s,
         Err(e) => return unsupported(e),
     };
@@ -307,7 +364,7 @@ async fn check_module(
     {
         return Ok(result.clone());
     }
-    let result = match nur_module::load(url).await {
+    let result = match nur_module::load_with(url, settings).await {
         Ok(m) => Ok(Checked {
             sha256: m.sha256,
             size: m.size,

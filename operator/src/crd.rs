@@ -139,9 +139,9 @@ pub struct ModuleSpec {
     /// URL of the module: s3://bucket/key, gs://bucket/key,
     /// az://container/key or http(s)://host/path. A .wasm binary, WAT text
     /// or either one zstd-compressed. The operator fetches and checks it
-    /// with its own object-store credentials, the pods with those of
-    /// credentialsSecret. (A file:// URL must name the same file for the
-    /// operator and the pods.) Required.
+    /// with the variables of credentialsSecret when set, else with its own
+    /// object-store credentials. (A file:// URL must name the same file for
+    /// the operator and the pods.) Required.
     #[schemars(length(min = 1))]
     pub url: String,
 
@@ -155,8 +155,11 @@ pub struct ModuleSpec {
 
     /// Name of a Secret in the same namespace whose keys become environment
     /// variables of the worker (for example AWS_ACCESS_KEY_ID,
-    /// AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL). Default: none; the worker
-    /// uses the credentials of its environment (workload identity).
+    /// AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL). The operator checks the
+    /// module with these variables only, as the pods will fetch it. A
+    /// missing Secret sets ModuleValid=False (CredentialsSecretNotFound).
+    /// Default: none; the operator and the worker use the credentials of
+    /// their environment (workload identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
 }
@@ -331,6 +334,23 @@ mod tests {
             on_disk == crd_yaml(),
             "crds/nurfunction.yaml is stale or missing; run \
              `cargo run -p nur-operator -- crd > crds/nurfunction.yaml`"
+        );
+    }
+
+    /// The Helm chart installs its own copy from charts/nur/crds/; it must
+    /// match the code too.
+    #[test]
+    fn chart_crd_is_current() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../charts/nur/crds/nurfunction.yaml"
+        );
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            on_disk == crd_yaml(),
+            "charts/nur/crds/nurfunction.yaml is stale or missing; run \
+             `cargo run -p nur-operator -- crd | tee crds/nurfunction.yaml \
+             > charts/nur/crds/nurfunction.yaml`"
         );
     }
 
