@@ -740,13 +740,32 @@ async fn operator_runs_with_its_rbac_only() {
     let ns = env.namespace("op-rbac").await.unwrap();
     let admin = env.client().await.unwrap();
 
-    // The ClusterRole from operator/rbac, bound in this namespace only.
-    let role = concat!(env!("CARGO_MANIFEST_DIR"), "/rbac/clusterrole.yaml");
+    // The chart's ClusterRole and leader-election Role, as helm renders
+    // them for a release "nur-operator" in this namespace; the ClusterRole
+    // is bound in this namespace only.
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/nur");
     let out = env
-        .kubectl()
-        .args(["apply", "--server-side", "--force-conflicts", "-f", role])
+        .helm()
+        .args(["template", "nur-operator", chart, "--namespace", ns.name()])
+        .args(["--show-only", "templates/clusterrole.yaml"])
+        .args(["--show-only", "templates/leader-election.yaml"])
         .output()
         .unwrap();
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut apply = env
+        .kubectl()
+        .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut apply.stdin.take().unwrap(), &out.stdout).unwrap();
+    let out = apply.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{}",
