@@ -1,0 +1,492 @@
+//! The path a user takes, on the test environment (a real kube-apiserver
+//! with the controller-manager, kwok for pods, MinIO):
+//!
+//! 1. `helm install` the chart with the real helm into a fresh namespace;
+//! 2. the operator Deployment's pod is scheduled on kwok's fake node, where
+//!    containers never run, so the real `nur-operator` binary runs here with
+//!    the container's args and env, authenticated with a token of the
+//!    chart's ServiceAccount (TokenRequest) and nothing else;
+//! 3. an example module is uploaded to MinIO and its manifest from
+//!    `examples/manifests` is `kubectl apply`d;
+//! 4. the Deployment and Service appear, the function turns Ready (kwok);
+//! 5. the real `nur-worker` runs with exactly the container args, envFrom
+//!    and ports of the Deployment the operator wrote, and serves a
+//!    connection;
+//! 6. a new module uploaded to the same URL rolls the Deployment to the new
+//!    digest, and the worker started from the new pod spec serves it;
+//! 7. `helm uninstall` removes everything of the release.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{DynamicObject, GroupVersionKind, ListParams};
+use kube::discovery::ApiResource;
+use nur_e2e::{
+    Process, binary, chart_app_version, chart_dir, container_command, container_env,
+    container_port, exchange, free_port, http_get, workspace_root,
+};
+use nur_testkit::object_store::ObjectStoreExt;
+use nur_testkit::object_store::path::Path as Key;
+use nur_testkit::{TestEnv, TestNamespace, eventually, testenv};
+
+const T: Duration = Duration::from_secs(90);
+
+fn example(name: &str) -> Vec<u8> {
+    let path = workspace_root().join("examples/build").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the examples with examples/build.sh",
+            path.display()
+        )
+    })
+}
+
+/// Runs a tool, panics with its output unless it succeeds; returns stdout.
+fn run(mut cmd: std::process::Command, stdin: Option<&str>) -> String {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn nurfunctions(ns: &TestNamespace) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("nur.dev", "v1alpha1", "NurFunction");
+    Api::namespaced_with(ns.client(), ns.name(), &ApiResource::from_gvk(&gvk))
+}
+
+fn condition(f: &DynamicObject, type_: &str) -> Option<String> {
+    f.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .and_then(|c| c["status"].as_str().map(String::from))
+}
+
+/// The Deployment `name` once its worker args pin `sha256`.
+async fn deployment_pinned(ns: &TestNamespace, name: &str, sha256: &str) -> Deployment {
+    eventually(&format!("Deployment {name} pinned to {sha256}"), T, || {
+        let api = ns.api::<Deployment>();
+        async move {
+            let d = api.get_opt(name).await.ok()??;
+            let args = d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+                .args
+                .clone()?;
+            args.windows(2)
+                .any(|w| w[0] == "--sha256" && w[1] == sha256)
+                .then_some(d)
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// The function turns Ready=True on module `sha256`, every replica ready
+/// (kwok runs the pods on its fake node).
+async fn wait_ready(ns: &TestNamespace, name: &str, sha256: &str) -> DynamicObject {
+    let api = nurfunctions(ns).await;
+    let digest = format!("sha256:{sha256}");
+    eventually(&format!("NurFunction {name} Ready on {digest}"), T, || {
+        let api = api.clone();
+        let digest = digest.clone();
+        async move {
+            let f = api.get(name).await.ok()?;
+            (condition(&f, "Ready")? == "True"
+                && f.data["status"]["module"]["digest"] == digest.as_str())
+            .then_some(f)
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// Starts nur-worker as the container of `d` would run, with the Secrets
+/// its envFrom names; waits until its readiness probe answers 200.
+fn start_worker(
+    d: &Deployment,
+    secrets: &HashMap<String, Secret>,
+    log: std::path::PathBuf,
+) -> (Process, Container) {
+    let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.containers.len(), 1);
+    let c = pod.containers[0].clone();
+    let env = container_env(&c, secrets, &HashMap::new());
+    let mut worker = Process::spawn(container_command(&binary("nur-worker"), &c, &env), log);
+    let probe = c
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    let admin = match &probe.port {
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(name) => {
+            container_port(&c, name)
+        }
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p) => *p as u16,
+    };
+    worker.wait_http_ok(admin, probe.path.as_deref().unwrap(), T);
+    (worker, c)
+}
+
+/// Uploads `bytes` under this test's prefix; returns the object's key.
+async fn upload(env: &TestEnv, key: &str, bytes: Vec<u8>) {
+    env.object_store()
+        .unwrap()
+        .put(&Key::from(key), bytes.into())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn helm_install_apply_example_serve_roll_and_uninstall() {
+    let env = testenv!();
+    let admin = env.client().await.unwrap();
+    let ns = env.namespace("e2e-helm").await.unwrap();
+    // ClusterRole and ClusterRoleBinding are cluster-scoped: the release
+    // name is unique per run.
+    let suffix = ns.name().rsplit('-').next().unwrap();
+    let release = format!("nur-e2e-{suffix}");
+    let version = chart_app_version();
+    let tmp = std::env::temp_dir();
+
+    // The object-store credentials, as a user creates them: the operator
+    // reads them (envFrom) to check modules, the worker pods get them
+    // through spec.module.credentialsSecret.
+    let mut create_secret = env.kubectl();
+    create_secret.args([
+        "create",
+        "secret",
+        "generic",
+        "object-store",
+        "-n",
+        ns.name(),
+    ]);
+    for k in [
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "AWS_ALLOW_HTTP",
+    ] {
+        let v = env
+            .var(k)
+            .unwrap_or_else(|| panic!(".testenv/env has no {k}"));
+        create_secret.arg(format!("--from-literal={k}={v}"));
+    }
+    run(create_secret, None);
+
+    // 1. helm install, scoped to this namespace (other tests' operators
+    // watch theirs), re-checking modules every 2 s.
+    let mut install = env.helm();
+    install
+        .args(["install", &release])
+        .arg(chart_dir())
+        .args(["--namespace", ns.name(), "--wait", "--timeout", "3m"])
+        .args(["--set", &format!("operator.watchNamespace={}", ns.name())])
+        .args(["--set", "operator.envFrom[0].secretRef.name=object-store"])
+        .args(["--set", "operator.recheckSeconds=2"])
+        .args(["--set", "operator.leaderElection.leaseSeconds=5"]);
+    let notes = run(install, None);
+    assert!(notes.contains("STATUS: deployed"), "{notes}");
+    assert!(
+        notes.contains(&format!("ghcr.io/nur-dev/nur-worker:{version}")),
+        "{notes}"
+    );
+
+    // The CRD from crds/ is served (helm keeps an existing one as it is).
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    eventually("CRD established", T, || {
+        let crds = crds.clone();
+        async move {
+            let c = crds.get("nurfunctions.nur.dev").await.ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap();
+
+    // The operator Deployment: ready (kwok), its own ServiceAccount.
+    let op_name = format!("{release}-operator");
+    let op = ns.api::<Deployment>().get(&op_name).await.unwrap();
+    let st = op.status.clone().unwrap();
+    assert_eq!(st.ready_replicas, Some(1), "{st:?}");
+    let pod = op.spec.as_ref().unwrap().template.spec.clone().unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some(release.as_str()));
+    ns.api::<ServiceAccount>().get(&release).await.unwrap();
+
+    // 2. The operator's container, run here as the chart's ServiceAccount.
+    let token = env
+        .service_account_token(&admin, ns.name(), &release)
+        .await
+        .unwrap();
+    let mut kc = kube::config::Kubeconfig::read_from(env.kubeconfig()).unwrap();
+    for a in &mut kc.auth_infos {
+        a.auth_info = Some(kube::config::AuthInfo {
+            token: Some(token.clone().into()),
+            ..Default::default()
+        });
+    }
+    let kubeconfig = tmp.join(format!("{}-sa-kubeconfig", ns.name()));
+    std::fs::write(&kubeconfig, serde_yaml::to_string(&kc).unwrap()).unwrap();
+
+    let secrets: HashMap<String, Secret> = [(
+        "object-store".to_string(),
+        ns.api::<Secret>().get("object-store").await.unwrap(),
+    )]
+    .into();
+    let mut c = pod.containers[0].clone();
+    // The one change: /healthz etc. on a free loopback port instead of
+    // 0.0.0.0:8081, which another process here may hold.
+    let health = free_port();
+    for a in c.args.iter_mut().flatten() {
+        if a.starts_with("--health-listen=") {
+            *a = format!("--health-listen=127.0.0.1:{health}");
+        }
+    }
+    let fields: HashMap<&str, String> = [
+        ("metadata.name", format!("{op_name}-local")),
+        ("metadata.namespace", ns.name().to_string()),
+    ]
+    .into();
+    let mut op_env = container_env(&c, &secrets, &fields);
+    op_env.insert("KUBECONFIG".into(), kubeconfig.display().to_string());
+    let mut operator = Process::spawn(
+        container_command(&binary("nur-operator"), &c, &op_env),
+        tmp.join(format!("{}-operator.log", ns.name())),
+    );
+    operator.wait_http_ok(health, "/readyz", T);
+
+    // 3. Upload echo.wasm and apply the example manifest, templated to this
+    // test's bucket prefix and a free port.
+    let prefix = format!("e2e/{}", ns.name());
+    let echo = example("echo.wasm");
+    let echo_digest = nur_module::sha256_hex(&echo);
+    upload(&env, &format!("{prefix}/echo.wasm"), echo).await;
+    let port = free_port();
+    let manifest =
+        std::fs::read_to_string(workspace_root().join("examples/manifests/echo.yaml")).unwrap();
+    assert!(
+        manifest.contains("url: s3://functions/echo.wasm"),
+        "{manifest}"
+    );
+    assert!(manifest.contains("port: 8080"), "{manifest}");
+    let manifest = manifest
+        .replace(
+            "s3://functions/",
+            &format!("s3://{}/{prefix}/", env.bucket()),
+        )
+        .replace("port: 8080", &format!("port: {port}"));
+    let mut apply = env.kubectl();
+    apply.args(["apply", "-n", ns.name(), "-f", "-"]);
+    let out = run(apply, Some(&manifest));
+    assert!(out.contains("nurfunction.nur.dev/echo created"), "{out}");
+
+    // 4. Deployment (digest pinned, the chart's worker image), Service,
+    // Ready.
+    let d = deployment_pinned(&ns, "echo", &echo_digest).await;
+    let worker_c = &d
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    assert_eq!(
+        worker_c.image.as_deref(),
+        Some(format!("ghcr.io/nur-dev/nur-worker:{version}").as_str())
+    );
+    let svc = eventually("Service echo", T, || {
+        let api = ns.api::<Service>();
+        async move { api.get_opt("echo").await.ok()? }
+    })
+    .await
+    .unwrap();
+    let sp = &svc.spec.unwrap().ports.unwrap()[0];
+    assert_eq!(sp.port, i32::from(port));
+    let f = wait_ready(&ns, "echo", &echo_digest).await;
+    assert_eq!(f.data["status"]["readyReplicas"], 2);
+    assert_eq!(
+        f.data["status"]["endpoint"],
+        format!("echo.{}.svc:{port}", ns.name())
+    );
+    let mut get = env.kubectl();
+    get.args(["get", "nurfn", "echo", "-n", ns.name()]);
+    let table = run(get, None);
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[..4],
+        ["echo", "True", "2", &format!("sha256:{echo_digest}")],
+        "{table}"
+    );
+
+    // 5. The worker with exactly that pod spec serves a connection: the
+    // client sends, half-closes, and gets its bytes back.
+    let (worker, c) = start_worker(&d, &secrets, tmp.join(format!("{}-echo.log", ns.name())));
+    let reply = exchange(container_port(&c, "function"), b"hello, nur").unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert!(reply.ends_with("hello, nur"), "{reply}");
+    drop(worker);
+
+    // 6. A new module under the same URL (the manifest pins no digest):
+    // the operator rolls the Deployment, and its new pod spec serves it.
+    let hello = example("http-hello.wasm");
+    let hello_digest = nur_module::sha256_hex(&hello);
+    upload(&env, &format!("{prefix}/echo.wasm"), hello).await;
+    let d = deployment_pinned(&ns, "echo", &hello_digest).await;
+    let f = wait_ready(&ns, "echo", &hello_digest).await;
+    assert_eq!(f.data["status"]["readyReplicas"], 2);
+    let (worker, c) = start_worker(&d, &secrets, tmp.join(format!("{}-hello.log", ns.name())));
+    let reply = http_get(container_port(&c, "function"), "/rolled").unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\nHello, /rolled!\n"), "{reply}");
+    drop(worker);
+    operator.assert_running();
+    drop(operator);
+
+    // 7. helm uninstall: nothing of the release is left, cluster-scoped
+    // objects included. The CRD stays (Helm never deletes crds/), and so
+    // do the functions and what they own: they are the user's.
+    let mut uninstall = env.helm();
+    uninstall.args(["uninstall", &release, "--namespace", ns.name(), "--wait"]);
+    run(uninstall, None);
+    let by_release = ListParams::default().labels(&format!("app.kubernetes.io/instance={release}"));
+    eventually("release objects gone", T, || {
+        let admin = admin.clone();
+        let lp = by_release.clone();
+        let ns = ns.name().to_string();
+        async move {
+            let n = Api::<ClusterRole>::all(admin.clone())
+                .list(&lp)
+                .await
+                .ok()?
+                .items
+                .len()
+                + Api::<ClusterRoleBinding>::all(admin.clone())
+                    .list(&lp)
+                    .await
+                    .ok()?
+                    .items
+                    .len()
+                + Api::<Role>::namespaced(admin.clone(), &ns)
+                    .list(&lp)
+                    .await
+                    .ok()?
+                    .items
+                    .len()
+                + Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+                    .list(&lp)
+                    .await
+                    .ok()?
+                    .items
+                    .len()
+                + Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
+                    .list(&lp)
+                    .await
+                    .ok()?
+                    .items
+                    .len()
+                + Api::<Deployment>::namespaced(admin.clone(), &ns)
+                    .list(&lp)
+                    .await
+                    .ok()?
+                    .items
+                    .len()
+                + Api::<Service>::namespaced(admin.clone(), &ns)
+                    .list(&lp)
+                    .await
+                    .ok()?
+                    .items
+                    .len();
+            (n == 0).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    // By name too, in case a label went missing.
+    assert!(
+        Api::<ClusterRole>::all(admin.clone())
+            .get_opt(&release)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        Api::<RoleBinding>::namespaced(admin.clone(), ns.name())
+            .get_opt(&release)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        ns.api::<ServiceAccount>()
+            .get_opt(&release)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        ns.api::<Deployment>()
+            .get_opt(&op_name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut list = env.helm();
+    list.args(["list", "--namespace", ns.name(), "--short"]);
+    assert_eq!(run(list, None).trim(), "");
+
+    assert!(
+        crds.get_opt("nurfunctions.nur.dev")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        nurfunctions(&ns)
+            .await
+            .get_opt("echo")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        ns.api::<Deployment>()
+            .get_opt("echo")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
