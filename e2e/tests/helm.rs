@@ -161,6 +161,12 @@ async fn upload(env: &TestEnv, key: &str, bytes: Vec<u8>) {
 #[tokio::test]
 async fn helm_install_apply_example_serve_roll_and_uninstall() {
     let env = testenv!();
+    // Pods turn Ready only on kwok's fake node (helm --wait, Ready=True).
+    assert_eq!(
+        env.var("NUR_TESTENV_KWOK"),
+        Some("true"),
+        "this test needs kwok: start the test environment without --kwok=false"
+    );
     let admin = env.client().await.unwrap();
     let ns = env.namespace("e2e-helm").await.unwrap();
     // ClusterRole and ClusterRoleBinding are cluster-scoped: the release
