@@ -24,3 +24,4 @@ lint:
 
 include testenv/testenv.mk
 -include bench/bench.mk
+-include docker/images.mk
