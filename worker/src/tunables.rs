@@ -1,10 +1,12 @@
-//! Wasmer tunables that cap every linear memory of an instance.
+//! Wasmer tunables that cap every linear memory of an instance, and take
+//! instance memories from a [`MemoryPool`].
 //!
 //! The cap becomes the memory's maximum, so a `memory.grow` past it returns
 //! -1 as the WebAssembly spec says, and a module whose initial memory is
 //! already above it fails to instantiate.
 
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use wasmer::sys::vm::{
     MemoryError, MemoryStyle, TableStyle, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition,
@@ -12,19 +14,24 @@ use wasmer::sys::vm::{
 use wasmer::sys::{BaseTunables, Tunables};
 use wasmer::{MemoryType, Pages, TableType};
 
-/// [`BaseTunables`] with a per-memory size limit.
+use crate::pool::MemoryPool;
+
+/// [`BaseTunables`] with a per-memory size limit and pooled memories.
 pub struct MemoryLimit {
     limit: Pages,
     base: BaseTunables,
+    pool: Arc<MemoryPool>,
 }
 
 impl MemoryLimit {
-    /// Caps memories at `bytes`, rounded down to whole 64 KiB pages.
-    pub fn new(bytes: u64) -> Self {
+    /// Caps memories at `bytes`, rounded down to whole 64 KiB pages; keeps
+    /// up to `pooled` memories for reuse.
+    pub fn new(bytes: u64, pooled: usize) -> Self {
         let pages = (bytes / wasmer::WASM_PAGE_SIZE as u64).min(wasmer::WASM_MAX_PAGES as u64);
         Self {
             limit: Pages(pages as u32),
             base: BaseTunables::default(),
+            pool: MemoryPool::new(pooled),
         }
     }
 
@@ -69,6 +76,11 @@ impl Tunables for MemoryLimit {
         vm_definition_location: NonNull<VMMemoryDefinition>,
     ) -> Result<VMMemory, MemoryError> {
         let ty = self.capped(ty)?;
+        if *style == MemoryStyle::Static && !ty.shared {
+            // SAFETY: the caller guarantees `vm_definition_location` outlives the memory.
+            let memory = unsafe { self.pool.memory(&ty, Some(vm_definition_location))? };
+            return Ok(VMMemory(Box::new(memory)));
+        }
         // SAFETY: the caller's guarantee for `vm_definition_location` is passed on unchanged.
         unsafe {
             self.base

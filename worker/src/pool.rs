@@ -1,0 +1,361 @@
+//! Reused linear memories, so that a connection's instance maps nothing.
+//!
+//! wasmer's own memories reserve 8 GiB of address space (the 4 GiB a 32-bit
+//! index reaches plus a 4 GiB guard, so compiled code needs no bounds checks)
+//! with `mmap` and give it back with `munmap`, per instance. Both take the
+//! process's `mmap_lock` for writing, and the `munmap` sends TLB shootdowns to
+//! every CPU the worker runs on: that was the largest single cost of a
+//! connection.
+//!
+//! Here a memory is a [`Slot`]: one such reservation, made once and kept. When
+//! an instance's memory is dropped, its accessible pages are handed back to
+//! the kernel with `madvise(MADV_DONTNEED)`, after which they read as zeros
+//! (anonymous private mapping), and the slot goes back to the pool. The next
+//! instance gets it with exactly its own initial size accessible (`mprotect`
+//! only when that differs from the slot's current accessible size, i.e. after
+//! a `memory.grow`); everything past it stays `PROT_NONE`, so the guard-page
+//! bounds checks of the compiled code hold exactly as with wasmer's memories.
+//! A slot that cannot be reset is unmapped, never reused.
+
+use std::cell::UnsafeCell;
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
+
+use wasmer::sys::vm::{LinearMemory, MemoryError, MemoryStyle, VMMemoryDefinition};
+use wasmer::{MemoryType, Pages, WASM_MAX_PAGES, WASM_PAGE_SIZE};
+
+/// Bytes one slot reserves: what a static-style memory needs.
+fn reservation() -> usize {
+    MemoryStyle::static_bound().bytes().0 + MemoryStyle::static_offset_guard_size() as usize
+}
+
+/// One reserved region; `[0, accessible)` is read-write, the rest `PROT_NONE`.
+#[derive(Debug)]
+struct Slot {
+    base: NonNull<u8>,
+    len: usize,
+    accessible: usize,
+}
+
+// SAFETY: a slot is plain address space, used by one owner at a time.
+unsafe impl Send for Slot {}
+
+impl Slot {
+    fn map(len: usize) -> Result<Self, MemoryError> {
+        // SAFETY: a fresh anonymous mapping at an address the kernel picks.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(MemoryError::Region(format!(
+                "reserving {len} bytes for a linear memory: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(Self {
+            base: NonNull::new(base.cast()).expect("mmap does not return null on success"),
+            len,
+            accessible: 0,
+        })
+    }
+
+    /// Makes exactly `[0, bytes)` accessible.
+    fn set_accessible(&mut self, bytes: usize) -> Result<(), MemoryError> {
+        debug_assert!(bytes <= self.len && bytes.is_multiple_of(WASM_PAGE_SIZE));
+        let (from, to, prot) = match bytes.cmp(&self.accessible) {
+            std::cmp::Ordering::Equal => return Ok(()),
+            std::cmp::Ordering::Greater => {
+                (self.accessible, bytes, libc::PROT_READ | libc::PROT_WRITE)
+            }
+            std::cmp::Ordering::Less => (bytes, self.accessible, libc::PROT_NONE),
+        };
+        // SAFETY: `[from, to)` lies inside this slot's own mapping.
+        let done = unsafe { libc::mprotect(self.base.as_ptr().add(from).cast(), to - from, prot) };
+        if done != 0 {
+            return Err(MemoryError::Region(format!(
+                "mprotect of a linear memory: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        self.accessible = bytes;
+        Ok(())
+    }
+
+    /// Gives the accessible pages back to the kernel: they read as zeros after.
+    fn zero(&mut self) -> bool {
+        if self.accessible == 0 {
+            return true;
+        }
+        // SAFETY: `[0, accessible)` is this slot's own private anonymous mapping.
+        unsafe {
+            libc::madvise(
+                self.base.as_ptr().cast(),
+                self.accessible,
+                libc::MADV_DONTNEED,
+            ) == 0
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // SAFETY: the whole mapping made in `Slot::map`, unused from here on.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// Free slots, at most `keep` of them.
+#[derive(Debug)]
+pub struct MemoryPool {
+    free: Mutex<Vec<Slot>>,
+    keep: usize,
+}
+
+impl MemoryPool {
+    /// A pool that keeps at most `keep` free slots (the rest are unmapped).
+    pub fn new(keep: usize) -> Arc<Self> {
+        Arc::new(Self {
+            free: Mutex::new(Vec::new()),
+            keep,
+        })
+    }
+
+    /// Free slots held now.
+    pub fn free_slots(&self) -> usize {
+        self.free.lock().map_or(0, |free| free.len())
+    }
+
+    fn take(&self) -> Result<Slot, MemoryError> {
+        let reused = self.free.lock().ok().and_then(|mut free| free.pop());
+        match reused {
+            Some(slot) => Ok(slot),
+            None => Slot::map(reservation()),
+        }
+    }
+
+    fn give_back(&self, mut slot: Slot) {
+        if !slot.zero() {
+            return; // dropped: unmapped, never reused with stale contents
+        }
+        if let Ok(mut free) = self.free.lock()
+            && free.len() < self.keep
+        {
+            free.push(slot);
+        }
+    }
+
+    /// A zeroed static-style memory of type `ty` (its maximum already
+    /// capped), whose definition lives at `definition` (an instance's
+    /// `VMContext`), or in the memory itself for `None`.
+    ///
+    /// # Safety
+    /// `definition`, when given, must be valid for as long as the memory lives.
+    pub unsafe fn memory(
+        self: &Arc<Self>,
+        ty: &MemoryType,
+        definition: Option<NonNull<VMMemoryDefinition>>,
+    ) -> Result<PooledMemory, MemoryError> {
+        let maximum = ty
+            .maximum
+            .unwrap_or(Pages(WASM_MAX_PAGES))
+            .min(Pages(WASM_MAX_PAGES));
+        if ty.minimum > maximum {
+            return Err(MemoryError::MinimumMemoryTooLarge {
+                min_requested: ty.minimum,
+                max_allowed: maximum,
+            });
+        }
+        let mut slot = self.take()?;
+        let bytes = ty.minimum.bytes().0;
+        if let Err(e) = slot.set_accessible(bytes) {
+            drop(slot);
+            return Err(e);
+        }
+        let value = VMMemoryDefinition {
+            base: slot.base.as_ptr(),
+            current_length: bytes,
+        };
+        let definition = match definition {
+            Some(location) => {
+                // SAFETY: the caller guarantees `location` is valid.
+                unsafe { location.as_ptr().write(value) };
+                Definition::Instance(location)
+            }
+            None => Definition::Host(Box::new(UnsafeCell::new(value))),
+        };
+        Ok(PooledMemory {
+            slot: Some(slot),
+            pool: self.clone(),
+            definition,
+            ty: MemoryType {
+                maximum: Some(maximum),
+                ..*ty
+            },
+            size: ty.minimum,
+        })
+    }
+}
+
+#[derive(Debug)]
+enum Definition {
+    Instance(NonNull<VMMemoryDefinition>),
+    Host(Box<UnsafeCell<VMMemoryDefinition>>),
+}
+
+/// A linear memory on a pooled [`Slot`], static style (no bounds checks in
+/// compiled code: everything past the current size is `PROT_NONE`).
+#[derive(Debug)]
+pub struct PooledMemory {
+    slot: Option<Slot>,
+    pool: Arc<MemoryPool>,
+    definition: Definition,
+    ty: MemoryType,
+    size: Pages,
+}
+
+// SAFETY: the definition pointer is owned by the instance that owns this
+// memory and moves with it, as for wasmer's own `VMOwnedMemory`.
+unsafe impl Send for PooledMemory {}
+// SAFETY: as above; `&self` methods only read.
+unsafe impl Sync for PooledMemory {}
+
+impl PooledMemory {
+    fn definition(&self) -> NonNull<VMMemoryDefinition> {
+        match &self.definition {
+            Definition::Instance(location) => *location,
+            Definition::Host(cell) => NonNull::new(cell.get()).expect("a box is never null"),
+        }
+    }
+}
+
+impl LinearMemory for PooledMemory {
+    fn ty(&self) -> MemoryType {
+        MemoryType {
+            minimum: self.size,
+            ..self.ty
+        }
+    }
+
+    fn size(&self) -> Pages {
+        self.size
+    }
+
+    fn style(&self) -> MemoryStyle {
+        MemoryStyle::Static
+    }
+
+    fn grow(&mut self, delta: Pages) -> Result<Pages, MemoryError> {
+        let previous = self.size;
+        if delta.0 == 0 {
+            return Ok(previous);
+        }
+        let could_not = || MemoryError::CouldNotGrow {
+            current: previous,
+            attempted_delta: delta,
+        };
+        let new = previous.checked_add(delta).ok_or_else(could_not)?;
+        if Some(new) > self.ty.maximum || new > Pages(WASM_MAX_PAGES) {
+            return Err(could_not());
+        }
+        let slot = self.slot.as_mut().ok_or_else(could_not)?;
+        slot.set_accessible(new.bytes().0)?;
+        self.size = new;
+        // SAFETY: the definition is valid while this memory lives.
+        unsafe { (*self.definition().as_ptr()).current_length = new.bytes().0 };
+        Ok(previous)
+    }
+
+    fn grow_at_least(&mut self, min_size: u64) -> Result<(), MemoryError> {
+        let current = self.size.bytes().0 as u64;
+        if current < min_size {
+            let pages = (min_size - current).div_ceil(WASM_PAGE_SIZE as u64);
+            self.grow(Pages(u32::try_from(pages).unwrap_or(u32::MAX)))?;
+        }
+        Ok(())
+    }
+
+    fn vmmemory(&self) -> NonNull<VMMemoryDefinition> {
+        self.definition()
+    }
+
+    fn try_clone(&self) -> Result<Box<dyn LinearMemory + Send + Sync + 'static>, MemoryError> {
+        Err(MemoryError::MemoryNotShared)
+    }
+
+    fn copy(&self) -> Result<Box<dyn LinearMemory + Send + Sync + 'static>, MemoryError> {
+        Err(MemoryError::UnsupportedOperation {
+            message: "pooled memories are not copied".to_string(),
+        })
+    }
+}
+
+impl Drop for PooledMemory {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.pool.give_back(slot);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ty(min: u32, max: Option<u32>) -> MemoryType {
+        MemoryType::new(min, max, false)
+    }
+
+    #[test]
+    fn reused_slots_are_zeroed_and_sized_to_the_new_memory() {
+        let pool = MemoryPool::new(4);
+        // SAFETY: host-owned definitions.
+        let mut first = unsafe { pool.memory(&ty(1, Some(4)), None) }.unwrap();
+        let base = unsafe { first.vmmemory().as_ref().base };
+        // SAFETY: the first page is accessible.
+        unsafe { base.add(100).write(0xAB) };
+        first.grow(Pages(2)).unwrap();
+        assert_eq!(first.size(), Pages(3));
+        unsafe { base.add(2 * WASM_PAGE_SIZE + 7).write(0xCD) };
+        assert!(first.grow(Pages(2)).is_err(), "past the maximum");
+        drop(first);
+        assert_eq!(pool.free_slots(), 1);
+
+        let second = unsafe { pool.memory(&ty(1, Some(4)), None) }.unwrap();
+        let definition = unsafe { *second.vmmemory().as_ref() };
+        assert_eq!(definition.base, base, "the slot was reused");
+        assert_eq!(definition.current_length, WASM_PAGE_SIZE);
+        assert_eq!(second.size(), Pages(1));
+        // SAFETY: the first page is accessible; it must read as zeros.
+        assert_eq!(unsafe { base.add(100).read() }, 0);
+        let slot = second.slot.as_ref().unwrap();
+        assert_eq!(
+            slot.accessible, WASM_PAGE_SIZE,
+            "grown pages are PROT_NONE again"
+        );
+    }
+
+    #[test]
+    fn keeps_at_most_keep_free_slots() {
+        let pool = MemoryPool::new(1);
+        let a = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
+        let b = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
+        drop(a);
+        drop(b);
+        assert_eq!(pool.free_slots(), 1);
+    }
+
+    #[test]
+    fn minimum_above_maximum_is_refused() {
+        let pool = MemoryPool::new(1);
+        assert!(unsafe { pool.memory(&ty(3, Some(2)), None) }.is_err());
+    }
+}

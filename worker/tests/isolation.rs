@@ -1,0 +1,69 @@
+//! Instance memories are reused between connections (worker/src/pool.rs):
+//! no connection may see what an earlier one left in memory, nor memory an
+//! earlier one grew.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Worker, wat};
+
+/// Answers with what memory holds before this connection writes anything
+/// (16 bytes at 64 and 15 at 2048),
+/// then `memory.size`. Then leaves its input at 64, grows memory by one page
+/// and writes into the new page. A chunk starting with `p` instead loads from
+/// the page an earlier connection grew, which must trap.
+const LEAVES_TRACES: &str = r#"
+  (func (export "poll_stream") (param $ptr i32) (param $len i32)
+    (if (i32.eqz (local.get $len)) (then (call $end) (return)))
+    (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 112))
+      (then (drop (i32.load (i32.const 131072)))))
+    (call $send (i32.const 64) (i32.const 16))
+    (call $send (i32.const 2048) (i32.const 15))
+    (i32.store8 (i32.const 200) (memory.size))
+    (call $send (i32.const 200) (i32.const 1))
+    (memory.copy (i32.const 64) (local.get $ptr) (local.get $len))
+    (if (i32.ne (memory.grow (i32.const 1)) (i32.const 2)) (then unreachable))
+    (i32.store (i32.const 131072) (i32.const 0x53454352))
+    (i32.store (i32.const 2050) (i32.const 0x53454352))
+    (call $end))"#;
+
+fn clean_answer() -> Vec<u8> {
+    let mut answer = vec![0; 31];
+    answer.push(2); // memory.size: the initial two pages
+    answer
+}
+
+#[test]
+fn a_connection_never_sees_memory_left_by_an_earlier_one() {
+    let worker = Worker::wat(&wat(LEAVES_TRACES), &["--max-connections", "4"]);
+    for i in 0..50 {
+        let secret = format!("SECRET-{i:09}");
+        assert_eq!(
+            worker.request(secret.as_bytes()),
+            clean_answer(),
+            "request {i} saw traces of an earlier connection"
+        );
+    }
+    // At once, so that memories move between threads.
+    worker.concurrently(40, "SECRET-AT-ONCE", |_, output| {
+        assert_eq!(output, clean_answer())
+    });
+}
+
+#[test]
+fn memory_grown_by_an_earlier_connection_is_out_of_bounds_for_the_next() {
+    let worker = Worker::wat(&wat(LEAVES_TRACES), &["--max-connections", "1"]);
+    assert_eq!(worker.request(b"grow it"), clean_answer());
+    assert_eq!(worker.request(b"probe"), b"", "the load past 2 pages traps");
+    assert_eq!(
+        worker.wait_metric("nur_guest_traps_total{kind=\"out_of_bounds\"}", 1.0),
+        1.0
+    );
+    assert_eq!(worker.request(b"after"), clean_answer());
+    assert!(
+        worker
+            .wait_log(&["guest fault", "out_of_bounds"], Duration::from_secs(5))
+            .is_some()
+    );
+}
