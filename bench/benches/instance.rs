@@ -19,6 +19,7 @@ fn limits() -> Limits {
         timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(10),
         max_connections: 1024,
+        max_open_connections: 100_000,
         memory_limit: 128 << 20,
         max_chunk: 64 << 10,
         max_output: 16 << 20,

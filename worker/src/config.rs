@@ -49,6 +49,9 @@ pub struct ServeArgs {
     pub limits: Limits,
 }
 
+/// Default of `--max-open-connections` (in practice RLIMIT_NOFILE decides).
+pub const DEFAULT_MAX_OPEN_CONNECTIONS: u32 = 100_000;
+
 /// What one connection may use.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Limits {
@@ -60,9 +63,17 @@ pub struct Limits {
     #[arg(long, env = "NUR_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Connections served at once; more wait in the listen backlog.
+    /// Connections served at once, each with a live instance and a thread;
+    /// more are accepted and wait, without a thread, for a slot. Clamped at
+    /// start to what vm.max_map_count allows (about 12 mappings each).
     #[arg(long, env = "NUR_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+
+    /// Connections held open at once: served, waiting for their first bytes,
+    /// or waiting for a slot; more wait in the listen backlog. Clamped at
+    /// start to RLIMIT_NOFILE (whose soft limit is raised to the hard limit) minus 64.
+    #[arg(long, env = "NUR_MAX_OPEN_CONNECTIONS", default_value_t = DEFAULT_MAX_OPEN_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_open_connections: u32,
 
     /// Linear memory per instance; memory.grow past it returns -1.
     #[arg(long, env = "NUR_MEMORY_LIMIT", default_value = "128Mi", value_parser = parse_size)]

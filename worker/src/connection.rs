@@ -2,14 +2,16 @@
 //! pool, because the guest's wasmer `Store` may not change threads: read a
 //! chunk, hand it to the guest, write its output, read the next.
 //!
-//! Reads and writes block with a timeout (the idle timeout, or less when the
-//! connection's deadline is nearer), so the next chunk is read only once the
-//! output of the previous one is in the socket: a client that does not read
-//! stops being fed.
+//! The socket stays non-blocking; when it is not ready the thread waits in
+//! `poll(2)` for at most the idle timeout, or less when the connection's
+//! deadline is nearer. No socket option is set per read or write. The next
+//! chunk is read only once the output of the previous one is in the socket:
+//! a client that does not read stops being fed.
 
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,7 +69,7 @@ thread_local! {
     static CHUNK: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Serves `stream` (blocking mode) until it closes.
+/// Serves `stream` (non-blocking mode) until it closes.
 pub fn serve(stream: TcpStream, id: u64, ctx: &Context, deadline: Instant) -> Close {
     CHUNK.with_borrow_mut(|chunk| {
         chunk.resize(ctx.limits.max_chunk as usize, 0);
@@ -127,18 +129,12 @@ fn serve_with(
         metrics.bytes_out.inc_by(guest.output().len() as u64);
         guest.clear_output();
         if guest.ended() || read == 0 {
+            // The memory goes back to the pool before the linger.
+            drop(guest);
             linger(stream);
             return if read == 0 { Close::Eof } else { Close::Ended };
         }
     }
-}
-
-fn timeout(idle: Duration, deadline: Instant) -> Result<Duration, Close> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(Close::Timeout);
-    }
-    Ok(idle.min(left))
 }
 
 fn timed_out(deadline: Instant) -> Close {
@@ -149,6 +145,35 @@ fn timed_out(deadline: Instant) -> Close {
     }
 }
 
+/// Waits until `stream` is ready for `events` (POLLIN or POLLOUT), at most
+/// `idle` and never past `until`; false when that time has passed.
+fn wait(stream: &TcpStream, events: libc::c_short, idle: Duration, until: Instant) -> bool {
+    let started = Instant::now();
+    let limit = until.saturating_duration_since(started).min(idle);
+    let end = started + limit;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut fd = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        // Rounded up, so that a wait never ends early and spins.
+        let ms = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd for the duration of the call.
+        match unsafe { libc::poll(&mut fd, 1, ms) } {
+            // Ready, or an error/hang-up that the next read or write reports.
+            1.. => return true,
+            0 => continue,
+            _ if std::io::Error::last_os_error().kind() == ErrorKind::Interrupted => continue,
+            _ => return true,
+        }
+    }
+}
+
 fn read(
     stream: &mut TcpStream,
     buf: &mut [u8],
@@ -156,14 +181,13 @@ fn read(
     deadline: Instant,
 ) -> Result<usize, Close> {
     loop {
-        stream
-            .set_read_timeout(Some(timeout(idle, deadline)?))
-            .map_err(|_| Close::ClientGone)?;
         match stream.read(buf) {
             Ok(read) => return Ok(read),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(timed_out(deadline));
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if !wait(stream, libc::POLLIN, idle, deadline) {
+                    return Err(timed_out(deadline));
+                }
             }
             Err(_) => return Err(Close::ClientGone),
         }
@@ -172,23 +196,24 @@ fn read(
 
 fn write(
     stream: &mut TcpStream,
-    bytes: &[u8],
+    mut bytes: &[u8],
     idle: Duration,
     deadline: Instant,
 ) -> Result<(), Close> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    stream
-        .set_write_timeout(Some(timeout(idle, deadline)?))
-        .map_err(|_| Close::ClientGone)?;
-    match stream.write_all(bytes) {
-        Ok(()) => Ok(()),
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-            Err(timed_out(deadline))
+    while !bytes.is_empty() {
+        match stream.write(bytes) {
+            Ok(0) => return Err(Close::ClientGone),
+            Ok(written) => bytes = &bytes[written..],
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if !wait(stream, libc::POLLOUT, idle, deadline) {
+                    return Err(timed_out(deadline));
+                }
+            }
+            Err(_) => return Err(Close::ClientGone),
         }
-        Err(_) => Err(Close::ClientGone),
     }
+    Ok(())
 }
 
 /// Sends FIN, then reads and drops what the client still sends (for at most
@@ -200,14 +225,16 @@ fn linger(mut stream: TcpStream) {
     }
     let until = Instant::now() + LINGER;
     let mut sink = [0; 4096];
-    while let Some(left) = until.checked_duration_since(Instant::now()) {
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
+    loop {
         match stream.read(&mut sink) {
             Ok(0) => return,
             Ok(_) => continue,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if !wait(&stream, libc::POLLIN, LINGER, until) {
+                    return;
+                }
+            }
             Err(_) => return,
         }
     }

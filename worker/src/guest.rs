@@ -16,7 +16,7 @@ use wasmer::{
 use wasmer_types::TrapCode;
 
 use crate::config::Limits;
-use crate::deadline::Watchdog;
+use crate::deadline::{Deadlines, Watchdog};
 use crate::tunables::MemoryLimit;
 
 /// Longest `nur_log` line kept; the rest is cut.
@@ -29,6 +29,7 @@ pub struct Function {
     module: wasmer::Module,
     initializer: bool,
     max_output: usize,
+    deadlines: Deadlines,
 }
 
 impl Function {
@@ -36,7 +37,10 @@ impl Function {
     /// `--memory-limit`.
     pub fn engine(limits: &Limits) -> Engine {
         let mut engine: Engine = EngineBuilder::new(Cranelift::default()).engine().into();
-        engine.set_tunables(MemoryLimit::new(limits.memory_limit));
+        engine.set_tunables(MemoryLimit::new(
+            limits.memory_limit,
+            limits.max_connections as usize,
+        ));
         engine
     }
 
@@ -77,6 +81,7 @@ impl Function {
             module: compiled,
             initializer: module.summary.initializer,
             max_output: usize::try_from(limits.max_output).unwrap_or(usize::MAX),
+            deadlines: Deadlines::default(),
         }
     }
 }
@@ -195,27 +200,35 @@ struct HostState {
 }
 
 impl HostState {
-    fn read(
-        env: &mut FunctionEnvMut<'_, HostState>,
+    /// Appends guest memory `[ptr, ptr + len)` to `out` (one copy, straight
+    /// from the memory), or fails with `bad_pointer` without reading.
+    fn read_into(
+        state: &HostState,
+        store: &impl wasmer::AsStoreRef,
         function: &'static str,
         ptr: i32,
         len: i32,
-        into: impl FnOnce(&mut HostState, &[u8]) -> Result<(), HostFault>,
+        out: &mut Vec<u8>,
     ) -> Result<(), RuntimeError> {
-        let (state, store) = env.data_and_store_mut();
         let (ptr, len) = (ptr as u32, len as u32);
         let bad_pointer =
             || RuntimeError::user(Box::new(HostFault::BadPointer { function, ptr, len }));
         let memory = state.memory.as_ref().ok_or_else(bad_pointer)?;
-        let view = memory.view(&store);
+        let view = memory.view(store);
         let end = u64::from(ptr) + u64::from(len);
         if end > view.data_size() {
             return Err(bad_pointer());
         }
-        let mut bytes = vec![0; len as usize];
-        view.read(u64::from(ptr), &mut bytes)
-            .map_err(|_| bad_pointer())?;
-        into(state, &bytes).map_err(|e| RuntimeError::user(Box::new(e)))
+        let len = len as usize;
+        out.reserve(len);
+        let filled = view
+            .read_uninit(u64::from(ptr), &mut out.spare_capacity_mut()[..len])
+            .map_err(|_| bad_pointer())?
+            .len();
+        debug_assert_eq!(filled, len);
+        // SAFETY: `read_uninit` initialised the `len` bytes after the current length.
+        unsafe { out.set_len(out.len() + len) };
+        Ok(())
     }
 }
 
@@ -224,35 +237,58 @@ fn nur_send(
     ptr: i32,
     len: i32,
 ) -> Result<(), RuntimeError> {
-    if env.data().ended {
+    let (state, store) = env.data_and_store_mut();
+    if state.ended {
         return Ok(());
     }
-    let (ulen, data) = (len as u32 as usize, env.data());
-    if data.output.len().saturating_add(ulen) > data.max_output {
+    let ulen = len as u32 as usize;
+    if state.output.len().saturating_add(ulen) > state.max_output {
         return Err(RuntimeError::user(Box::new(HostFault::OutputLimit {
-            limit: data.max_output,
+            limit: state.max_output,
         })));
     }
-    HostState::read(&mut env, "nur_send", ptr, len, |state, bytes| {
-        state.output.extend_from_slice(bytes);
-        Ok(())
-    })
+    let mut output = std::mem::take(&mut state.output);
+    let read = HostState::read_into(state, &store, "nur_send", ptr, len, &mut output);
+    state.output = output;
+    read
 }
 
-fn nur_log(mut env: FunctionEnvMut<'_, HostState>, ptr: i32, len: i32) -> Result<(), RuntimeError> {
+fn nur_log(env: FunctionEnvMut<'_, HostState>, ptr: i32, len: i32) -> Result<(), RuntimeError> {
     let shown = (len as u32).min(MAX_LOG_LINE as u32) as i32;
-    HostState::read(&mut env, "nur_log", ptr, shown, |state, bytes| {
-        let line = String::from_utf8_lossy(bytes);
-        let cut = if shown != len { " [cut]" } else { "" };
-        tracing::info!(
-            target: "nur::function",
-            function = %state.function,
-            connection = state.connection,
-            "{}{cut}",
-            line.trim_end_matches('\n')
-        );
-        Ok(())
-    })
+    let state = env.data();
+    let mut bytes = Vec::new();
+    // Below INFO nothing is copied, but a bad pointer is still a fault.
+    let wanted = tracing::enabled!(target: "nur::function", tracing::Level::INFO);
+    let copied = if wanted { shown } else { 0 };
+    let checked = if wanted { 0 } else { shown };
+    HostState::read_into(state, &env, "nur_log", ptr, copied, &mut bytes)?;
+    if checked != 0 {
+        let end = u64::from(ptr as u32) + u64::from(checked as u32);
+        let size = state
+            .memory
+            .as_ref()
+            .map_or(0, |m| m.view(&env).data_size());
+        if end > size {
+            return Err(RuntimeError::user(Box::new(HostFault::BadPointer {
+                function: "nur_log",
+                ptr: ptr as u32,
+                len: shown as u32,
+            })));
+        }
+    }
+    if !wanted {
+        return Ok(());
+    }
+    let line = String::from_utf8_lossy(&bytes);
+    let cut = if shown != len { " [cut]" } else { "" };
+    tracing::info!(
+        target: "nur::function",
+        function = %state.function,
+        connection = state.connection,
+        "{}{cut}",
+        line.trim_end_matches('\n')
+    );
+    Ok(())
 }
 
 fn nur_end(mut env: FunctionEnvMut<'_, HostState>) {
@@ -279,7 +315,7 @@ impl Guest {
         deadline: Instant,
     ) -> Result<Self, Fault> {
         let mut store = Store::new(function.engine.clone());
-        let watchdog = Watchdog::arm(deadline, store.interrupter());
+        let watchdog = function.deadlines.arm(deadline, store.interrupter());
         let env = FunctionEnv::new(
             &mut store,
             HostState {

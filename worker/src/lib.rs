@@ -5,23 +5,27 @@
 //!   everything else is this library, so benchmarks can reach it.
 //! - [`config`]: flags and their environment variables.
 //! - [`guest`]: the module compiled once, and one instance per connection
-//!   with the host functions of the ABI; [`tunables`] caps its memory and
+//!   with the host functions of the ABI; [`tunables`] caps its memory,
+//!   [`pool`] reuses memories and
 //!   [`deadline`] interrupts it at the connection's deadline.
 //! - [`startup`]: fetch with retries, digest pin, native code from an
 //!   [`artifact`] (AOT or the cache) or compiled.
 //! - [`server`]: the accept loop and drain; [`connection`]: one connection on
-//!   its own blocking-pool thread.
+//!   its own blocking-pool thread; [`capacity`]: how many connections the
+//!   process's limits allow.
 //! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`check`]: the summary printed by `nur-worker check`.
 
 pub mod admin;
 pub mod artifact;
+pub mod capacity;
 pub mod check;
 pub mod config;
 pub mod connection;
 pub mod deadline;
 pub mod guest;
 pub mod metrics;
+pub mod pool;
 pub mod server;
 pub mod startup;
 pub mod tunables;

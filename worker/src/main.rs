@@ -10,10 +10,10 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use nur_worker::admin::{self, Status};
 use nur_worker::check;
-use nur_worker::config::ServeArgs;
+use nur_worker::config::{DEFAULT_MAX_OPEN_CONNECTIONS, ServeArgs};
 use nur_worker::connection::Context;
 use nur_worker::guest::Function;
-use nur_worker::{server, startup};
+use nur_worker::{capacity, server, startup};
 
 #[derive(Parser)]
 #[command(
@@ -129,7 +129,32 @@ fn compile(url: &str, output: &std::path::Path) -> anyhow::Result<String> {
     ))
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
+    let nofile = capacity::raise_nofile();
+    let limits = &mut args.limits;
+    let open = capacity::open_connections(limits.max_open_connections, nofile);
+    if open < limits.max_open_connections
+        && limits.max_open_connections != DEFAULT_MAX_OPEN_CONNECTIONS
+    {
+        tracing::warn!(
+            requested = limits.max_open_connections,
+            open,
+            nofile,
+            "--max-open-connections lowered to what RLIMIT_NOFILE allows"
+        );
+    }
+    let maps = capacity::max_map_count();
+    let active = capacity::active_connections(limits.max_connections, maps, open);
+    if active < limits.max_connections {
+        tracing::warn!(
+            requested = limits.max_connections,
+            active,
+            max_map_count = maps,
+            "--max-connections lowered to what vm.max_map_count and --max-open-connections allow"
+        );
+    }
+    limits.max_open_connections = open;
+    limits.max_connections = active;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(args.limits.max_connections as usize + 4)
@@ -169,6 +194,8 @@ async fn serve_until_drained(args: ServeArgs) -> anyhow::Result<()> {
         admin = %admin_addr,
         native_code = origin.as_str(),
         load_ms = took.as_millis() as u64,
+        max_connections = args.limits.max_connections,
+        max_open_connections = args.limits.max_open_connections,
         "serving"
     );
     let ctx = Arc::new(Context {
@@ -182,8 +209,8 @@ async fn serve_until_drained(args: ServeArgs) -> anyhow::Result<()> {
         status.set_ready(false);
         tracing::info!("shutting down: not ready, no new connections, draining");
     };
-    let permits = server::run(listener, ctx, shutdown).await;
-    let max = args.limits.max_connections;
+    let max = args.limits.max_open_connections;
+    let permits = server::run(listener, ctx, max, shutdown).await;
     if server::drain(&permits, max, args.shutdown_grace).await {
         tracing::info!("drained");
     } else {

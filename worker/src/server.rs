@@ -1,9 +1,16 @@
-//! The accept loop: at most `--max-connections` connections at once (more
-//! wait in the listen backlog), each handed to [`connection::serve`] on
-//! tokio's blocking pool once the client has sent something, and a drain
-//! that waits for all of them.
+//! The accept loop and the drain.
+//!
+//! Two limits: at most `--max-open-connections` open connections (more wait
+//! in the listen backlog), and at most `--max-connections` of them served at
+//! once, each with a live instance on its own thread of tokio's blocking
+//! pool. An accepted connection first waits on tokio, without a thread or an
+//! instance, for its first bytes (or EOF), then for a serving slot, then is
+//! handed to [`connection::serve`]. So tens of thousands of mostly idle
+//! clients cost a tokio task and a socket each, and never more threads or
+//! memory mappings than the process can have.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,21 +19,23 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::connection::{self, Close, Context};
 
-/// Accepts connections until `shutdown` completes; returns the permits that
-/// in-flight connections hold, for [`drain`].
+/// Accepts connections until `shutdown` completes, at most `max_open` open at
+/// once; returns the permits that open connections hold, for [`drain`].
 pub async fn run(
     listener: TcpListener,
     ctx: Arc<Context>,
+    max_open: u32,
     shutdown: impl Future<Output = ()>,
 ) -> Arc<Semaphore> {
-    let permits = Arc::new(Semaphore::new(ctx.limits.max_connections as usize));
+    let open = Arc::new(Semaphore::new(max_open as usize));
+    let serving = Arc::new(Semaphore::new(ctx.limits.max_connections as usize));
     tokio::pin!(shutdown);
     let mut id = 0u64;
     loop {
         let permit = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            permit = open.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
         let socket = tokio::select! {
             biased;
@@ -42,53 +51,82 @@ pub async fn run(
             },
         };
         id += 1;
-        tokio::spawn(handle(socket, id, ctx.clone(), permit));
+        tokio::spawn(handle(socket, id, ctx.clone(), serving.clone(), permit));
     }
-    permits
+    open
 }
 
-/// Waits up to `grace` for every in-flight connection; false if some remain.
-pub async fn drain(permits: &Semaphore, max_connections: u32, grace: Duration) -> bool {
-    tokio::time::timeout(grace, permits.acquire_many(max_connections))
+/// Waits up to `grace` for every open connection; false if some remain.
+pub async fn drain(open: &Semaphore, max_open: u32, grace: Duration) -> bool {
+    tokio::time::timeout(grace, open.acquire_many(max_open))
         .await
         .is_ok()
 }
 
-async fn handle(socket: TcpStream, id: u64, ctx: Arc<Context>, permit: OwnedSemaphorePermit) {
+async fn handle(
+    socket: TcpStream,
+    id: u64,
+    ctx: Arc<Context>,
+    serving: Arc<Semaphore>,
+    open: OwnedSemaphorePermit,
+) {
     let started = Instant::now();
     let metrics = &ctx.status.metrics;
     metrics.connections.inc();
     metrics.active.inc();
-    let close = serve(socket, id, &ctx, started + ctx.limits.timeout).await;
-    metrics.close(close.reason());
-    metrics.duration.observe(started.elapsed().as_secs_f64());
-    metrics.active.dec();
-    drop(permit);
+    let deadline = started + ctx.limits.timeout;
+    let slot = match wait_for_turn(&socket, &ctx, &serving, deadline).await {
+        Ok(slot) => slot,
+        Err(close) => return finish(&ctx, close, started, open),
+    };
+    let Some(stream) = socket.into_std().ok() else {
+        return finish(&ctx, Close::ClientGone, started, open);
+    };
+    // The connection is served, recorded and released on the pool thread:
+    // nothing waits for it here, so its end wakes no task.
+    tokio::task::spawn_blocking(move || {
+        let close = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            connection::serve(stream, id, &ctx, deadline)
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!(connection = id, "connection handler panicked");
+            Close::Internal
+        });
+        drop(slot);
+        finish(&ctx, close, started, open);
+    });
 }
 
-/// Waits, without a thread, for the client's first bytes (or EOF), then
-/// serves the connection on the blocking pool.
-async fn serve(socket: TcpStream, id: u64, ctx: &Arc<Context>, deadline: Instant) -> Close {
+/// Waits, without a thread, for the client's first bytes (or EOF) within the
+/// idle timeout, then for a serving slot within the deadline.
+async fn wait_for_turn(
+    socket: &TcpStream,
+    ctx: &Context,
+    serving: &Arc<Semaphore>,
+    deadline: Instant,
+) -> Result<OwnedSemaphorePermit, Close> {
     let _ = socket.set_nodelay(true);
     let first = ctx.limits.idle_timeout.min(ctx.limits.timeout);
     // `peek`, not `readable`: tokio reports a fresh socket readable at once,
     // which would hand a silent client a thread and an instance.
     match tokio::time::timeout(first, socket.peek(&mut [0; 1])).await {
-        Err(_) => return Close::Idle,
-        Ok(Err(_)) => return Close::ClientGone,
+        Err(_) => return Err(Close::Idle),
+        Ok(Err(_)) => return Err(Close::ClientGone),
         Ok(Ok(_)) => {}
     }
-    let Ok(stream) = socket.into_std() else {
-        return Close::ClientGone;
-    };
-    if stream.set_nonblocking(false).is_err() {
-        return Close::ClientGone;
+    if let Ok(slot) = serving.clone().try_acquire_owned() {
+        return Ok(slot);
     }
-    let ctx = ctx.clone();
-    tokio::task::spawn_blocking(move || connection::serve(stream, id, &ctx, deadline))
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!(connection = id, "connection handler failed: {e}");
-            Close::Internal
-        })
+    match tokio::time::timeout_at(deadline.into(), serving.clone().acquire_owned()).await {
+        Ok(slot) => Ok(slot.expect("the semaphore is never closed")),
+        Err(_) => Err(Close::Timeout),
+    }
+}
+
+fn finish(ctx: &Context, close: Close, started: Instant, open: OwnedSemaphorePermit) {
+    let metrics = &ctx.status.metrics;
+    metrics.close(close.reason());
+    metrics.duration.observe(started.elapsed().as_secs_f64());
+    metrics.active.dec();
+    drop(open);
 }

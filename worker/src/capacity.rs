@@ -1,0 +1,97 @@
+//! How many connections this process can hold, from its limits: open file
+//! descriptors (`RLIMIT_NOFILE`, raised to its hard limit at start) bound the
+//! open connections, and memory mappings (`vm.max_map_count`) bound the live
+//! instances, each of which needs about [`MAPS_PER_ACTIVE`] of them (its
+//! thread's stack and signal stack, wasmer's call stack, each with a guard,
+//! and its linear memory). Past `vm.max_map_count` mmap fails with ENOMEM and
+//! wasmer and std abort; the worker stays below it instead.
+
+/// Descriptors kept for everything but connections (listeners, admin
+/// connections, the module, logs).
+pub const RESERVED_FDS: u64 = 64;
+
+/// Memory mappings one live instance and its thread take, with margin.
+pub const MAPS_PER_ACTIVE: u64 = 12;
+
+/// Mappings kept for everything but instances (the runtime, code, heap).
+pub const RESERVED_MAPS: u64 = 4096;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the soft limit now in force.
+pub fn raise_nofile() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
+/// `vm.max_map_count`, if readable.
+pub fn max_map_count() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Open connections: `requested`, at most what `nofile` descriptors allow.
+pub fn open_connections(requested: u32, nofile: u64) -> u32 {
+    let fds = nofile.saturating_sub(RESERVED_FDS).max(1);
+    u64::from(requested).min(fds) as u32
+}
+
+/// Live instances: `requested`, at most what `max_map_count` mappings allow,
+/// and never more than the open connections.
+pub fn active_connections(requested: u32, max_map_count: Option<u64>, open: u32) -> u32 {
+    let maps = max_map_count.map_or(u64::MAX, |count| {
+        (count.saturating_sub(RESERVED_MAPS) / MAPS_PER_ACTIVE).max(1)
+    });
+    u64::from(requested).min(maps).min(u64::from(open)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_clamp_the_requested_figures() {
+        assert_eq!(open_connections(100_000, 20_000), 19_936);
+        assert_eq!(open_connections(100, 20_000), 100);
+        assert_eq!(open_connections(100, 10), 1);
+        assert_eq!(active_connections(1024, Some(65_530), 19_936), 1024);
+        assert_eq!(active_connections(10_000, Some(65_530), 19_936), 5_119);
+        assert_eq!(active_connections(10_000, None, 500), 500);
+        assert_eq!(active_connections(10, Some(0), 500), 1);
+    }
+
+    #[test]
+    fn the_soft_limit_is_raised_to_the_hard_one() {
+        let soft = raise_nofile();
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid rlimit struct.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
+        assert_eq!(soft, limit.rlim_cur);
+        assert_eq!(limit.rlim_cur, limit.rlim_max);
+    }
+}
