@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -107,6 +107,18 @@ impl Operator {
         name: &str,
         kubeconfig: &std::path::Path,
     ) -> Operator {
+        Self::start_with_env(env, ns, name, kubeconfig, &[])
+    }
+
+    /// [`Operator::start_with`], with `extra` environment variables set
+    /// last (they override testenv's).
+    fn start_with_env(
+        env: &TestEnv,
+        ns: &TestNamespace,
+        name: &str,
+        kubeconfig: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> Operator {
         let health = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -131,6 +143,7 @@ impl Operator {
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", name)
             .env("NUR_LOG", "info,nur_operator=debug")
+            .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -874,4 +887,110 @@ async fn unreachable_storage_is_reported_and_retried() {
             .unwrap()
             .is_none()
     );
+}
+
+/// A Secret `name` in `ns` with these variables.
+async fn create_secret(ns: &TestNamespace, name: &str, vars: &[(&String, &String)]) {
+    let data: serde_json::Map<String, serde_json::Value> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str())))
+        .collect();
+    let secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": name },
+        "stringData": data,
+    }))
+    .unwrap();
+    ns.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn module_check_uses_the_credentials_secret() {
+    let env = testenv!();
+    install_crd(&env).await;
+    let ns = env.namespace("op-creds").await.unwrap();
+    let echo = example("echo.wasm");
+    let digest = nur_module::sha256_hex(&echo);
+    let url = upload(&env, &ns, "echo.wasm", echo).await;
+    // The operator's own credentials are wrong: only a Secret can succeed.
+    let kubeconfig = env.kubeconfig();
+    let _op = Operator::start_with_env(
+        &env,
+        &ns,
+        "op",
+        &kubeconfig,
+        &[("AWS_SECRET_ACCESS_KEY", "not-the-secret")],
+    );
+    let store: Vec<(&String, &String)> = env
+        .vars()
+        .iter()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .collect();
+    let wrong_secret = String::from("not-the-secret");
+    let wrong: Vec<(&String, &String)> = store
+        .iter()
+        .map(|&(k, v)| {
+            (
+                k,
+                if k == "AWS_SECRET_ACCESS_KEY" {
+                    &wrong_secret
+                } else {
+                    v
+                },
+            )
+        })
+        .collect();
+    create_secret(&ns, "wrong", &wrong).await;
+    for (name, secret) in [("good", "store"), ("denied", "wrong"), ("later", "late")] {
+        let spec = serde_json::json!({ "module": { "url": url, "credentialsSecret": secret } });
+        create_function(&ns, name, spec).await;
+    }
+    create_secret(&ns, "store", &store).await;
+
+    let api = ns.api::<NurFunction>();
+    let module_valid = |name: &'static str, want: &'static str| {
+        let api = api.clone();
+        async move {
+            eventually(&format!("{name}: ModuleValid {want}"), T, || {
+                let api = api.clone();
+                async move {
+                    let c = condition(&api.get(name).await.ok()?, "ModuleValid")?;
+                    (c.1 == want).then_some(c)
+                }
+            })
+            .await
+        }
+    };
+    // The Secret the pods get is the one the module was checked with.
+    let d = deployment_with_digest(&ns, "good", &digest).await;
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let from = pod.containers[0].env_from.clone().unwrap();
+    assert_eq!(from[0].secret_ref.as_ref().unwrap().name, "store");
+    let (status, _, _) = module_valid("good", "Checked").await.unwrap();
+    assert_eq!(status, "True");
+
+    let (status, _, message) = module_valid("denied", "AccessDenied").await.unwrap();
+    assert_eq!(status, "False");
+    assert!(message.contains(&url), "{message}");
+    let (status, _, message) = module_valid("later", "CredentialsSecretNotFound")
+        .await
+        .unwrap();
+    assert_eq!(status, "False");
+    assert!(message.contains("late"), "{message}");
+    for name in ["denied", "later"] {
+        assert!(
+            ns.api::<Deployment>()
+                .get_opt(name)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    // The missing Secret appears: the next re-check rolls the function out.
+    create_secret(&ns, "late", &store).await;
+    deployment_with_digest(&ns, "later", &digest).await;
 }
