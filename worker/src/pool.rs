@@ -8,9 +8,13 @@
 //! connection.
 //!
 //! Here a memory is a [`Slot`]: one such reservation, made once and kept. When
-//! an instance's memory is dropped, its accessible pages are handed back to
-//! the kernel with `madvise(MADV_DONTNEED)`, after which they read as zeros
-//! (anonymous private mapping), and the slot goes back to the pool. The next
+//! an instance's memory is dropped its slot is set aside as dirty; once
+//! [`BATCH`] are dirty, their accessible pages are handed back to the kernel
+//! together, with one `process_madvise(MADV_DONTNEED)` over all of them (so
+//! one TLB shootdown for the batch instead of one per connection; plain
+//! `madvise` per slot where that call is missing), after which they read as
+//! zeros (anonymous private mappings), and the slots become free. A dirty
+//! slot is never handed out. The next
 //! instance gets it with exactly its own initial size accessible (`mprotect`
 //! only when that differs from the slot's current accessible size, i.e. after
 //! a `memory.grow`); everything past it stays `PROT_NONE`, so the guard-page
@@ -18,11 +22,16 @@
 //! A slot that cannot be reset is unmapped, never reused.
 
 use std::cell::UnsafeCell;
+use std::os::fd::AsRawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use wasmer::sys::vm::{LinearMemory, MemoryError, MemoryStyle, VMMemoryDefinition};
 use wasmer::{MemoryType, Pages, WASM_MAX_PAGES, WASM_PAGE_SIZE};
+
+/// Dirty slots zeroed together.
+pub const BATCH: usize = 16;
 
 /// Bytes one slot reserves: what a static-style memory needs.
 fn reservation() -> usize {
@@ -113,43 +122,120 @@ impl Drop for Slot {
     }
 }
 
-/// Free slots, at most `keep` of them.
+/// Zeroes the accessible pages of every slot in one `process_madvise`
+/// call, or with one `madvise` each; returns the slots that are now zero
+/// (any other is unmapped).
+fn zero_all(slots: Vec<Slot>, pidfd: Option<RawFd>) -> Vec<Slot> {
+    let ranges: Vec<libc::iovec> = slots
+        .iter()
+        .filter(|slot| slot.accessible > 0)
+        .map(|slot| libc::iovec {
+            iov_base: slot.base.as_ptr().cast(),
+            iov_len: slot.accessible,
+        })
+        .collect();
+    let total: usize = ranges.iter().map(|r| r.iov_len).sum();
+    if let Some(pidfd) = pidfd
+        && !ranges.is_empty()
+        && ranges.len() <= 1024
+    {
+        // SAFETY: every range is a private anonymous mapping this process owns.
+        let done = unsafe {
+            libc::syscall(
+                libc::SYS_process_madvise,
+                pidfd,
+                ranges.as_ptr(),
+                ranges.len(),
+                libc::MADV_DONTNEED,
+                0,
+            )
+        };
+        if done >= 0 && done as usize == total {
+            return slots;
+        }
+    }
+    // Per slot (idempotent for those the call above did reach).
+    slots
+        .into_iter()
+        .filter_map(|mut slot| slot.zero().then_some(slot))
+        .collect()
+}
+
+fn own_pidfd() -> Option<RawFd> {
+    static PIDFD: OnceLock<Option<OwnedFd>> = OnceLock::new();
+    PIDFD
+        .get_or_init(|| {
+            // SAFETY: pidfd_open on this process; the fd is owned from here on.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+            (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+        })
+        .as_ref()
+        .map(|fd| fd.as_raw_fd())
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    /// Zeroed, ready to hand out.
+    free: Vec<Slot>,
+    /// Returned, not zeroed yet: never handed out.
+    dirty: Vec<Slot>,
+}
+
+/// Free and dirty slots, at most `keep` of them.
 #[derive(Debug)]
 pub struct MemoryPool {
-    free: Mutex<Vec<Slot>>,
+    slots: Mutex<Slots>,
     keep: usize,
+    batch: usize,
 }
 
 impl MemoryPool {
-    /// A pool that keeps at most `keep` free slots (the rest are unmapped).
+    /// A pool that keeps at most `keep` unused slots (the rest are unmapped).
     pub fn new(keep: usize) -> Arc<Self> {
+        Self::with_batch(keep, BATCH)
+    }
+
+    fn with_batch(keep: usize, batch: usize) -> Arc<Self> {
         Arc::new(Self {
-            free: Mutex::new(Vec::new()),
-            keep,
+            slots: Mutex::new(Slots::default()),
+            keep: keep.max(batch),
+            batch: batch.max(1),
         })
     }
 
-    /// Free slots held now.
+    /// Zeroed slots ready now.
     pub fn free_slots(&self) -> usize {
-        self.free.lock().map_or(0, |free| free.len())
+        self.slots.lock().map_or(0, |slots| slots.free.len())
     }
 
     fn take(&self) -> Result<Slot, MemoryError> {
-        let reused = self.free.lock().ok().and_then(|mut free| free.pop());
+        let reused = self
+            .slots
+            .lock()
+            .ok()
+            .and_then(|mut slots| slots.free.pop());
         match reused {
             Some(slot) => Ok(slot),
             None => Slot::map(reservation()),
         }
     }
 
-    fn give_back(&self, mut slot: Slot) {
-        if !slot.zero() {
-            return; // dropped: unmapped, never reused with stale contents
+    fn give_back(&self, slot: Slot) {
+        let Ok(mut slots) = self.slots.lock() else {
+            return; // dropped: unmapped, never reused
+        };
+        if slots.free.len() + slots.dirty.len() >= self.keep {
+            return;
         }
-        if let Ok(mut free) = self.free.lock()
-            && free.len() < self.keep
-        {
-            free.push(slot);
+        slots.dirty.push(slot);
+        if slots.dirty.len() < self.batch {
+            return;
+        }
+        let dirty = std::mem::take(&mut slots.dirty);
+        drop(slots);
+        let zeroed = zero_all(dirty, own_pidfd());
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.free.extend(zeroed);
         }
     }
 
@@ -316,7 +402,7 @@ mod tests {
 
     #[test]
     fn reused_slots_are_zeroed_and_sized_to_the_new_memory() {
-        let pool = MemoryPool::new(4);
+        let pool = MemoryPool::with_batch(4, 1);
         // SAFETY: host-owned definitions.
         let mut first = unsafe { pool.memory(&ty(1, Some(4)), None) }.unwrap();
         let base = unsafe { first.vmmemory().as_ref().base };
@@ -345,12 +431,46 @@ mod tests {
 
     #[test]
     fn keeps_at_most_keep_free_slots() {
-        let pool = MemoryPool::new(1);
+        let pool = MemoryPool::with_batch(1, 1);
         let a = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
         let b = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
         drop(a);
         drop(b);
         assert_eq!(pool.free_slots(), 1);
+    }
+
+    #[test]
+    fn dirty_slots_are_zeroed_a_batch_at_a_time_and_only_then_reused() {
+        let pool = MemoryPool::with_batch(8, 3);
+        let memories: Vec<_> = (0..3)
+            .map(|i| {
+                let memory = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
+                // SAFETY: the first page is accessible.
+                unsafe { memory.vmmemory().as_ref().base.add(8).write(i + 1) };
+                memory
+            })
+            .collect();
+        let bases: Vec<_> = memories
+            .iter()
+            .map(|m| unsafe { m.vmmemory().as_ref().base })
+            .collect();
+        let mut memories = memories.into_iter();
+        drop(memories.next());
+        drop(memories.next());
+        assert_eq!(pool.free_slots(), 0, "two dirty slots wait for the batch");
+        let fresh = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
+        assert!(!bases.contains(&unsafe { fresh.vmmemory().as_ref().base }));
+        drop(memories.next());
+        assert_eq!(pool.free_slots(), 3);
+        for _ in 0..3 {
+            let reused = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
+            let base = unsafe { reused.vmmemory().as_ref().base };
+            assert!(bases.contains(&base));
+            // SAFETY: the first page is accessible; zeroed.
+            assert_eq!(unsafe { base.add(8).read() }, 0);
+            std::mem::forget(reused); // keep it out of the pool for this check
+        }
+        drop(fresh);
     }
 
     #[test]
