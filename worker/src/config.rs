@@ -45,6 +45,11 @@ pub struct ServeArgs {
     #[arg(long, env = "NUR_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// After SIGTERM, how long to keep accepting while /readyz answers 503,
+    /// so that load balancers take the worker out before its listener closes.
+    #[arg(long, env = "NUR_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub drain_delay: Duration,
+
     #[command(flatten)]
     pub limits: Limits,
 }

@@ -204,9 +204,17 @@ async fn serve_until_drained(args: ServeArgs) -> anyhow::Result<()> {
         status: status.clone(),
     });
     status.set_ready(true);
+    let drain_delay = args.drain_delay;
     let shutdown = async {
         terminated().await;
         status.set_ready(false);
+        if !drain_delay.is_zero() {
+            tracing::info!(
+                drain_delay_ms = drain_delay.as_millis() as u64,
+                "shutting down: not ready, still accepting for the drain delay"
+            );
+            tokio::time::sleep(drain_delay).await;
+        }
         tracing::info!("shutting down: not ready, no new connections, draining");
     };
     let max = args.limits.max_open_connections;
