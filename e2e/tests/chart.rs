@@ -248,6 +248,16 @@ fn values_change_what_is_rendered() {
     );
     assert!(args(&objects).contains(&"--leader-election=false".to_string()));
 
+    // values.schema.json: a misspelt key or a malformed digest is refused,
+    // not silently ignored.
+    let err = render(&env, &["--set", "operator.replica=2"]).unwrap_err();
+    assert!(
+        err.contains("additional properties 'replica' not allowed"),
+        "{err}"
+    );
+    let err = render(&env, &["--set", "worker.image.digest=latest"]).unwrap_err();
+    assert!(err.contains("/worker/image/digest"), "{err}");
+
     // Prometheus-operator objects on request.
     let objects = render(
         &env,
