@@ -176,9 +176,10 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
     let version = chart_app_version();
     let tmp = std::env::temp_dir();
 
-    // The object-store credentials, as a user creates them: the operator
-    // reads them (envFrom) to check modules, the worker pods get them
-    // through spec.module.credentialsSecret.
+    // The object-store credentials, as a user creates them: the worker pods
+    // get them through spec.module.credentialsSecret, and the operator
+    // checks the module with the same Secret; the chart also hands it to
+    // the operator's own environment (envFrom), for functions naming none.
     let mut create_secret = env.kubectl();
     create_secret.args([
         "create",
@@ -470,6 +471,13 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
             .unwrap()
             .is_none()
     );
+    // Helm's own record of the release (a Secret per revision) is gone too.
+    let records = ns
+        .api::<Secret>()
+        .list(&ListParams::default().labels(&format!("owner=helm,name={release}")))
+        .await
+        .unwrap();
+    assert!(records.items.is_empty(), "{:?}", records.items);
     let mut list = env.helm();
     list.args(["list", "--namespace", ns.name(), "--short"]);
     assert_eq!(run(list, None).trim(), "");
