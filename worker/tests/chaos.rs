@@ -8,9 +8,9 @@ mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use support::proxy::reset;
 use support::{Worker, read_to_close, wat};
 
 /// The first byte of a connection picks what the guest does with it:
@@ -109,25 +109,6 @@ fn back_to_baseline(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Closes with SO_LINGER 0: the kernel sends RST instead of FIN.
-fn reset(stream: TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&raw const linger).cast(),
-            size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt(SO_LINGER)");
-    drop(stream);
 }
 
 /// Sends one byte a second and reads what comes back, until the worker

@@ -4,37 +4,22 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nur_testkit::object_store::ObjectStoreExt;
-use nur_testkit::object_store::path::Path as Key;
 use nur_testkit::{TestEnv, testenv};
+use support::proxy::Proxy;
+use support::storage::aws;
 use support::{BIN, Worker, example, http_get};
 
 const ECHO: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi";
 
 /// Uploads `bytes` under a key unique to this test; returns the s3:// URL.
 fn upload(env: &TestEnv, name: &str, bytes: Vec<u8>) -> String {
-    let key = format!("sources/{}/{name}", std::process::id());
-    let store = env.object_store().unwrap();
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(store.put(&Key::from(key.as_str()), bytes.into()))
-        .unwrap();
-    format!("s3://{}/{key}", env.bucket())
-}
-
-/// The AWS_* variables of the test environment, for a worker process.
-fn aws(env: &TestEnv) -> HashMap<String, String> {
-    env.vars()
-        .iter()
-        .filter(|(k, _)| k.starts_with("AWS_"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+    support::storage::upload(env, "sources", name, bytes)
 }
 
 fn serve(
@@ -100,30 +85,6 @@ fn a_missing_object_and_wrong_credentials_are_named() {
     failed.assert_refused(&format!("{url}: access denied"));
 }
 
-/// Forwards every connection on `listener` to `target`, both ways.
-fn proxy(listener: TcpListener, target: String) {
-    std::thread::spawn(move || {
-        for client in listener.incoming().map_while(Result::ok) {
-            let Ok(server) = TcpStream::connect(&target) else {
-                continue;
-            };
-            let pipe = |mut from: TcpStream, mut to: TcpStream| {
-                std::thread::spawn(move || {
-                    let mut buf = [0; 16 * 1024];
-                    while let Ok(n) = from.read(&mut buf) {
-                        if n == 0 || to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to.shutdown(std::net::Shutdown::Write);
-                });
-            };
-            pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-            pipe(server, client);
-        }
-    });
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -136,13 +97,11 @@ fn free_port() -> u16 {
 fn storage_down_at_start_then_up_the_worker_becomes_ready() {
     let env = testenv!();
     let url = upload(&env, "late.wasm", echo_bytes());
-    let minio = env.s3_endpoint().trim_start_matches("http://").to_string();
-    let (storage, listen, admin) = (free_port(), free_port(), free_port());
+    let storage = Proxy::start(&support::storage::minio(&env));
+    storage.set_down(true);
+    let (listen, admin) = (free_port(), free_port());
     let mut vars = aws(&env);
-    vars.insert(
-        "AWS_ENDPOINT_URL".into(),
-        format!("http://127.0.0.1:{storage}"),
-    );
+    vars.insert("AWS_ENDPOINT_URL".into(), storage.url());
     let mut child = Command::new(BIN)
         .args(["serve", "--module", &url])
         .args(["--listen", &format!("127.0.0.1:{listen}")])
@@ -168,7 +127,7 @@ fn storage_down_at_start_then_up_the_worker_becomes_ready() {
         "the worker keeps retrying"
     );
 
-    proxy(TcpListener::bind(("127.0.0.1", storage)).unwrap(), minio);
+    storage.set_down(false);
     let until = Instant::now() + Duration::from_secs(40);
     while http_get(admin, "/readyz").0 != 200 {
         assert!(Instant::now() < until, "the worker did not become ready");

@@ -2,6 +2,9 @@
 //! talks to it over real sockets.
 #![allow(dead_code)]
 
+pub mod proxy;
+pub mod storage;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
