@@ -103,7 +103,7 @@ def errors(record):
     if "errors" in record:
         return str(record["errors"])
     if "failed" in record:
-        return str(record["failed"])
+        return str(record["failed"] + record.get("requests_failed", 0))
     return "–"
 
 
@@ -124,7 +124,7 @@ def rows(records):
     out = []
     for scenario in scenarios:
         nur, native = by_label.get(scenario + "/nur"), by_label.get(scenario + "/native")
-        if scenario.startswith("idle"):
+        if scenario.startswith("idle") or scenario.startswith("many"):
             get = lambda r: r["bytes_per_conn"] / 1024 if r and "bytes_per_conn" in r else None
             n, b = get(nur), get(native)
             def held(r):
@@ -132,7 +132,10 @@ def rows(records):
                     return "–"
                 if "error" in r:
                     return "%s (%s/%s open)" % (r["error"], r.get("open", "?"), r.get("conns", "?"))
-                return "%s/%s held, threads %s" % (r.get("open", "?"), r.get("conns", "?"), r.get("threads_held", "?"))
+                text = "%s/%s held, threads %s" % (r.get("open", "?"), r.get("conns", "?"), r.get("threads_held", "?"))
+                if "requests" in r:
+                    text += "; then %s/%s answered in %.1fs" % (r["requests_ok"], r["requests"], r["requests_s"])
+                return text
             goal = ""
             if n is not None:
                 goal = "≤ 64 KiB: %s" % ("met" if n <= 64 else "missed")
@@ -246,7 +249,7 @@ def report(args):
               "worker_log": args.worker_log, "one_connection_per_request": True,
               "server_and_load_share_cpus": True}
     table = rows(records)
-    date = datetime.date.today().isoformat()
+    date = args.name or datetime.date.today().isoformat()
     os.makedirs(args.outdir, exist_ok=True)
     with open(os.path.join(args.outdir, date + ".json"), "w") as f:
         json.dump({"machine": info, "parameters": params, "records": records}, f, indent=1)
@@ -260,10 +263,11 @@ def report(args):
         f.write("# Nur vs native, %s\n\n" % info["date"] + head + markdown(table))
     plot = svg(records, "Latency by percentile, %s clients (Nur solid, native dashed)" % args.clients)
     if plot:
-        with open(os.path.join(args.outdir, "latency.svg"), "w") as f:
+        with open(os.path.join(args.outdir, (args.name + "-" if args.name else "") + "latency.svg"), "w") as f:
             f.write(plot)
     sys.stdout.write("\n" + head + text_table(table))
-    sys.stdout.write("\nwritten: %s/%s.{json,md}, %s/latency.svg\n" % (args.outdir, date, args.outdir))
+    sys.stdout.write("\nwritten: %s/%s.{json,md}, %s/%slatency.svg\n"
+                     % (args.outdir, date, args.outdir, (args.name + "-" if args.name else "")))
 
 
 def main():
@@ -279,6 +283,7 @@ def main():
     p.add_argument("outdir")
     for flag in ("--clients", "--duration", "--warmup", "--load-before", "--load-after", "--worker-log"):
         p.add_argument(flag, default="?")
+    p.add_argument("--name", default="", help="results file name instead of the date")
     args = parser.parse_args()
     if args.command == "wrk":
         print(json.dumps(wrk(args.label, args.file)))

@@ -8,8 +8,9 @@
 # 127.0.0.1 only; every wait is bounded.
 #
 # Knobs (environment): CLIENTS=64 DURATION=10 WARMUP=2 IDLE_CONNS=10000 IDLE_FALLBACK=5000
-# STREAM_BYTES=65536 STREAM_CHUNK=4096 WORKER_LOG=warn PORT=18080
-# SKIP_BUILD=1 SKIP_CRITERION=1 SKIP_IDLE=1 SKIP_WRK=1 QUIET_LOAD=1.0
+# MANY_CONNS=50000 STREAM_BYTES=65536 STREAM_CHUNK=4096 WORKER_LOG=warn PORT=18080
+# SKIP_BUILD=1 SKIP_CRITERION=1 SKIP_IDLE=1 SKIP_MANY=1 SKIP_WRK=1 QUIET_LOAD=1.0
+# RESULTS_NAME=NAME (results/NAME.{json,md} instead of the date)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +20,7 @@ DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
 IDLE_CONNS="${IDLE_CONNS:-10000}"
 IDLE_FALLBACK="${IDLE_FALLBACK:-5000}"
+MANY_CONNS="${MANY_CONNS:-50000}"
 STREAM_BYTES="${STREAM_BYTES:-65536}"
 STREAM_CHUNK="${STREAM_CHUNK:-4096}"
 WORKER_LOG="${WORKER_LOG:-warn}"
@@ -183,6 +185,36 @@ if [ -z "${SKIP_IDLE:-}" ]; then
         idle "idle-mid-request-$count/native" "$count" --send 'GET /idle HTTP/1.1\r\n'
     done
 fi
+
+# --- many: MANY_CONNS connections held at once, then every one asks ----------
+
+# Both the worker and nur-idle need a descriptor per connection, so the count
+# is clamped to the hard RLIMIT_NOFILE (which an unprivileged process cannot
+# raise) less a reserve. Source addresses 127.0.0.1..N spread the client
+# ports: one address has about 28,000 ephemeral ports.
+if [ -z "${SKIP_MANY:-}" ]; then
+    hard="$(ulimit -Hn)"
+    many=$MANY_CONNS
+    if [ "$hard" != unlimited ] && [ "$many" -gt $((hard - 512)) ]; then
+        many=$((hard - 512))
+        echo "run.sh: MANY_CONNS=$MANY_CONNS clamped to $many by the hard RLIMIT_NOFILE ($hard)"
+    fi
+    ulimit -n "$hard" 2>/dev/null || true
+    ips=$((many / 20000 + 2))
+    many_args=(--source-ips "$ips" --then-request 'GET /many HTTP/1.1\r\nhost: bench\r\n\r\n'
+        --expect-prefix 'HTTP/1.1 200 OK\r\n')
+    many() { # LABEL
+        "$bin/nur-idle" --addr "$addr" --pid "$server" --conns "$many" --label "$1" "${many_args[@]}" >"$work/idle.out" ||
+            echo "{\"label\": \"$1\", \"conns\": $many, \"error\": \"nur-idle failed\"}" >"$work/idle.out"
+        grep -v '^{' "$work/idle.out" || true
+        grep '^{' "$work/idle.out" >>"$records"
+    }
+    # Default --max-connections: most connections wait for a serving slot.
+    start_worker http-hello.wasm --timeout 600s --idle-timeout 300s
+    many "many-$many/nur"
+    start_native http-hello --idle-timeout 300s
+    many "many-$many/native"
+fi
 stop
 
 # --- per-connection wasm overhead (criterion) ----------------------------------
@@ -197,4 +229,5 @@ fi
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 python3 bench/report.py report "$records" "$results" \
     --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" \
-    --load-before "$load_before" --load-after "$load_after" --worker-log "$WORKER_LOG"
+    --load-before "$load_before" --load-after "$load_after" --worker-log "$WORKER_LOG" \
+    --name "${RESULTS_NAME:-}"

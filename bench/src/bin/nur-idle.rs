@@ -5,6 +5,13 @@
 //! With `--send`, each connection first sends those bytes (e.g. half an HTTP
 //! request), so the server holds a live, mid-request connection; without it
 //! the connections are silent.
+//!
+//! With `--then-request`, once everything is measured, every held connection
+//! sends those bytes, closes its sending side and reads the answer to EOF,
+//! all at once: the server must answer each (`--expect-prefix`), however few
+//! it serves at a time. `--source-ips N` spreads the connections over source
+//! addresses 127.0.0.1..127.0.0.N, so that more than one address's ephemeral
+//! ports (about 28,000) can be open.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,8 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
 use nur_bench::{parse_duration, rss_kib, threads};
@@ -46,11 +53,48 @@ struct Args {
     /// Name of this run in the output.
     #[arg(long, default_value = "idle")]
     label: String,
+    /// Spread connections over source addresses 127.0.0.1..127.0.0.N (loopback only).
+    #[arg(long, default_value_t = 1)]
+    source_ips: u8,
+    /// After measuring, send this on every held connection, close the
+    /// sending side and read the answer (`\r` and `\n` unescaped).
+    #[arg(long)]
+    then_request: Option<String>,
+    /// What every answer must start with (`\r` and `\n` unescaped).
+    #[arg(long, default_value = "")]
+    expect_prefix: String,
+    /// Longest the request phase may take.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    request_timeout: Duration,
 }
 
-async fn open(addr: SocketAddr, send: Arc<Vec<u8>>) -> std::io::Result<TcpStream> {
+fn unescape(text: &str) -> Vec<u8> {
+    text.replace("\\r", "\r").replace("\\n", "\n").into_bytes()
+}
+
+/// Sends `request`, half-closes, reads to EOF; true if the answer starts with `prefix`.
+async fn answer(mut stream: TcpStream, request: Arc<Vec<u8>>, prefix: Arc<Vec<u8>>) -> bool {
+    if stream.write_all(&request).await.is_err() || stream.shutdown().await.is_err() {
+        return false;
+    }
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).await.is_ok() && !got.is_empty() && got.starts_with(&prefix)
+}
+
+async fn open(
+    addr: SocketAddr,
+    source: Option<std::net::Ipv4Addr>,
+    send: Arc<Vec<u8>>,
+) -> std::io::Result<TcpStream> {
     let connect = async {
-        let mut stream = TcpStream::connect(addr).await?;
+        let mut stream = match source {
+            None => TcpStream::connect(addr).await?,
+            Some(ip) => {
+                let socket = TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::from((ip, 0)))?;
+                socket.connect(addr).await?
+            }
+        };
         if !send.is_empty() {
             stream.write_all(&send).await?;
         }
@@ -76,24 +120,20 @@ fn still_open(streams: &[TcpStream]) -> (usize, usize) {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let send = Arc::new(
-        args.send
-            .as_deref()
-            .unwrap_or("")
-            .replace("\\r", "\r")
-            .replace("\\n", "\n")
-            .into_bytes(),
-    );
+    let send = Arc::new(unescape(args.send.as_deref().unwrap_or("")));
     let before = rss_kib(args.pid).context("reading the server's RSS")?;
     let threads_before = threads(args.pid)?;
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(args.parallel.max(1)));
+    let ips = args.source_ips.max(1);
     let tasks: Vec<_> = (0..args.conns)
-        .map(|_| {
+        .map(|i| {
             let (gate, send) = (gate.clone(), send.clone());
+            let source =
+                (ips > 1).then(|| std::net::Ipv4Addr::new(127, 0, 0, 1 + (i % ips as usize) as u8));
             tokio::spawn(async move {
                 let _permit = gate.acquire_owned().await.expect("never closed");
-                open(args.addr, send).await
+                open(args.addr, source, send).await
             })
         })
         .collect();
@@ -129,6 +169,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let (open, answered) = still_open(&streams);
+    // The request phase: every held connection asks at once.
+    let mut requests = None;
+    if let Some(request) = &args.then_request {
+        let (request, prefix) = (
+            Arc::new(unescape(request)),
+            Arc::new(unescape(&args.expect_prefix)),
+        );
+        let started = Instant::now();
+        let asked = streams.len();
+        let tasks: Vec<_> = streams
+            .drain(..)
+            .map(|stream| tokio::spawn(answer(stream, request.clone(), prefix.clone())))
+            .collect();
+        let mut ok = 0usize;
+        let all = async {
+            for task in tasks {
+                if task.await.unwrap_or(false) {
+                    ok += 1;
+                }
+            }
+        };
+        let finished = tokio::time::timeout(args.request_timeout, all)
+            .await
+            .is_ok();
+        let took = started.elapsed().as_secs_f64();
+        println!(
+            "{}: request phase: {ok}/{asked} answered as expected in {took:.1}s{}",
+            args.label,
+            if finished { "" } else { " (timed out)" }
+        );
+        requests = Some((asked, ok, took));
+    }
     drop(streams);
     tokio::time::sleep(args.settle).await;
     let after = rss_kib(args.pid)?;
@@ -142,7 +214,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(e) = first_error {
         println!("{}: first connect error: {e}", args.label);
     }
-    let line = json!({
+    let mut line = json!({
         "label": args.label,
         "addr": args.addr.to_string(),
         "conns": args.conns,
@@ -158,6 +230,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "threads_before": threads_before,
         "threads_held": threads_held,
     });
+    if let Some((asked, ok, took)) = requests {
+        line["requests"] = json!(asked);
+        line["requests_ok"] = json!(ok);
+        line["requests_failed"] = json!(asked - ok);
+        line["requests_s"] = json!(took);
+    }
     println!("{line}");
     Ok(())
 }
