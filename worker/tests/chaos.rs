@@ -10,8 +10,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::proxy::reset;
-use support::{Worker, read_to_close, wat};
+use support::{Worker, read_to_close, reset, wat};
 
 /// The first byte of a connection picks what the guest does with it:
 /// `B` streams 32 MiB and ends, `L` answers each chunk with its length (u32,

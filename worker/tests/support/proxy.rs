@@ -1,7 +1,8 @@
 //! A TCP proxy in front of a real server (MinIO), to play storage outages
 //! without stopping the server other tests share: it can be down (every
-//! connection cut, new ones reset at once) and come back, and it can cut one
+//! connection cut, new ones closed at once) and come back, and it can cut one
 //! response partway, after running a hook (e.g. replacing the object).
+//! Standard library only: operator/tests includes this file too.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -37,11 +38,10 @@ impl Proxy {
             for client in listener.incoming().map_while(Result::ok) {
                 shared.accepted.fetch_add(1, Ordering::SeqCst);
                 if shared.down.load(Ordering::SeqCst) {
-                    reset(client);
+                    drop(client);
                     continue;
                 }
                 let Ok(server) = TcpStream::connect(&target) else {
-                    reset(client);
                     continue;
                 };
                 {
@@ -61,8 +61,8 @@ impl Proxy {
         format!("http://{}", self.addr)
     }
 
-    /// Down: cuts every forwarded connection and resets new ones at once,
-    /// as a stopped server would. Up: forwards again.
+    /// Down: cuts every forwarded connection and closes new ones at once,
+    /// before any answer, as a stopping server does. Up: forwards again.
     pub fn set_down(&self, down: bool) {
         self.state.down.store(down, Ordering::SeqCst);
         if down {
@@ -133,24 +133,4 @@ pub fn pipe(mut from: TcpStream, mut to: TcpStream) {
         }
         let _ = to.shutdown(Shutdown::Write);
     });
-}
-
-/// Closes with RST (SO_LINGER 0), as a port nobody listens on answers.
-pub fn reset(stream: TcpStream) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket and a `linger` that outlives the call.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&raw const linger).cast(),
-            size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
-    drop(stream);
 }
