@@ -252,11 +252,14 @@ fn clients_resetting_mid_stream_end_only_their_connection() {
 }
 
 #[test]
-fn a_flood_of_three_times_max_connections_is_served_in_turn() {
+fn a_flood_of_three_times_max_connections_is_served_in_turn_and_silent_ones_block_nobody() {
     let max = 4;
     let worker = chaos(&["--max-connections", &max.to_string()]);
     let base = baseline(&worker);
     let flood = 3 * max;
+    // Silent clients beyond the limit too: connected, never sending. They
+    // wait for their first bytes without a serving slot.
+    let silent: Vec<TcpStream> = (0..flood).map(|_| worker.connect()).collect();
     let (served, waited) = std::thread::scope(|scope| {
         let clients: Vec<_> = (0..flood)
             .map(|i| {
@@ -291,6 +294,7 @@ fn a_flood_of_three_times_max_connections_is_served_in_turn() {
         worker.metric("nur_connection_closes_total{reason=\"fault\"}"),
         0.0
     );
+    drop(silent);
     eprintln!("flood: the client behind {flood} waited {waited:?}");
     back_to_baseline(&worker, base, 8 * 1024, "flood");
 }
