@@ -65,14 +65,17 @@ impl Close {
 }
 
 thread_local! {
-    /// The chunk buffer of this pool thread, reused by every connection it serves.
+    /// The chunk buffer of this pool thread, reused by every connection it
+    /// serves. Never zero-filled: reads go to its spare capacity, so only
+    /// the pages that data reached are resident.
     static CHUNK: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Serves `stream` (non-blocking mode) until it closes.
 pub fn serve(stream: TcpStream, id: u64, ctx: &Context, deadline: Instant) -> Close {
     CHUNK.with_borrow_mut(|chunk| {
-        chunk.resize(ctx.limits.max_chunk as usize, 0);
+        chunk.clear();
+        chunk.reserve_exact(ctx.limits.max_chunk as usize);
         serve_with(stream, id, ctx, deadline, chunk)
     })
 }
@@ -82,7 +85,7 @@ fn serve_with(
     id: u64,
     ctx: &Context,
     deadline: Instant,
-    chunk: &mut [u8],
+    chunk: &mut Vec<u8>,
 ) -> Close {
     let metrics = &ctx.status.metrics;
     let fault = |fault: Fault| {
@@ -113,7 +116,7 @@ fn serve_with(
         let called = if read == 0 {
             guest.finish()
         } else {
-            guest.feed(&chunk[..read])
+            guest.feed(&chunk[..])
         };
         if let Err(e) = called {
             return fault(e);
@@ -174,14 +177,27 @@ fn wait(stream: &TcpStream, events: libc::c_short, idle: Duration, until: Instan
     }
 }
 
+/// Reads at most `buf.capacity()` bytes into `buf` (replacing its contents).
 fn read(
     stream: &mut TcpStream,
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
     idle: Duration,
     deadline: Instant,
 ) -> Result<usize, Close> {
+    buf.clear();
     loop {
-        match stream.read(buf) {
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: read(2) writes at most `spare.len()` bytes into the spare capacity.
+        let done =
+            unsafe { libc::read(stream.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        let result = if done >= 0 {
+            // SAFETY: the kernel initialised the first `done` bytes.
+            unsafe { buf.set_len(done as usize) };
+            Ok(done as usize)
+        } else {
+            Err(std::io::Error::last_os_error())
+        };
+        match result {
             Ok(read) => return Ok(read),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {

@@ -23,6 +23,9 @@ type Key = (Instant, u64);
 #[derive(Default)]
 struct Armed {
     deadlines: Mutex<BTreeMap<Key, Interrupter>>,
+    /// When the timer task wakes next (`None`: only when notified); read and
+    /// written under the `deadlines` lock.
+    wakes_at: Mutex<Option<Instant>>,
     earlier: Notify,
     next_id: AtomicU64,
     timer: OnceLock<()>,
@@ -48,10 +51,17 @@ impl Deadlines {
         });
         let key = (deadline, armed.next_id.fetch_add(1, Ordering::Relaxed));
         let mut deadlines = armed.deadlines.lock().unwrap_or_else(|e| e.into_inner());
-        let first = deadlines.first_key_value().is_none_or(|(k, _)| key < *k);
         deadlines.insert(key, interrupter);
+        // Wake the timer only if it would sleep past this deadline: with
+        // deadlines a fixed time after accept, that is rarely the case.
+        let mut wakes_at = armed.wakes_at.lock().unwrap_or_else(|e| e.into_inner());
+        let sooner = wakes_at.is_none_or(|at| deadline < at);
+        if sooner {
+            *wakes_at = Some(deadline);
+        }
+        drop(wakes_at);
         drop(deadlines);
-        if first {
+        if sooner {
             armed.earlier.notify_one();
         }
         Watchdog {
@@ -93,11 +103,13 @@ async fn enforce(armed: Arc<Armed>) {
                 .range((now, u64::MAX)..)
                 .next()
                 .map(|((at, _), _)| *at);
-            match (late, next) {
+            let wake = match (late, next) {
                 (true, Some(next)) => Some(next.min(now + RETRY)),
                 (true, None) => Some(now + RETRY),
                 (false, next) => next,
-            }
+            };
+            *armed.wakes_at.lock().unwrap_or_else(|e| e.into_inner()) = wake;
+            wake
         };
         let earlier = armed.earlier.notified();
         match wake {
