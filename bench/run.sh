@@ -11,6 +11,7 @@
 # MANY_CONNS=50000 STREAM_BYTES=65536 STREAM_CHUNK=4096 WORKER_LOG=warn PORT=18080
 # SKIP_BUILD=1 SKIP_CRITERION=1 SKIP_IDLE=1 SKIP_MANY=1 SKIP_WRK=1 QUIET_LOAD=1.0
 # RESULTS_NAME=NAME (results/NAME.{json,md} instead of the date)
+# WORKER_BIN=PATH (another nur-worker binary, e.g. an older build to compare)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -75,7 +76,7 @@ wait_for() {
 # start_worker MODULE [FLAGS...]: nur-worker on $nur_port.
 start_worker() {
     stop
-    NUR_LOG="$WORKER_LOG" "$bin/nur-worker" serve --module "examples/build/$1" \
+    NUR_LOG="$WORKER_LOG" "${WORKER_BIN:-$bin/nur-worker}" serve --module "examples/build/$1" \
         --listen "127.0.0.1:$nur_port" --admin-listen "127.0.0.1:$admin_port" "${@:2}" \
         2>>"$work/worker.log" &
     server=$!
