@@ -18,7 +18,9 @@
 //!
 //! The tests run the binaries from the same target directory as the test
 //! (`cargo test --workspace` builds them); when one is missing it is built
-//! with `cargo build`.
+//! with `cargo build`. `NUR_E2E_BIN_DIR=DIR` runs those in DIR instead, e.g.
+//! the static release binaries of `docker/Dockerfile`:
+//! `NUR_E2E_BIN_DIR=target/x86_64-unknown-linux-musl/release cargo test -p nur-e2e`.
 
 #![forbid(unsafe_code)]
 
@@ -51,9 +53,16 @@ pub fn chart_app_version() -> String {
     chart["appVersion"].as_str().unwrap().to_string()
 }
 
-/// The workspace binary `name` (`nur-operator`, `nur-worker`) in the target
-/// directory of the running test, built when missing.
+/// The workspace binary `name` (`nur-operator`, `nur-worker`): from
+/// `$NUR_E2E_BIN_DIR` when set (e.g. the static musl release build that
+/// goes into the images), else from the target directory of the running
+/// test, built when missing.
 pub fn binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("NUR_E2E_BIN_DIR") {
+        let bin = PathBuf::from(dir).join(name);
+        assert!(bin.is_file(), "NUR_E2E_BIN_DIR has no {}", bin.display());
+        return bin;
+    }
     let exe = std::env::current_exe().unwrap();
     // target/debug/deps/TEST -> target/debug/NAME
     let dir = exe.parent().unwrap().parent().unwrap();
