@@ -15,6 +15,9 @@
 //! 6. a new module uploaded to the same URL rolls the Deployment to the new
 //!    digest, and the worker started from the new pod spec serves it;
 //! 7. `helm uninstall` removes everything of the release.
+//!
+//! A second test installs with the defaults (every namespace watched) and
+//! checks the cluster-wide binding and its removal.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -502,5 +505,89 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
             .await
             .unwrap()
             .is_some()
+    );
+}
+
+/// Names of the cluster-scoped objects labelled with `release`.
+async fn cluster_scoped_of(admin: &kube::Client, release: &str) -> Vec<String> {
+    let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={release}"));
+    let roles = Api::<ClusterRole>::all(admin.clone())
+        .list(&lp)
+        .await
+        .unwrap();
+    let bindings = Api::<ClusterRoleBinding>::all(admin.clone())
+        .list(&lp)
+        .await
+        .unwrap();
+    roles
+        .items
+        .iter()
+        .map(|r| format!("clusterrole/{}", r.metadata.name.as_deref().unwrap_or("")))
+        .chain(bindings.items.iter().map(|b| {
+            format!(
+                "clusterrolebinding/{}",
+                b.metadata.name.as_deref().unwrap_or("")
+            )
+        }))
+        .collect()
+}
+
+/// The default install (every namespace watched) binds the ClusterRole
+/// cluster-wide to the chart's ServiceAccount, and `helm uninstall` removes
+/// both cluster-scoped objects. No operator runs here: with every namespace
+/// watched it would reconcile other tests' functions.
+#[tokio::test]
+async fn default_install_binds_cluster_wide_and_uninstall_removes_it() {
+    let env = testenv!();
+    let admin = env.client().await.unwrap();
+    let ns = env.namespace("e2e-default").await.unwrap();
+    let suffix = ns.name().rsplit('-').next().unwrap();
+    let release = format!("nur-default-{suffix}");
+
+    let mut install = env.helm();
+    install.args(["install", &release]).arg(chart_dir()).args([
+        "--namespace",
+        ns.name(),
+        "--wait",
+        "--timeout",
+        "3m",
+    ]);
+    let notes = run(install, None);
+    assert!(
+        notes.contains("watches NurFunctions in every namespace"),
+        "{notes}"
+    );
+    let mut objects = cluster_scoped_of(&admin, &release).await;
+    objects.sort();
+    assert_eq!(
+        objects,
+        [
+            format!("clusterrole/{release}"),
+            format!("clusterrolebinding/{release}")
+        ]
+    );
+    let crb = Api::<ClusterRoleBinding>::all(admin.clone())
+        .get(&release)
+        .await
+        .unwrap();
+    let subject = &crb.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.kind.as_str(), subject.name.as_str()),
+        ("ServiceAccount", release.as_str())
+    );
+    assert_eq!(subject.namespace.as_deref(), Some(ns.name()));
+    assert_eq!(crb.role_ref.name, release);
+
+    let mut uninstall = env.helm();
+    uninstall.args(["uninstall", &release, "--namespace", ns.name(), "--wait"]);
+    run(uninstall, None);
+    let left = cluster_scoped_of(&admin, &release).await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(
+        ns.api::<ServiceAccount>()
+            .get_opt(&release)
+            .await
+            .unwrap()
+            .is_none()
     );
 }
