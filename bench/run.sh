@@ -9,7 +9,7 @@
 #
 # Knobs (environment): CLIENTS=64 DURATION=10 WARMUP=2 IDLE_CONNS=10000 IDLE_FALLBACK=5000
 # MANY_CONNS=50000 STREAM_BYTES=65536 STREAM_CHUNK=4096 WORKER_LOG=warn PORT=18080
-# SKIP_BUILD=1 SKIP_CRITERION=1 SKIP_IDLE=1 SKIP_MANY=1 SKIP_WRK=1 QUIET_LOAD=1.0
+# SKIP_BUILD=1 SKIP_LOAD=1 SKIP_CRITERION=1 SKIP_IDLE=1 SKIP_MANY=1 SKIP_WRK=1 QUIET_LOAD=1.0
 # RESULTS_NAME=NAME (results/NAME.{json,md} instead of the date)
 # WORKER_BIN=PATH (another nur-worker binary, e.g. an older build to compare)
 set -euo pipefail
@@ -130,6 +130,8 @@ fi
 echo "run.sh: load before: $(cut -d' ' -f1-3 /proc/loadavg); clients=$CLIENTS duration=${DURATION}s warmup=${WARMUP}s"
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 
+if [ -z "${SKIP_LOAD:-}" ]; then
+
 # --- echo: 64 bytes in, an HTTP response with them back ------------------------
 
 echo_len=$(($(length 'HTTP/1.1 200 OK\r\ncontent-length: 64\r\n\r\n') + 64))
@@ -159,6 +161,7 @@ start_worker stream.wat
 load stream-64k/nur "${stream_check[@]}"
 start_native stream
 load stream-64k/native "${stream_check[@]}"
+fi
 
 # --- idle connections: server RSS per held connection --------------------------
 
