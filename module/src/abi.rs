@@ -66,6 +66,26 @@ pub fn required_functions() -> [(&'static str, Signature); 2] {
     ]
 }
 
+/// The WebAssembly features a module may use: exactly those the worker's
+/// engine (wasmer 7.4, Cranelift, on Linux) validates with. A module using
+/// another proposal (tail calls, memory64, GC, compact imports...) is
+/// refused here, by the operator as by `nur-worker check`, instead of
+/// passing the check and then failing to compile in every worker.
+pub const FEATURES: WasmFeatures = WasmFeatures::MVP
+    .union(WasmFeatures::MUTABLE_GLOBAL)
+    .union(WasmFeatures::SATURATING_FLOAT_TO_INT)
+    .union(WasmFeatures::SIGN_EXTENSION)
+    .union(WasmFeatures::MULTI_VALUE)
+    .union(WasmFeatures::BULK_MEMORY)
+    .union(WasmFeatures::REFERENCE_TYPES)
+    .union(WasmFeatures::SIMD)
+    .union(WasmFeatures::RELAXED_SIMD)
+    .union(WasmFeatures::THREADS)
+    .union(WasmFeatures::MULTI_MEMORY)
+    .union(WasmFeatures::EXTENDED_CONST)
+    .union(WasmFeatures::EXCEPTIONS)
+    .union(WasmFeatures::WIDE_ARITHMETIC);
+
 /// The optional WASI-reactor initializer, called once per instance.
 pub const INITIALIZE: &str = "_initialize";
 
@@ -253,7 +273,7 @@ pub fn check(binary: &[u8]) -> Result<Summary, AbiError> {
     if wasmparser::Parser::is_component(binary) {
         return Err(AbiError::Component);
     }
-    let types = Validator::new_with_features(WasmFeatures::default())
+    let types = Validator::new_with_features(FEATURES)
         .validate_all(binary)
         .map_err(|e| AbiError::Invalid(e.to_string()))?;
     let types = types.as_ref();
