@@ -24,4 +24,5 @@ lint:
 
 include testenv/testenv.mk
 -include bench/bench.mk
+-include fuzz/fuzz.mk
 -include docker/images.mk
