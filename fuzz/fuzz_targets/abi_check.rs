@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
             assert_summary(&module.summary);
             assert_eq!(module.size, data.len() as u64);
             assert_eq!(module.sha256, nur_module::sha256_hex(data));
-            assert!(abi::check(&module.binary).is_ok(), "checked twice, same answer");
+            assert!(
+                abi::check(&module.binary).is_ok(),
+                "checked twice, same answer"
+            );
         }
         Err(e) => {
             let text = e.to_string();

@@ -240,8 +240,7 @@ fuzz_target!(|chunks: Vec<Chunk>| {
                 let ptr = shadow.next_alloc;
                 let fits = u64::from(ptr) + bytes.len() as u64 <= shadow.memory.len() as u64;
                 let expected = if fits {
-                    shadow.memory[ptr as usize..ptr as usize + bytes.len()]
-                        .copy_from_slice(&bytes);
+                    shadow.memory[ptr as usize..ptr as usize + bytes.len()].copy_from_slice(&bytes);
                     expect(&mut shadow, ptr, bytes.len() as u32)
                 } else {
                     Err(FaultKind::BadAlloc)
@@ -251,7 +250,10 @@ fuzz_target!(|chunks: Vec<Chunk>| {
         };
         match (result, expected) {
             (Ok(()), Ok(output)) => {
-                assert!(guest.output() == output, "the host sent bytes that are not the guest's");
+                assert!(
+                    guest.output() == output,
+                    "the host sent bytes that are not the guest's"
+                );
                 guest.clear_output();
             }
             (Err(fault), Err(kind)) => {

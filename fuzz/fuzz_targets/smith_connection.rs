@@ -117,7 +117,9 @@ fuzz_target!(|data: &[u8]| {
 
     let mut client = TcpStream::connect(shared.listener.local_addr().unwrap()).unwrap();
     let (server, _) = shared.listener.accept().unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let input = input.to_vec();
     let reader = std::thread::spawn(move || {
         let _ = client.write_all(&input);
