@@ -9,7 +9,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::meta::{ADMIN_PORT, Input, SHUTDOWN_GRACE_SECONDS, TERMINATION_GRACE_SECONDS};
+use crate::meta::{
+    ADMIN_PORT, DRAIN_DELAY_SECONDS, Input, SHUTDOWN_GRACE_SECONDS, TERMINATION_GRACE_SECONDS,
+};
 
 /// Name of the worker container.
 pub const CONTAINER: &str = "worker";
@@ -34,6 +36,8 @@ pub fn worker_args(input: &Input) -> Vec<String> {
         format!("0.0.0.0:{ADMIN_PORT}"),
         "--shutdown-grace".into(),
         format!("{SHUTDOWN_GRACE_SECONDS}s"),
+        "--drain-delay".into(),
+        format!("{DRAIN_DELAY_SECONDS}s"),
     ];
     if let Some(l) = &spec.limits {
         if let Some(t) = &l.timeout {
@@ -195,14 +199,15 @@ spec:
     spec:
       automountServiceAccountToken: false
       enableServiceLinks: false
-      terminationGracePeriodSeconds: 30
+      terminationGracePeriodSeconds: 35
       securityContext: {POD_SECURITY}
       containers:
       - name: worker
         image: {IMAGE}
         args: [serve, --module, "s3://fns/echo.wasm", --sha256, {DIGEST},
                --function-name, echo, --listen, "0.0.0.0:8080",
-               --admin-listen, "0.0.0.0:9090", --shutdown-grace, 25s{args_tail}]
+               --admin-listen, "0.0.0.0:9090", --shutdown-grace, 25s,
+               --drain-delay, 5s{args_tail}]
         ports:
         - {{name: function, containerPort: 8080, protocol: TCP}}
         - {{name: admin, containerPort: 9090, protocol: TCP}}

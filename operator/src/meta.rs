@@ -18,8 +18,14 @@ pub const ADMIN_PORT: i32 = 9090;
 /// (`--shutdown-grace`).
 pub const SHUTDOWN_GRACE_SECONDS: i64 = 25;
 
-/// The pod's terminationGracePeriodSeconds: the drain plus time to exit.
-pub const TERMINATION_GRACE_SECONDS: i64 = SHUTDOWN_GRACE_SECONDS + 5;
+/// How long the worker keeps accepting after SIGTERM, not ready, while the
+/// Service's endpoints drop the pod (`--drain-delay`): without it, the
+/// connections kube-proxy still sends meanwhile are refused.
+pub const DRAIN_DELAY_SECONDS: i64 = 5;
+
+/// The pod's terminationGracePeriodSeconds: the drain delay, the drain,
+/// plus time to exit.
+pub const TERMINATION_GRACE_SECONDS: i64 = DRAIN_DELAY_SECONDS + SHUTDOWN_GRACE_SECONDS + 5;
 
 /// Why a NurFunction cannot be built into objects; fixed only by editing it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
