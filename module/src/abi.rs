@@ -66,11 +66,13 @@ pub fn required_functions() -> [(&'static str, Signature); 2] {
     ]
 }
 
-/// The WebAssembly features a module may use: exactly those the worker's
-/// engine (wasmer 7.4, Cranelift, on Linux) validates with. A module using
-/// another proposal (tail calls, memory64, GC, compact imports...) is
+/// The WebAssembly features a module may use: those the worker's engine
+/// (wasmer 7.4, Cranelift, on Linux) validates with and compiles. A module
+/// using another proposal (tail calls, memory64, GC, compact imports...) is
 /// refused here, by the operator as by `nur-worker check`, instead of
-/// passing the check and then failing to compile in every worker.
+/// passing the check and then failing to compile in every worker. Exception
+/// handling is left out too: wasmer validates it but cannot compile all of
+/// it (an `exnref` element segment fails to translate).
 pub const FEATURES: WasmFeatures = WasmFeatures::MVP
     .union(WasmFeatures::MUTABLE_GLOBAL)
     .union(WasmFeatures::SATURATING_FLOAT_TO_INT)
@@ -83,7 +85,6 @@ pub const FEATURES: WasmFeatures = WasmFeatures::MVP
     .union(WasmFeatures::THREADS)
     .union(WasmFeatures::MULTI_MEMORY)
     .union(WasmFeatures::EXTENDED_CONST)
-    .union(WasmFeatures::EXCEPTIONS)
     .union(WasmFeatures::WIDE_ARITHMETIC);
 
 /// The optional WASI-reactor initializer, called once per instance.

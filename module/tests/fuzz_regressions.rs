@@ -27,3 +27,15 @@ fn a_module_using_a_proposal_the_worker_cannot_compile_is_refused() {
         "{err}"
     );
 }
+
+/// smith_connection: a module with an `exnref` element segment (exception
+/// handling) passed the check, then wasmer failed to translate it
+/// ("unsupported element type in element section: exnref"). Exception
+/// handling is outside the check's features now.
+#[test]
+fn exception_handling_is_refused_by_the_check() {
+    let binary = include_bytes!("data/exnref-elements.wasm");
+    let err = abi::check(binary).unwrap_err();
+    assert!(matches!(err, AbiError::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("exception"), "{err}");
+}
