@@ -119,6 +119,13 @@ impl Settings<'_> {
     }
 }
 
+/// An object's ETag, or its size and modification time.
+fn object_version(meta: &object_store::ObjectMeta) -> String {
+    meta.e_tag
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", meta.size, meta.last_modified.timestamp_millis()))
+}
+
 impl Source {
     /// Parses a path or a URL; reads the store's credentials from the environment.
     pub fn parse(url: &str) -> Result<Self, SourceError> {
@@ -211,20 +218,28 @@ impl Source {
 
     /// Reads the whole object, refusing more than [`MAX_MODULE_BYTES`].
     pub async fn fetch(&self) -> Result<Vec<u8>, SourceError> {
+        self.fetch_versioned().await.map(|(bytes, _)| bytes)
+    }
+
+    /// Reads the whole object like [`Source::fetch`], with the version (as
+    /// [`Source::version`] gives it) of the object these bytes are from.
+    pub async fn fetch_versioned(&self) -> Result<(Vec<u8>, String), SourceError> {
         match &self.location {
             Location::File(path) => {
-                let size = tokio::fs::metadata(path)
+                let meta = tokio::fs::metadata(path)
                     .await
-                    .map_err(|e| self.io_error(e))?
-                    .len();
-                self.check_size(size)?;
-                tokio::fs::read(path).await.map_err(|e| self.io_error(e))
+                    .map_err(|e| self.io_error(e))?;
+                self.check_size(meta.len())?;
+                let version = self.file_version(&meta)?;
+                let bytes = tokio::fs::read(path).await.map_err(|e| self.io_error(e))?;
+                Ok((bytes, version))
             }
             Location::Object { store, path } => {
                 let got = store.get(path).await.map_err(|e| self.error(e))?;
                 self.check_size(got.meta.size)?;
+                let version = object_version(&got.meta);
                 let bytes = got.bytes().await.map_err(|e| self.error(e))?;
-                Ok(bytes.to_vec())
+                Ok((bytes.to_vec(), version))
             }
         }
     }
@@ -237,16 +252,18 @@ impl Source {
                 let meta = tokio::fs::metadata(path)
                     .await
                     .map_err(|e| self.io_error(e))?;
-                let modified = meta.modified().map_err(|e| self.io_error(e))?;
-                Ok(format!("{}-{modified:?}", meta.len()))
+                self.file_version(&meta)
             }
             Location::Object { store, path } => {
                 let meta = store.head(path).await.map_err(|e| self.error(e))?;
-                Ok(meta.e_tag.unwrap_or_else(|| {
-                    format!("{}-{}", meta.size, meta.last_modified.timestamp_millis())
-                }))
+                Ok(object_version(&meta))
             }
         }
+    }
+
+    fn file_version(&self, meta: &std::fs::Metadata) -> Result<String, SourceError> {
+        let modified = meta.modified().map_err(|e| self.io_error(e))?;
+        Ok(format!("{}-{modified:?}", meta.len()))
     }
 
     fn check_size(&self, size: u64) -> Result<(), SourceError> {
@@ -351,5 +368,62 @@ mod tests {
                 .starts_with(&format!("{url}: storage unreachable")),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn fetched_bytes_come_with_their_own_version() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let path = ObjectPath::from("fns/echo.wasm");
+        let source = Source {
+            url: "memory:///fns/echo.wasm".into(),
+            location: Location::Object {
+                store: store.clone(),
+                path: path.clone(),
+            },
+        };
+        store.put(&path, b"first".to_vec().into()).await.unwrap();
+        let (bytes, first) = source.fetch_versioned().await.unwrap();
+        assert_eq!(
+            (bytes.as_slice(), &first),
+            (&b"first"[..], &source.version().await.unwrap())
+        );
+        store.put(&path, b"second".to_vec().into()).await.unwrap();
+        let (bytes, second) = source.fetch_versioned().await.unwrap();
+        assert_eq!(bytes, b"second");
+        assert_ne!(first, second);
+        assert_eq!(second, source.version().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn variables_replace_the_environment() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let vars = BTreeMap::from([
+            ("AWS_ENDPOINT_URL".to_string(), endpoint),
+            ("AWS_ALLOW_HTTP".to_string(), "true".to_string()),
+            (
+                "AWS_ACCESS_KEY_ID".to_string(),
+                "from-the-secret".to_string(),
+            ),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), "x".to_string()),
+            ("AWS_REGION".to_string(), "us-east-1".to_string()),
+            ("NOT_A_STORE_SETTING".to_string(), "ignored".to_string()),
+        ]);
+        let source = Source::parse_with("s3://fns/echo.wasm", Settings::Variables(&vars)).unwrap();
+        let request = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut head = [0; 4096];
+            let n = socket.read(&mut head).unwrap();
+            String::from_utf8_lossy(&head[..n]).into_owned()
+        });
+        // Nobody answers: the fetch fails, after the request was sent.
+        let fetch = tokio::spawn(async move { source.fetch().await });
+        let request = tokio::task::spawn_blocking(move || request.join().unwrap())
+            .await
+            .unwrap();
+        fetch.abort();
+        assert!(request.starts_with("GET /fns/echo.wasm "), "{request}");
+        assert!(request.contains("Credential=from-the-secret/"), "{request}");
     }
 }

@@ -364,12 +364,17 @@ async fn check_module(
     {
         return Ok(result.clone());
     }
-    let result = match nur_module::load_with(url, settings).await {
+    // Cache under the version of the bytes read, not the one asked above:
+    // the object may have changed in between.
+    let (stored, version) = match source.fetch_versioned().await {
+        Ok(fetched) => fetched,
+        Err(e) => return unsupported(e),
+    };
+    let result = match nur_module::Module::from_stored(source, &stored) {
         Ok(m) => Ok(Checked {
             sha256: m.sha256,
             size: m.size,
         }),
-        Err(e) if e.is_transient() => return Err(Error::ModuleUnreachable(e)),
         Err(e) => Err(problem(&e)),
     };
     cache
