@@ -34,6 +34,7 @@ type config struct {
 	apiPort      int
 	etcdPort     int
 	kcmPort      int
+	metricsPort  int
 	minioPort    int
 	minioBin     string
 	kwok         bool
@@ -49,6 +50,7 @@ func parseFlags(name string, args []string) *config {
 	fs.IntVar(&c.apiPort, "apiserver-port", envInt("NUR_TESTENV_APISERVER_PORT", 16443), "kube-apiserver secure port on 127.0.0.1")
 	fs.IntVar(&c.etcdPort, "etcd-port", envInt("NUR_TESTENV_ETCD_PORT", 12379), "etcd client port on 127.0.0.1 (peer port is +1)")
 	fs.IntVar(&c.kcmPort, "controller-manager-port", envInt("NUR_TESTENV_KCM_PORT", 16257), "kube-controller-manager secure port on 127.0.0.1")
+	fs.IntVar(&c.metricsPort, "metrics-port", envInt("NUR_TESTENV_METRICS_PORT", 16260), "fake metrics API (metrics.k8s.io) port on 127.0.0.1")
 	fs.IntVar(&c.minioPort, "minio-port", envInt("NUR_TESTENV_MINIO_PORT", 19000), "MinIO S3 port on 127.0.0.1 (console is +1)")
 	fs.StringVar(&c.minioBin, "minio", "", "path to the minio binary (empty: no MinIO)")
 	fs.BoolVar(&c.kwok, "kwok", true, "run kube-scheduler and kwok with one fake node, so pods get Running/Ready")
@@ -165,6 +167,12 @@ func cmdUp(args []string) int {
 	}
 	logf("kube-apiserver ready at %s (%s)", server, time.Since(start).Round(time.Millisecond))
 
+	// The fake metrics API (metrics.go), in this process; registered with
+	// the aggregator below, once the rest is up.
+	if err := startMetricsServer(c.metricsPort, cs); err != nil {
+		fatalf("metrics API: %v", err)
+	}
+
 	// 3. kube-controller-manager: the same binary, as a child process (the
 	// apiserver and the controller-manager both own process-wide globals
 	// such as the feature gates and the signal handler).
@@ -200,6 +208,12 @@ func cmdUp(args []string) int {
 			"replicationcontroller-controller",
 		}, ","),
 		"--concurrent-gc-syncs=5",
+		// Quick HorizontalPodAutoscalers for the tests (defaults: 15s, 5m,
+		// 30s, 5m).
+		"--horizontal-pod-autoscaler-sync-period=1s",
+		"--horizontal-pod-autoscaler-cpu-initialization-period=1s",
+		"--horizontal-pod-autoscaler-initial-readiness-delay=1s",
+		"--horizontal-pod-autoscaler-downscale-stabilization=5s",
 	}
 	kcmCmd, err := startChild(c, "kube-controller-manager", self, kcmArgs, nil, childDone)
 	if err != nil {
@@ -356,6 +370,12 @@ func cmdUp(args []string) int {
 		}
 		logf("kube-scheduler and kwok ready, node nur-fake-node (%s)", time.Since(start).Round(time.Millisecond))
 	}
+
+	if err := registerMetricsAPI(ctx, cs, kc, c.metricsPort); err != nil {
+		logf("metrics API not available: %v", err)
+		return 1
+	}
+	logf("metrics API ready at https://127.0.0.1:%d (%s)", c.metricsPort, time.Since(start).Round(time.Millisecond))
 
 	if err := writeEnv(c, s3.endpoint, s3.user, s3.pass); err != nil {
 		fatalf("%v", err)
