@@ -104,19 +104,21 @@ async fn deployment_pinned(ns: &TestNamespace, name: &str, sha256: &str) -> Depl
     .unwrap()
 }
 
-/// The function turns Ready=True on module `sha256`, every replica ready
-/// (kwok runs the pods on its fake node).
-async fn wait_ready(ns: &TestNamespace, name: &str, sha256: &str) -> DynamicObject {
+/// Waits until NurFunction `name` is Ready on `sha256` with exactly
+/// `replicas` ready pods (a rollout's surge pods gone).
+async fn wait_ready(ns: &TestNamespace, name: &str, sha256: &str, replicas: i64) -> DynamicObject {
     let api = nurfunctions(ns).await;
     let digest = format!("sha256:{sha256}");
-    eventually(&format!("NurFunction {name} Ready on {digest}"), T, || {
+    let what = format!("NurFunction {name} Ready on {digest} with {replicas} ready pods");
+    eventually(&what, T, || {
         let api = api.clone();
         let digest = digest.clone();
         async move {
             let f = api.get(name).await.ok()?;
             (condition(&f, "Ready")? == "True"
-                && f.data["status"]["module"]["digest"] == digest.as_str())
-            .then_some(f)
+                && f.data["status"]["module"]["digest"] == digest.as_str()
+                && f.data["status"]["readyReplicas"] == replicas)
+                .then_some(f)
         }
     })
     .await
@@ -340,7 +342,7 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
     .unwrap();
     let sp = &svc.spec.unwrap().ports.unwrap()[0];
     assert_eq!(sp.port, i32::from(port));
-    let f = wait_ready(&ns, "echo", &echo_digest).await;
+    let f = wait_ready(&ns, "echo", &echo_digest, 2).await;
     assert_eq!(f.data["status"]["readyReplicas"], 2);
     assert_eq!(
         f.data["status"]["endpoint"],
@@ -376,7 +378,7 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
     let hello_digest = nur_module::sha256_hex(&hello);
     upload(&env, &format!("{prefix}/echo.wasm"), hello).await;
     let d = deployment_pinned(&ns, "echo", &hello_digest).await;
-    let f = wait_ready(&ns, "echo", &hello_digest).await;
+    let f = wait_ready(&ns, "echo", &hello_digest, 2).await;
     assert_eq!(f.data["status"]["readyReplicas"], 2);
     let (worker, c) = start_worker(&d, &secrets, tmp.join(format!("{}-hello.log", ns.name())));
     let reply = http_get(container_port(&c, "function"), "/rolled").unwrap();

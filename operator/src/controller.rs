@@ -626,7 +626,11 @@ pub fn status(
     }
     let ready_replicas = ds.ready_replicas.unwrap_or(0);
     let updated = ds.updated_replicas.unwrap_or(0);
-    let ready = current && ready_replicas >= desired && updated >= desired && desired > 0;
+    // Every pod on the new template: pods of the old one still count in
+    // `replicas` while a rollout replaces them.
+    let old = ds.replicas.unwrap_or(0).saturating_sub(updated);
+    let ready =
+        current && ready_replicas >= desired && updated >= desired && old == 0 && desired > 0;
     let (reason, message) = if ready {
         (
             "Ready",
@@ -641,7 +645,7 @@ pub fn status(
         (
             "Progressing",
             format!(
-                "{ready_replicas}/{desired} pods ready, {updated} updated to {}",
+                "{ready_replicas}/{desired} pods ready, {updated} updated to {}, {old} old",
                 module.sha256
             ),
         )
@@ -850,6 +854,21 @@ mod tests {
         );
         let st = status(&f, &input, &module, &stale, &[]);
         assert_eq!(st.conditions[2].status, "False");
+
+        // Every new pod ready, but a surge pod of the old template remains.
+        let surge = deployment(
+            "metadata: {generation: 2}\nspec: {replicas: 2, selector: {}, template: {}}\n\
+             status: {observedGeneration: 2, replicas: 3, readyReplicas: 3, updatedReplicas: 2}",
+        );
+        let st = status(&f, &input, &module, &surge, &[]);
+        let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.message.as_str()),
+            (
+                "False",
+                format!("3/2 pods ready, 2 updated to {DIGEST}, 1 old").as_str()
+            )
+        );
     }
 
     #[test]
