@@ -6,77 +6,23 @@
 //! kube-controller-manager acts on it.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, CustomResourceExt};
 use nur_operator::crd::NurFunction;
 use nur_testkit::object_store::ObjectStoreExt;
 use nur_testkit::object_store::path::Path as Key;
 use nur_testkit::{TestEnv, TestNamespace, eventually, testenv};
 
+mod support;
+use support::{Operator, install_crd};
+
 /// Bound for each wait; generous for a loaded machine.
 const T: Duration = Duration::from_secs(90);
 const CPU: &str = "testenv.nur.dev/cpu";
-
-/// `nur-operator run` for one namespace, killed on drop.
-struct Operator(Child);
-
-impl Operator {
-    fn start(env: &TestEnv, ns: &TestNamespace) -> Operator {
-        let log = std::env::temp_dir().join(format!("{}-op.log", ns.name()));
-        let child = Command::new(env!("CARGO_BIN_EXE_nur-operator"))
-            .args(["run", "--namespace", ns.name(), "--recheck-seconds", "2"])
-            .args(["--lease-seconds", "3", "--worker-image", "nur-worker:test"])
-            .args(["--health-listen", "127.0.0.1:0"])
-            .envs(env.vars())
-            .env("POD_NAME", "op")
-            .env("NUR_LOG", "info,nur_operator=debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        eprintln!("operator log: {}", log.display());
-        Operator(child)
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn install_crd(env: &TestEnv) {
-    let crds: Api<CustomResourceDefinition> = Api::all(env.client().await.unwrap());
-    let pp = PatchParams::apply("nur-operator-tests").force();
-    crds.patch(
-        "nurfunctions.nur.dev",
-        &pp,
-        &Patch::Apply(&NurFunction::crd()),
-    )
-    .await
-    .unwrap();
-    eventually("CRD Established", T, || {
-        let crds = crds.clone();
-        async move {
-            let c = crds.get("nurfunctions.nur.dev").await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        }
-    })
-    .await
-    .unwrap();
-}
 
 async fn deployment_replicas(ns: &TestNamespace, name: &str) -> Option<i32> {
     ns.api::<Deployment>().get(name).await.ok()?.spec?.replicas

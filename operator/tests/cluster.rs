@@ -4,7 +4,7 @@
 //! binary, scoped to the test's namespace, with the environment's
 //! KUBECONFIG and AWS_* variables.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -14,21 +14,13 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, CustomResourceExt};
 use nur_operator::crd::NurFunction;
-use nur_testkit::object_store::ObjectStoreExt;
-use nur_testkit::object_store::path::Path as Key;
 use nur_testkit::{TestEnv, TestNamespace, eventually, testenv};
 
-const T: Duration = Duration::from_secs(60);
-
-fn example(name: &str) -> Vec<u8> {
-    let path = format!("{}/../examples/build/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}; build the examples with examples/build.sh"))
-}
+mod support;
+use support::*;
 
 /// A module that imports from WASI: breaks the ABI.
 const WASI_MODULE: &str = r#"(module
@@ -42,181 +34,6 @@ const IDLE_MODULE: &str = r#"(module
   (memory (export "memory") 1)
   (func (export "alloc") (param i32) (result i32) i32.const 1024)
   (func (export "poll_stream") (param i32 i32)))"#;
-
-/// Uploads `bytes` to a key unique to `ns`; returns the s3:// URL.
-async fn upload(env: &TestEnv, ns: &TestNamespace, name: &str, bytes: Vec<u8>) -> String {
-    let key = format!("operator/{}/{name}", ns.name());
-    env.object_store()
-        .unwrap()
-        .put(&Key::from(key.as_str()), bytes.into())
-        .await
-        .unwrap();
-    format!("s3://{}/{key}", env.bucket())
-}
-
-/// Applies the CRD (as `nur-operator crd` prints it) and waits until it is
-/// served.
-async fn install_crd(env: &TestEnv) {
-    let client = env.client().await.unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let pp = PatchParams::apply("nur-operator-tests").force();
-    crds.patch(
-        "nurfunctions.nur.dev",
-        &pp,
-        &Patch::Apply(&NurFunction::crd()),
-    )
-    .await
-    .unwrap();
-    eventually("CRD Established", T, || {
-        let crds = crds.clone();
-        async move {
-            let c = crds.get("nurfunctions.nur.dev").await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        }
-    })
-    .await
-    .unwrap();
-}
-
-/// The `nur-operator run` process, killed on drop.
-struct Operator {
-    child: Child,
-    /// Port of its /healthz, /readyz and /metrics.
-    health: u16,
-}
-
-impl Operator {
-    fn start(env: &TestEnv, ns: &TestNamespace) -> Operator {
-        Self::start_as(env, ns, "op")
-    }
-
-    /// Starts an operator for `ns` with Lease identity `name`.
-    fn start_as(env: &TestEnv, ns: &TestNamespace, name: &str) -> Operator {
-        Self::start_with(env, ns, name, &env.kubeconfig())
-    }
-
-    /// Starts an operator for `ns` with Lease identity `name`, acting as
-    /// the user of `kubeconfig`.
-    fn start_with(
-        env: &TestEnv,
-        ns: &TestNamespace,
-        name: &str,
-        kubeconfig: &std::path::Path,
-    ) -> Operator {
-        Self::start_with_env(env, ns, name, kubeconfig, &[])
-    }
-
-    /// [`Operator::start_with`], with `extra` environment variables set
-    /// last (they override testenv's).
-    fn start_with_env(
-        env: &TestEnv,
-        ns: &TestNamespace,
-        name: &str,
-        kubeconfig: &std::path::Path,
-        extra: &[(&str, &str)],
-    ) -> Operator {
-        let health = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = std::env::temp_dir().join(format!("{}-{name}.log", ns.name()));
-        let child = Command::new(env!("CARGO_BIN_EXE_nur-operator"))
-            .args([
-                "run",
-                "--namespace",
-                ns.name(),
-                "--recheck-seconds",
-                "2",
-                "--lease-seconds",
-                "3",
-                "--worker-image",
-                "nur-worker:test",
-                "--health-listen",
-                &format!("127.0.0.1:{health}"),
-            ])
-            .envs(env.vars())
-            .env("KUBECONFIG", kubeconfig)
-            .env("POD_NAME", name)
-            .env("NUR_LOG", "info,nur_operator=debug")
-            .envs(extra.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        eprintln!("operator {name} log: {}", log.display());
-        Operator { child, health }
-    }
-
-    /// GET `path` on the admin port: (status code, body).
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.health)).ok()?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
-            .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let code = out.split_whitespace().nth(1)?.parse().ok()?;
-        Some((code, out.split_once("\r\n\r\n")?.1.to_string()))
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Creates NurFunction `name` from a JSON spec.
-async fn create_function(ns: &TestNamespace, name: &str, spec: serde_json::Value) -> NurFunction {
-    let f: NurFunction = serde_json::from_value(serde_json::json!({
-        "apiVersion": "nur.dev/v1alpha1",
-        "kind": "NurFunction",
-        "metadata": { "name": name },
-        "spec": spec,
-    }))
-    .unwrap();
-    // A freshly established CRD can take a moment to be served.
-    eventually("NurFunction created", T, || {
-        let api = ns.api::<NurFunction>();
-        let f = f.clone();
-        async move { api.create(&PostParams::default(), &f).await.ok() }
-    })
-    .await
-    .unwrap()
-}
-
-fn condition(f: &NurFunction, type_: &str) -> Option<(String, String, String)> {
-    f.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-/// Waits until the Deployment's args pin `sha256`; returns it.
-async fn deployment_with_digest(ns: &TestNamespace, name: &str, sha256: &str) -> Deployment {
-    eventually(&format!("Deployment pinned to {sha256}"), T, || {
-        let api = ns.api::<Deployment>();
-        async move {
-            let d = api.get_opt(name).await.ok()??;
-            let args = d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
-                .args
-                .clone()?;
-            args.windows(2)
-                .any(|w| w[0] == "--sha256" && w[1] == sha256)
-                .then_some(d)
-        }
-    })
-    .await
-    .unwrap()
-}
 
 #[tokio::test]
 async fn crd_applies_explains_and_enforces_cel_rules() {

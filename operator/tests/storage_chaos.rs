@@ -9,29 +9,19 @@
 #[path = "../../worker/tests/support/proxy.rs"]
 #[allow(dead_code)]
 mod proxy;
+mod support;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, CustomResourceExt};
+use kube::api::{ListParams, PostParams};
 use nur_operator::crd::NurFunction;
 use nur_testkit::object_store::ObjectStoreExt;
 use nur_testkit::object_store::path::Path as Key;
 use nur_testkit::{TestEnv, TestNamespace, eventually, testenv};
 use proxy::Proxy;
-
-const T: Duration = Duration::from_secs(60);
-
-fn example(name: &str) -> Vec<u8> {
-    let path = format!("{}/../examples/build/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}; build the examples with examples/build.sh"))
-}
+use support::{Operator, T, example, install_crd};
 
 /// Writes `bytes` at `key` straight to MinIO (not through the proxy).
 async fn put(env: &TestEnv, key: &str, bytes: Vec<u8>) {
@@ -42,63 +32,14 @@ async fn put(env: &TestEnv, key: &str, bytes: Vec<u8>) {
         .unwrap();
 }
 
-async fn install_crd(env: &TestEnv) {
-    let crds: Api<CustomResourceDefinition> = Api::all(env.client().await.unwrap());
-    let pp = PatchParams::apply("nur-operator-tests").force();
-    crds.patch(
-        "nurfunctions.nur.dev",
-        &pp,
-        &Patch::Apply(&NurFunction::crd()),
-    )
-    .await
-    .unwrap();
-    eventually("CRD Established", T, || {
-        let crds = crds.clone();
-        async move {
-            let c = crds.get("nurfunctions.nur.dev").await.ok()?;
-            let established = c.status?.conditions?.into_iter();
-            established
-                .filter(|c| c.type_ == "Established" && c.status == "True")
-                .map(|_| ())
-                .next()
-        }
-    })
-    .await
-    .unwrap();
-}
-
 /// `nur-operator run` for `ns`, re-checking every 2 s, its S3 endpoint
-/// moved to `storage`; killed on drop.
-struct Operator(Child);
-
-impl Operator {
-    fn start(env: &TestEnv, ns: &TestNamespace, storage: &Proxy) -> Self {
-        let log = std::env::temp_dir().join(format!("{}-op.log", ns.name()));
-        let child = Command::new(env!("CARGO_BIN_EXE_nur-operator"))
-            .args(["run", "--namespace", ns.name(), "--recheck-seconds", "2"])
-            .args(["--worker-image", "nur-worker:test"])
-            .args(["--health-listen", "127.0.0.1:0"])
-            .envs(env.vars())
-            .env("AWS_ENDPOINT_URL", storage.url())
-            .env("POD_NAME", "op")
-            .env("NUR_LOG", "info,nur_operator=debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        eprintln!("operator log: {}", log.display());
-        Self(child)
-    }
+/// moved to `storage`.
+fn start_operator(env: &TestEnv, ns: &TestNamespace, storage: &Proxy) -> Operator {
+    let endpoint = storage.url();
+    let extra = [("AWS_ENDPOINT_URL", endpoint.as_str())];
+    Operator::start_with_env(env, ns, "op", &env.kubeconfig(), &extra)
 }
 
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The ModuleValid condition: (status, reason, message).
 async fn module_valid(ns: &TestNamespace, name: &str) -> Option<(String, String, String)> {
     let f = ns.api::<NurFunction>().get(name).await.ok()?;
     let c = f
@@ -149,7 +90,7 @@ async fn storage_outages_and_replacements_while_the_operator_rechecks() {
     let digests = modules.clone().map(|m| nur_module::sha256_hex(&m));
     put(&env, &key, modules[0].clone()).await;
     let storage = Proxy::start(env.s3_endpoint().trim_start_matches("http://"));
-    let _operator = Operator::start(&env, &ns, &storage);
+    let _operator = start_operator(&env, &ns, &storage);
     let f: NurFunction = serde_json::from_value(serde_json::json!({
         "apiVersion": "nur.dev/v1alpha1",
         "kind": "NurFunction",

@@ -1,0 +1,204 @@
+//! What the operator's integration tests share: the CRD installed and
+//! served, modules uploaded to MinIO, the real `nur-operator` binary run for
+//! one namespace, NurFunctions created and their conditions read.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, CustomResourceExt};
+use nur_operator::crd::NurFunction;
+use nur_testkit::object_store::ObjectStoreExt;
+use nur_testkit::object_store::path::Path as Key;
+use nur_testkit::{TestEnv, TestNamespace, eventually};
+
+/// How long a test waits for a condition.
+pub const T: Duration = Duration::from_secs(60);
+
+pub fn example(name: &str) -> Vec<u8> {
+    let path = format!("{}/../examples/build/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}; build the examples with examples/build.sh"))
+}
+
+/// Uploads `bytes` to a key unique to `ns`; returns the s3:// URL.
+pub async fn upload(env: &TestEnv, ns: &TestNamespace, name: &str, bytes: Vec<u8>) -> String {
+    let key = format!("operator/{}/{name}", ns.name());
+    env.object_store()
+        .unwrap()
+        .put(&Key::from(key.as_str()), bytes.into())
+        .await
+        .unwrap();
+    format!("s3://{}/{key}", env.bucket())
+}
+
+/// Applies the CRD (as `nur-operator crd` prints it) and waits until it is
+/// served.
+pub async fn install_crd(env: &TestEnv) {
+    let client = env.client().await.unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let pp = PatchParams::apply("nur-operator-tests").force();
+    crds.patch(
+        "nurfunctions.nur.dev",
+        &pp,
+        &Patch::Apply(&NurFunction::crd()),
+    )
+    .await
+    .unwrap();
+    eventually("CRD Established", T, || {
+        let crds = crds.clone();
+        async move {
+            let c = crds.get("nurfunctions.nur.dev").await.ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// The `nur-operator run` process, killed on drop.
+pub struct Operator {
+    child: Child,
+    /// Port of its /healthz, /readyz and /metrics.
+    health: u16,
+}
+
+impl Operator {
+    pub fn start(env: &TestEnv, ns: &TestNamespace) -> Operator {
+        Self::start_as(env, ns, "op")
+    }
+
+    /// Starts an operator for `ns` with Lease identity `name`.
+    pub fn start_as(env: &TestEnv, ns: &TestNamespace, name: &str) -> Operator {
+        Self::start_with(env, ns, name, &env.kubeconfig())
+    }
+
+    /// Starts an operator for `ns` with Lease identity `name`, acting as
+    /// the user of `kubeconfig`.
+    pub fn start_with(
+        env: &TestEnv,
+        ns: &TestNamespace,
+        name: &str,
+        kubeconfig: &std::path::Path,
+    ) -> Operator {
+        Self::start_with_env(env, ns, name, kubeconfig, &[])
+    }
+
+    /// [`Operator::start_with`], with `extra` environment variables set
+    /// last (they override testenv's).
+    pub fn start_with_env(
+        env: &TestEnv,
+        ns: &TestNamespace,
+        name: &str,
+        kubeconfig: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> Operator {
+        let health = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::env::temp_dir().join(format!("{}-{name}.log", ns.name()));
+        let child = Command::new(env!("CARGO_BIN_EXE_nur-operator"))
+            .args([
+                "run",
+                "--namespace",
+                ns.name(),
+                "--recheck-seconds",
+                "2",
+                "--lease-seconds",
+                "3",
+                "--worker-image",
+                "nur-worker:test",
+                "--health-listen",
+                &format!("127.0.0.1:{health}"),
+            ])
+            .envs(env.vars())
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", name)
+            .env("NUR_LOG", "info,nur_operator=debug")
+            .envs(extra.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        eprintln!("operator {name} log: {}", log.display());
+        Operator { child, health }
+    }
+
+    /// GET `path` on the admin port: (status code, body).
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.health)).ok()?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let code = out.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, out.split_once("\r\n\r\n")?.1.to_string()))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates NurFunction `name` from a JSON spec.
+pub async fn create_function(
+    ns: &TestNamespace,
+    name: &str,
+    spec: serde_json::Value,
+) -> NurFunction {
+    let f: NurFunction = serde_json::from_value(serde_json::json!({
+        "apiVersion": "nur.dev/v1alpha1",
+        "kind": "NurFunction",
+        "metadata": { "name": name },
+        "spec": spec,
+    }))
+    .unwrap();
+    // A freshly established CRD can take a moment to be served.
+    eventually("NurFunction created", T, || {
+        let api = ns.api::<NurFunction>();
+        let f = f.clone();
+        async move { api.create(&PostParams::default(), &f).await.ok() }
+    })
+    .await
+    .unwrap()
+}
+
+pub fn condition(f: &NurFunction, type_: &str) -> Option<(String, String, String)> {
+    f.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until the Deployment's args pin `sha256`; returns it.
+pub async fn deployment_with_digest(ns: &TestNamespace, name: &str, sha256: &str) -> Deployment {
+    eventually(&format!("Deployment pinned to {sha256}"), T, || {
+        let api = ns.api::<Deployment>();
+        async move {
+            let d = api.get_opt(name).await.ok()??;
+            let args = d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+                .args
+                .clone()?;
+            args.windows(2)
+                .any(|w| w[0] == "--sha256" && w[1] == sha256)
+                .then_some(d)
+        }
+    })
+    .await
+    .unwrap()
+}
