@@ -163,6 +163,7 @@ fn defaults_render_a_hardened_least_privilege_operator() {
     for want in [
         "run".to_string(),
         format!("--worker-image=ghcr.io/nur-dev/nur-worker:{version}"),
+        r#"--worker-resources={"requests":{"cpu":"100m","memory":"64Mi"}}"#.into(),
         "--leader-election=true".into(),
         "--lease-name=nur".into(),
         "--lease-namespace=nur-system".into(),
@@ -195,6 +196,24 @@ fn values_change_what_is_rendered() {
         .unwrap();
     assert_eq!(rb["metadata"]["namespace"], "fns");
     assert!(args(&objects).contains(&"--namespace=fns".to_string()));
+
+    // No worker default resources (null: helm merges {} with the defaults).
+    let objects = render(&env, &["--set", "worker.resources=null"]).unwrap();
+    let rendered = args(&objects);
+    assert!(
+        !rendered.iter().any(|a| a.starts_with("--worker-resources")),
+        "{rendered:?}"
+    );
+    // A quantity that is not a string is refused by the schema.
+    let refused = render(
+        &env,
+        &["--set-json", r#"worker.resources={"requests":{"cpu":1}}"#],
+    )
+    .unwrap_err();
+    assert!(
+        refused.contains("/worker/resources/requests/cpu"),
+        "{refused}"
+    );
 
     // Images by digest, pull secrets, object-store credentials for the
     // operator's module checks.

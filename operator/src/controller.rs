@@ -24,7 +24,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ResourceRequirements, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -50,6 +50,8 @@ pub const DEFAULT_WORKER_IMAGE: &str = "ghcr.io/nur-dev/nur-worker:0.1.0";
 pub struct Config {
     /// Worker image for functions without spec.image.
     pub worker_image: String,
+    /// Worker container resources for functions without spec.resources.
+    pub worker_resources: Option<ResourceRequirements>,
     /// Watch only this namespace; all namespaces when `None`.
     pub namespace: Option<String>,
     /// How often every function's module is re-checked.
@@ -60,6 +62,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             worker_image: DEFAULT_WORKER_IMAGE.into(),
+            worker_resources: None,
             namespace: None,
             recheck: Duration::from_secs(60),
         }
@@ -234,7 +237,8 @@ async fn reconcile_stages(f: &NurFunction, ctx: &Context) -> Result<Action, Erro
         }
     };
     // Stage 2: build (pure).
-    let input = Input::new(f, &module.sha256, &ctx.config.worker_image)?;
+    let input = Input::new(f, &module.sha256, &ctx.config.worker_image)?
+        .with_default_resources(ctx.config.worker_resources.as_ref());
     let deployment = deployment::build(&input);
     let service = service::build(&input);
     let hpa = hpa::build(&input);

@@ -101,8 +101,9 @@ pub struct NurFunctionSpec {
     pub limits: Option<LimitsSpec>,
 
     /// CPU and memory requests and limits of the worker container. Default:
-    /// none (no requests and no limits). Set a CPU request when autoscaling,
-    /// since the HorizontalPodAutoscaler measures CPU against it.
+    /// the operator's --worker-resources (the Helm chart's worker.resources:
+    /// requests cpu 100m, memory 64Mi), else none. Autoscaling needs a CPU
+    /// request: the HorizontalPodAutoscaler measures CPU against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 

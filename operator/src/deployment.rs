@@ -98,7 +98,7 @@ pub fn build(input: &Input) -> Deployment {
         }),
         readiness_probe: Some(http_probe("/readyz", 2, 1)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
-        resources: spec.resources.clone(),
+        resources: input.resources.cloned(),
         security_context: Some(SecurityContext {
             run_as_non_root: Some(true),
             read_only_root_filesystem: Some(true),
@@ -162,6 +162,7 @@ pub fn build(input: &Input) -> Deployment {
 mod tests {
     use super::*;
     use crate::meta::testing::*;
+    use k8s_openapi::api::core::v1::ResourceRequirements;
 
     const POD_SECURITY: &str = "
         runAsNonRoot: true
@@ -243,6 +244,17 @@ spec:
         );
         let input = Input::new(&f, DIGEST, IMAGE).unwrap();
         assert_object(&build(&input), &expected("replicas: 1", "", "", ""));
+        // The operator's --worker-resources fill in.
+        let defaults: ResourceRequirements =
+            serde_yaml::from_str("{requests: {cpu: 50m, memory: 64Mi}}").unwrap();
+        let input = input.with_default_resources(Some(&defaults));
+        let want = expected(
+            "replicas: 1",
+            "",
+            "        resources: {requests: {cpu: 50m, memory: 64Mi}}",
+            "",
+        );
+        assert_object(&build(&input), &want);
     }
 
     #[test]
@@ -263,7 +275,12 @@ spec:
   podAnnotations: {a: b}
 "#,
         );
-        let input = Input::new(&f, DIGEST, IMAGE).unwrap();
+        // spec.resources wins over the operator's defaults.
+        let defaults: ResourceRequirements =
+            serde_yaml::from_str("{requests: {cpu: 50m, memory: 64Mi}}").unwrap();
+        let input = Input::new(&f, DIGEST, IMAGE)
+            .unwrap()
+            .with_default_resources(Some(&defaults));
         let want = expected(
             "replicas: 3",
             ", --timeout, 5s, --max-connections, '10', --memory-limit, 64Mi",

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use nur_operator::controller::{self, DEFAULT_WORKER_IMAGE};
 use nur_operator::health::{self, Metrics};
 use nur_operator::leader::{Elector, LeaseConfig};
@@ -20,6 +21,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start
 enum Command {
     /// Print the NurFunction CustomResourceDefinition as YAML.
     Crd,
@@ -29,6 +31,11 @@ enum Command {
         /// Worker image for functions that do not set spec.image.
         #[arg(long, env = "NUR_WORKER_IMAGE", default_value = DEFAULT_WORKER_IMAGE)]
         worker_image: String,
+        /// Worker container resources (JSON, as in a pod spec) for functions
+        /// that do not set spec.resources, e.g.
+        /// '{"requests":{"cpu":"100m","memory":"64Mi"}}' [default: none].
+        #[arg(long, env = "NUR_WORKER_RESOURCES", value_parser = resources)]
+        worker_resources: Option<ResourceRequirements>,
         /// Watch only this namespace [default: all namespaces].
         #[arg(long, env = "NUR_WATCH_NAMESPACE")]
         namespace: Option<String>,
@@ -63,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Run {
             worker_image,
+            worker_resources,
             namespace,
             recheck_seconds,
             health_listen,
@@ -108,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let config = controller::Config {
                 worker_image,
+                worker_resources,
                 namespace,
                 recheck: Duration::from_secs(recheck_seconds.max(1)),
             };
@@ -132,4 +141,18 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Parses `--worker-resources`.
+fn resources(json: &str) -> Result<ResourceRequirements, String> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let parsed: ResourceRequirements = serde_json::from_value(value.clone())
+        .map_err(|e| format!("not a ResourceRequirements object: {e}"))?;
+    // serde skips unknown keys: a misspelt "request" would be lost silently.
+    if serde_json::to_value(&parsed).map_err(|e| e.to_string())? != value {
+        return Err(format!(
+            "{json}: only claims, limits and requests, with quantities as strings"
+        ));
+    }
+    Ok(parsed)
 }

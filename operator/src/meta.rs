@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
@@ -50,6 +51,9 @@ pub struct Input<'a> {
     pub sha256: &'a str,
     /// Worker image: spec.image, else the operator's `--worker-image`.
     pub image: &'a str,
+    /// Worker container resources: spec.resources, else the operator's
+    /// `--worker-resources` (see [`Input::with_default_resources`]).
+    pub resources: Option<&'a ResourceRequirements>,
 }
 
 impl<'a> Input<'a> {
@@ -94,7 +98,14 @@ impl<'a> Input<'a> {
             namespace,
             sha256,
             image: spec.image.as_deref().unwrap_or(default_image),
+            resources: spec.resources.as_ref(),
         })
+    }
+
+    /// Uses `defaults` for a function that sets no spec.resources.
+    pub fn with_default_resources(mut self, defaults: Option<&'a ResourceRequirements>) -> Self {
+        self.resources = self.resources.or(defaults);
+        self
     }
 
     /// Labels that select the worker pods.
