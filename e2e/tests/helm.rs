@@ -104,6 +104,14 @@ async fn deployment_pinned(ns: &TestNamespace, name: &str, sha256: &str) -> Depl
     .unwrap()
 }
 
+/// How many objects `api` lists with `lp`; None when the list fails.
+async fn count<K>(api: Api<K>, lp: &ListParams) -> Option<usize>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Some(api.list(lp).await.ok()?.items.len())
+}
+
 /// Waits until NurFunction `name` is Ready on `sha256` with exactly
 /// `replicas` ready pods (a rollout's surge pods gone).
 async fn wait_ready(ns: &TestNamespace, name: &str, sha256: &str, replicas: i64) -> DynamicObject {
@@ -252,19 +260,10 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
     ns.api::<ServiceAccount>().get(&release).await.unwrap();
 
     // 2. The operator's container, run here as the chart's ServiceAccount.
-    let token = env
-        .service_account_token(&admin, ns.name(), &release)
+    let kubeconfig = tmp.join(format!("{}-sa-kubeconfig", ns.name()));
+    env.kubeconfig_for_service_account(&admin, ns.name(), &release, &kubeconfig)
         .await
         .unwrap();
-    let mut kc = kube::config::Kubeconfig::read_from(env.kubeconfig()).unwrap();
-    for a in &mut kc.auth_infos {
-        a.auth_info = Some(kube::config::AuthInfo {
-            token: Some(token.clone().into()),
-            ..Default::default()
-        });
-    }
-    let kubeconfig = tmp.join(format!("{}-sa-kubeconfig", ns.name()));
-    std::fs::write(&kubeconfig, serde_yaml::to_string(&kc).unwrap()).unwrap();
 
     let secrets: HashMap<String, Secret> = [(
         "object-store".to_string(),
@@ -400,48 +399,13 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
         let lp = by_release.clone();
         let ns = ns.name().to_string();
         async move {
-            let n = Api::<ClusterRole>::all(admin.clone())
-                .list(&lp)
-                .await
-                .ok()?
-                .items
-                .len()
-                + Api::<ClusterRoleBinding>::all(admin.clone())
-                    .list(&lp)
-                    .await
-                    .ok()?
-                    .items
-                    .len()
-                + Api::<Role>::namespaced(admin.clone(), &ns)
-                    .list(&lp)
-                    .await
-                    .ok()?
-                    .items
-                    .len()
-                + Api::<RoleBinding>::namespaced(admin.clone(), &ns)
-                    .list(&lp)
-                    .await
-                    .ok()?
-                    .items
-                    .len()
-                + Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
-                    .list(&lp)
-                    .await
-                    .ok()?
-                    .items
-                    .len()
-                + Api::<Deployment>::namespaced(admin.clone(), &ns)
-                    .list(&lp)
-                    .await
-                    .ok()?
-                    .items
-                    .len()
-                + Api::<Service>::namespaced(admin.clone(), &ns)
-                    .list(&lp)
-                    .await
-                    .ok()?
-                    .items
-                    .len();
+            let n = count(Api::<ClusterRole>::all(admin.clone()), &lp).await?
+                + count(Api::<ClusterRoleBinding>::all(admin.clone()), &lp).await?
+                + count(Api::<Role>::namespaced(admin.clone(), &ns), &lp).await?
+                + count(Api::<RoleBinding>::namespaced(admin.clone(), &ns), &lp).await?
+                + count(Api::<ServiceAccount>::namespaced(admin.clone(), &ns), &lp).await?
+                + count(Api::<Deployment>::namespaced(admin.clone(), &ns), &lp).await?
+                + count(Api::<Service>::namespaced(admin.clone(), &ns), &lp).await?;
             (n == 0).then_some(())
         }
     })

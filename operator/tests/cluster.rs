@@ -336,20 +336,14 @@ async fn abi_breaking_module_is_refused_without_a_deployment() {
     let _op = Operator::start(&env, &ns);
     create_function(&ns, "wasi", serde_json::json!({ "module": { "url": url } })).await;
 
-    let api = ns.api::<NurFunction>();
-    let (status, reason, message) = eventually("ModuleValid=False", T, || {
-        let api = api.clone();
-        async move { condition(&api.get("wasi").await.ok()?, "ModuleValid") }
-    })
-    .await
-    .unwrap();
+    let (status, reason, message) = wait_condition(&ns, "wasi", "ModuleValid", |_| true).await;
     assert_eq!((status.as_str(), reason.as_str()), ("False", "BreaksABI"));
     assert!(
         message.contains("only functions from \"nur\" may be imported"),
         "{message}"
     );
     assert!(message.contains(&url), "{message}");
-    let f = api.get("wasi").await.unwrap();
+    let f = ns.api::<NurFunction>().get("wasi").await.unwrap();
     assert_eq!(condition(&f, "Ready").unwrap().0, "False");
 
     // A Warning Event names the rule.
@@ -403,16 +397,8 @@ async fn pinned_digest_mismatch_leaves_running_pods_alone() {
     let other = IDLE_MODULE.as_bytes().to_vec();
     let other_digest = nur_module::sha256_hex(&other);
     upload(&env, &ns, "pinned.wasm", other).await;
-    let api = ns.api::<NurFunction>();
-    let (_, reason, message) = eventually("ModuleValid=False", T, || {
-        let api = api.clone();
-        async move {
-            let c = condition(&api.get("pinned").await.ok()?, "ModuleValid")?;
-            (c.0 == "False").then_some(c)
-        }
-    })
-    .await
-    .unwrap();
+    let (_, reason, message) =
+        wait_condition(&ns, "pinned", "ModuleValid", |c| c.0 == "False").await;
     assert_eq!(reason, "DigestMismatch");
     assert!(
         message.contains(&digest) && message.contains(&other_digest),
@@ -611,21 +597,11 @@ async fn operator_runs_with_its_rbac_only() {
         .create(&PostParams::default(), &binding)
         .await
         .unwrap();
-    let token = env
-        .service_account_token(&admin, ns.name(), "nur-operator")
+    // A kubeconfig with the ServiceAccount's token and nothing else.
+    let path = std::env::temp_dir().join(format!("{}-kubeconfig", ns.name()));
+    env.kubeconfig_for_service_account(&admin, ns.name(), "nur-operator", &path)
         .await
         .unwrap();
-
-    // A kubeconfig with the ServiceAccount's token and nothing else.
-    let mut kc = kube::config::Kubeconfig::read_from(env.kubeconfig()).unwrap();
-    for a in &mut kc.auth_infos {
-        a.auth_info = Some(kube::config::AuthInfo {
-            token: Some(token.clone().into()),
-            ..Default::default()
-        });
-    }
-    let path = std::env::temp_dir().join(format!("{}-kubeconfig", ns.name()));
-    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
 
     let echo = example("echo.wasm");
     let digest = nur_module::sha256_hex(&echo);
@@ -676,13 +652,7 @@ async fn unreachable_storage_is_reported_and_retried() {
     let url = "http://127.0.0.1:1/fn.wasm";
     let op = Operator::start(&env, &ns);
     create_function(&ns, "down", serde_json::json!({ "module": { "url": url } })).await;
-    let api = ns.api::<NurFunction>();
-    let (status, reason, message) = eventually("ModuleValid=Unknown", T, || {
-        let api = api.clone();
-        async move { condition(&api.get("down").await.ok()?, "ModuleValid") }
-    })
-    .await
-    .unwrap();
+    let (status, reason, message) = wait_condition(&ns, "down", "ModuleValid", |_| true).await;
     assert_eq!(
         (status.as_str(), reason.as_str()),
         ("Unknown", "StorageUnreachable")
@@ -768,34 +738,21 @@ async fn module_check_uses_the_credentials_secret() {
     }
     create_secret(&ns, "store", &store).await;
 
-    let api = ns.api::<NurFunction>();
     let module_valid = |name: &'static str, want: &'static str| {
-        let api = api.clone();
-        async move {
-            eventually(&format!("{name}: ModuleValid {want}"), T, || {
-                let api = api.clone();
-                async move {
-                    let c = condition(&api.get(name).await.ok()?, "ModuleValid")?;
-                    (c.1 == want).then_some(c)
-                }
-            })
-            .await
-        }
+        wait_condition(&ns, name, "ModuleValid", move |c| c.1 == want)
     };
     // The Secret the pods get is the one the module was checked with.
     let d = deployment_with_digest(&ns, "good", &digest).await;
     let pod = d.spec.unwrap().template.spec.unwrap();
     let from = pod.containers[0].env_from.clone().unwrap();
     assert_eq!(from[0].secret_ref.as_ref().unwrap().name, "store");
-    let (status, _, _) = module_valid("good", "Checked").await.unwrap();
+    let (status, _, _) = module_valid("good", "Checked").await;
     assert_eq!(status, "True");
 
-    let (status, _, message) = module_valid("denied", "AccessDenied").await.unwrap();
+    let (status, _, message) = module_valid("denied", "AccessDenied").await;
     assert_eq!(status, "False");
     assert!(message.contains(&url), "{message}");
-    let (status, _, message) = module_valid("later", "CredentialsSecretNotFound")
-        .await
-        .unwrap();
+    let (status, _, message) = module_valid("later", "CredentialsSecretNotFound").await;
     assert_eq!(status, "False");
     assert!(message.contains("late"), "{message}");
     for name in ["denied", "later"] {

@@ -268,6 +268,30 @@ impl TestEnv {
         self.client_with_token(&token).await
     }
 
+    /// Writes to `path` a kubeconfig for the ServiceAccount
+    /// `namespace/name` (created if missing): this environment's cluster
+    /// with that account's token and no other credential, for a process that
+    /// must run with exactly the account's rights.
+    pub async fn kubeconfig_for_service_account(
+        &self,
+        admin: &Client,
+        namespace: &str,
+        name: &str,
+        path: &std::path::Path,
+    ) -> Result<(), Error> {
+        let token = self.service_account_token(admin, namespace, name).await?;
+        let mut kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).map_err(err)?;
+        for a in &mut kc.auth_infos {
+            a.auth_info = Some(kube::config::AuthInfo {
+                token: Some(token.clone().into()),
+                ..Default::default()
+            });
+        }
+        // JSON is YAML: kubectl and kube read it as a kubeconfig.
+        let text = serde_json::to_string_pretty(&kc).map_err(err)?;
+        std::fs::write(path, text).map_err(err)
+    }
+
     /// A fresh namespace named `nur-test-PREFIX-RANDOM`, deleted when the
     /// returned guard is dropped.
     pub async fn namespace(&self, prefix: &str) -> Result<TestNamespace, Error> {

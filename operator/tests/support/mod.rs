@@ -202,3 +202,24 @@ pub async fn deployment_with_digest(ns: &TestNamespace, name: &str, sha256: &str
     .await
     .unwrap()
 }
+
+/// Waits until NurFunction `name` has a `type_` condition that `accept`s;
+/// returns its (status, reason, message).
+pub async fn wait_condition(
+    ns: &TestNamespace,
+    name: &str,
+    type_: &str,
+    accept: impl Fn(&(String, String, String)) -> bool,
+) -> (String, String, String) {
+    let api = ns.api::<NurFunction>();
+    let accept = &accept;
+    eventually(&format!("{name}: condition {type_}"), T, || {
+        let api = api.clone();
+        async move {
+            let c = condition(&api.get(name).await.ok()?, type_)?;
+            accept(&c).then_some(c)
+        }
+    })
+    .await
+    .unwrap()
+}
