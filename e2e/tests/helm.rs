@@ -35,7 +35,7 @@ use nur_e2e::{
 };
 use nur_testkit::object_store::ObjectStoreExt;
 use nur_testkit::object_store::path::Path as Key;
-use nur_testkit::{TestEnv, TestNamespace, eventually, testenv};
+use nur_testkit::{TestEnv, TestNamespace, deployment_pinned, eventually, testenv};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -84,24 +84,6 @@ fn condition(f: &DynamicObject, type_: &str) -> Option<String> {
         .iter()
         .find(|c| c["type"] == type_)
         .and_then(|c| c["status"].as_str().map(String::from))
-}
-
-/// The Deployment `name` once its worker args pin `sha256`.
-async fn deployment_pinned(ns: &TestNamespace, name: &str, sha256: &str) -> Deployment {
-    eventually(&format!("Deployment {name} pinned to {sha256}"), T, || {
-        let api = ns.api::<Deployment>();
-        async move {
-            let d = api.get_opt(name).await.ok()??;
-            let args = d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
-                .args
-                .clone()?;
-            args.windows(2)
-                .any(|w| w[0] == "--sha256" && w[1] == sha256)
-                .then_some(d)
-        }
-    })
-    .await
-    .unwrap()
 }
 
 /// How many objects `api` lists with `lp`; None when the list fails.
@@ -319,7 +301,9 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
 
     // 4. Deployment (digest pinned, the chart's worker image), Service,
     // Ready.
-    let d = deployment_pinned(&ns, "echo", &echo_digest).await;
+    let d = deployment_pinned(&ns, "echo", &echo_digest, T)
+        .await
+        .unwrap();
     let worker_c = &d
         .spec
         .as_ref()
@@ -376,7 +360,9 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
     let hello = example("http-hello.wasm");
     let hello_digest = nur_module::sha256_hex(&hello);
     upload(&env, &format!("{prefix}/echo.wasm"), hello).await;
-    let d = deployment_pinned(&ns, "echo", &hello_digest).await;
+    let d = deployment_pinned(&ns, "echo", &hello_digest, T)
+        .await
+        .unwrap();
     let f = wait_ready(&ns, "echo", &hello_digest, 2).await;
     assert_eq!(f.data["status"]["readyReplicas"], 2);
     let (worker, c) = start_worker(&d, &secrets, tmp.join(format!("{}-hello.log", ns.name())));

@@ -524,6 +524,33 @@ fn random_suffix() -> String {
     format!("{:08x}", h.finish() as u32)
 }
 
+/// Waits (at most `timeout`) until Deployment `name` in `ns` runs its first
+/// container with `--sha256 SHA256`, the worker's module pin; returns it.
+pub async fn deployment_pinned(
+    ns: &TestNamespace,
+    name: &str,
+    sha256: &str,
+    timeout: Duration,
+) -> Result<k8s_openapi::api::apps::v1::Deployment, Error> {
+    eventually(
+        &format!("Deployment {name} pinned to {sha256}"),
+        timeout,
+        || {
+            let api = ns.api::<k8s_openapi::api::apps::v1::Deployment>();
+            async move {
+                let d = api.get_opt(name).await.ok()??;
+                let args = d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+                    .args
+                    .clone()?;
+                args.windows(2)
+                    .any(|w| w[0] == "--sha256" && w[1] == sha256)
+                    .then_some(d)
+            }
+        },
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

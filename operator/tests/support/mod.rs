@@ -187,20 +187,9 @@ pub fn condition(f: &NurFunction, type_: &str) -> Option<(String, String, String
 
 /// Waits until the Deployment's args pin `sha256`; returns it.
 pub async fn deployment_with_digest(ns: &TestNamespace, name: &str, sha256: &str) -> Deployment {
-    eventually(&format!("Deployment pinned to {sha256}"), T, || {
-        let api = ns.api::<Deployment>();
-        async move {
-            let d = api.get_opt(name).await.ok()??;
-            let args = d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
-                .args
-                .clone()?;
-            args.windows(2)
-                .any(|w| w[0] == "--sha256" && w[1] == sha256)
-                .then_some(d)
-        }
-    })
-    .await
-    .unwrap()
+    nur_testkit::deployment_pinned(ns, name, sha256, T)
+        .await
+        .unwrap()
 }
 
 /// Waits until NurFunction `name` has a `type_` condition that `accept`s;
