@@ -73,6 +73,12 @@ pub fn required_functions() -> [(&'static str, Signature); 2] {
 /// passing the check and then failing to compile in every worker. Exception
 /// handling is left out too: wasmer validates it but cannot compile all of
 /// it (an `exnref` element segment fails to translate).
+///
+/// Threads (shared memories, atomics, `memory.atomic.wait`) and multiple
+/// memories are refused too, although wasmer runs them: a guest parked in
+/// `memory.atomic.wait` is in host code, where the deadline interrupt must
+/// not unwind it, and the per-instance memory limit is one exported memory
+/// (plus tables), not one limit per memory.
 pub const FEATURES: WasmFeatures = WasmFeatures::MVP
     .union(WasmFeatures::MUTABLE_GLOBAL)
     .union(WasmFeatures::SATURATING_FLOAT_TO_INT)
@@ -82,8 +88,6 @@ pub const FEATURES: WasmFeatures = WasmFeatures::MVP
     .union(WasmFeatures::REFERENCE_TYPES)
     .union(WasmFeatures::SIMD)
     .union(WasmFeatures::RELAXED_SIMD)
-    .union(WasmFeatures::THREADS)
-    .union(WasmFeatures::MULTI_MEMORY)
     .union(WasmFeatures::EXTENDED_CONST)
     .union(WasmFeatures::WIDE_ARITHMETIC);
 
@@ -533,6 +537,28 @@ mod tests {
         );
         let v = violations(&GOOD.replace("(memory (export \"memory\") 1 4)", "(memory 1)"));
         assert_eq!(v[0].to_string(), "missing export memory: expected a memory");
+    }
+
+    #[test]
+    fn threads_and_a_second_memory_are_refused() {
+        let refused = |text: &str| match check_wat(text) {
+            Err(AbiError::Invalid(e)) => e,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        let wait = GOOD.replace(
+            "(func (export \"poll_stream\") (param i32 i32))",
+            "(func (export \"poll_stream\") (param i32 i32)
+               (drop (memory.atomic.wait32 (i32.const 0) (i32.const 0) (i64.const -1))))",
+        );
+        assert!(refused(&wait).contains("threads"), "{}", refused(&wait));
+        let shared = GOOD.replace("1 4)", "1 4 shared)");
+        assert!(refused(&shared).contains("threads"), "{}", refused(&shared));
+        let two = GOOD.replace("1 4)", "1 4) (memory 1)");
+        assert!(
+            refused(&two).contains("multiple memories"),
+            "{}",
+            refused(&two)
+        );
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! The admin HTTP server: `/healthz`, `/readyz`, `/metrics`.
+//!
+//! `/healthz` is liveness: it fails (503) when the deadline timer is stuck,
+//! since a worker that can no longer stop guests at their deadline is not
+//! alive in any useful sense; a restart is the remedy.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -10,13 +15,19 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::deadline::Deadlines;
 use crate::metrics::Metrics;
+
+/// How long past a deadline, with the timer not running, before `/healthz` fails.
+pub const TIMER_GRACE: Duration = Duration::from_secs(1);
 
 /// What the admin endpoints report.
 pub struct Status {
     /// True once the module is compiled and the listener bound, false again when draining.
     pub ready: AtomicBool,
     pub metrics: Metrics,
+    /// The deadline timer of the function served, once there is one.
+    deadlines: OnceLock<Deadlines>,
 }
 
 impl Status {
@@ -24,22 +35,42 @@ impl Status {
         Arc::new(Self {
             ready: AtomicBool::new(false),
             metrics: Metrics::new(),
+            deadlines: OnceLock::new(),
         })
     }
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
     }
+
+    /// Makes `/healthz` watch `deadlines` (the first call only).
+    pub fn watch_deadlines(&self, deadlines: Deadlines) {
+        let _ = self.deadlines.set(deadlines);
+    }
 }
 
 /// Serves the admin endpoints until the process exits.
 pub async fn serve(listener: TcpListener, status: Arc<Status>) -> std::io::Result<()> {
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(status);
     axum::serve(listener, app).await
+}
+
+async fn healthz(State(status): State<Arc<Status>>) -> impl IntoResponse {
+    let stuck = status.deadlines.get().and_then(|d| d.stuck(TIMER_GRACE));
+    match stuck {
+        None => (StatusCode::OK, "ok\n".to_string()),
+        Some(overdue) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "deadline timer stuck: a deadline is {} ms overdue\n",
+                overdue.as_millis()
+            ),
+        ),
+    }
 }
 
 async fn readyz(State(status): State<Arc<Status>>) -> impl IntoResponse {

@@ -7,8 +7,39 @@
 //! can be missed) until the connection drops its [`Watchdog`]. Arming and
 //! disarming is an insert and a removal under a mutex: no task is spawned or
 //! aborted per connection.
+//!
+//! # Where an interrupt may land
+//!
+//! wasmer's host interrupt is a `SIGUSR1` sent to the guest's thread. Its
+//! handler (wasmer-vm 7.4.2, `trap/traphandlers.rs` and
+//! `interrupt_registry/unix.rs`) unwinds whenever the interrupted store is
+//! inside a call and the stack pointer is on the call's wasm stack. Host
+//! code runs on that stack too: the host functions of the ABI, wasmer's
+//! trampolines around them (which borrow the thread's store-context
+//! `RefCell` and lock the interrupt registry's `DashMap`), and its libcalls
+//! (`table.grow`, `memory.grow`, which allocate). Unwinding there skips
+//! their destructors and leaves those borrows and locks held: the next call
+//! on the thread panics ("already borrowed"), or the timer blocks forever on
+//! the registry lock.
+//!
+//! So every store gets a trap handler ([`GuestCode::trap_handler`]), which
+//! wasmer consults before unwinding: an interrupt that finds the thread
+//! anywhere but in the module's own compiled functions is declared handled
+//! and dropped, and the thread carries on. Compiled wasm holds no host lock
+//! or borrow, so unwinding there is safe. A guest in a wasm loop is caught
+//! by the next interrupt (every [`RETRY`]); a guest looping over host calls
+//! is stopped by the host functions themselves, which check the deadline
+//! and trap with `timeout` (see `guest.rs`); a dropped interrupt also leaves
+//! the store marked, and wasmer raises `timeout` as that host call returns.
+//! Outside a guest call (instantiation, drop) wasmer already ignores the
+//! signal: the store is not running.
+//!
+//! The timer records when it last ran, so `/healthz` can tell a timer that
+//! no longer runs (and so no longer stops guests) from a busy one:
+//! [`Deadlines::stuck`].
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -20,7 +51,6 @@ const RETRY: Duration = Duration::from_millis(5);
 
 type Key = (Instant, u64);
 
-#[derive(Default)]
 struct Armed {
     deadlines: Mutex<BTreeMap<Key, Interrupter>>,
     /// When the timer task wakes next (`None`: only when notified); read and
@@ -29,6 +59,35 @@ struct Armed {
     earlier: Notify,
     next_id: AtomicU64,
     timer: OnceLock<()>,
+    /// When the timer task last ran, in nanoseconds since `epoch`.
+    ran: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Armed {
+    fn default() -> Self {
+        Self {
+            deadlines: Mutex::default(),
+            wakes_at: Mutex::default(),
+            earlier: Notify::new(),
+            next_id: AtomicU64::new(0),
+            timer: OnceLock::new(),
+            ran: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Armed {
+    fn mark_ran(&self, now: Instant) {
+        let nanos = now.saturating_duration_since(self.epoch).as_nanos();
+        self.ran
+            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn last_ran(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.ran.load(Ordering::Relaxed))
+    }
 }
 
 /// Every deadline of one function's guests, and the task that enforces them.
@@ -74,6 +133,20 @@ impl Deadlines {
     pub fn armed(&self) -> usize {
         self.0.deadlines.lock().map_or(0, |d| d.len())
     }
+
+    /// How long the earliest armed deadline is overdue, when that is more
+    /// than `grace` and the timer task has not run for `grace` either: the
+    /// timer is stuck and guests past their deadline are not stopped.
+    pub fn stuck(&self, grace: Duration) -> Option<Duration> {
+        let now = Instant::now();
+        let earliest = {
+            let deadlines = self.0.deadlines.lock().unwrap_or_else(|e| e.into_inner());
+            deadlines.keys().next()?.0
+        };
+        let overdue = now.saturating_duration_since(earliest);
+        let idle = now.saturating_duration_since(self.0.last_ran());
+        (overdue > grace && idle > grace).then_some(overdue)
+    }
 }
 
 impl Drop for Watchdog {
@@ -92,6 +165,7 @@ impl Drop for Watchdog {
 async fn enforce(armed: Arc<Armed>) {
     loop {
         let now = Instant::now();
+        armed.mark_ran(now);
         let wake = {
             let deadlines = armed.deadlines.lock().unwrap_or_else(|e| e.into_inner());
             let mut late = false;
@@ -119,5 +193,96 @@ async fn enforce(armed: Arc<Armed>) {
             },
             None => earlier.await,
         }
+    }
+}
+
+/// The address ranges of a module's compiled functions: the only places an
+/// interrupt may unwind a guest (see the module documentation).
+#[derive(Debug, Clone, Default)]
+pub struct GuestCode(Arc<[Range<usize>]>);
+
+impl GuestCode {
+    /// The compiled functions of `module`, sorted by address.
+    pub fn of(module: &wasmer::Module) -> Self {
+        let mut ranges: Vec<Range<usize>> = module
+            .sys_artifact()
+            .and_then(|artifact| artifact.finished_function_extents())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, extent)| {
+                let start = extent.ptr.0 as usize;
+                start..start + extent.length
+            })
+            .collect();
+        ranges.sort_by_key(|range| range.start);
+        Self(ranges.into())
+    }
+
+    /// Whether `pc` is inside a compiled function of the module.
+    pub fn contains(&self, pc: usize) -> bool {
+        let after = self.0.partition_point(|range| range.start <= pc);
+        after > 0 && self.0[after - 1].contains(&pc)
+    }
+
+    /// The trap handler of a guest's store: declares an interrupt
+    /// (`SIGUSR1`) handled, so that wasmer does not unwind, unless the
+    /// thread was executing the module's compiled code. Every other signal
+    /// is left to wasmer. Runs in the signal handler: it only reads this
+    /// immutable list and the signal's context.
+    pub fn trap_handler(
+        &self,
+    ) -> impl Fn(libc::c_int, *const libc::siginfo_t, *const libc::c_void) -> bool + Send + Sync + 'static
+    {
+        let code = self.clone();
+        move |signal, _info, context| {
+            // SAFETY: for a signal handler installed with SA_SIGINFO, the
+            // third argument is the interrupted thread's `ucontext_t`.
+            signal == libc::SIGUSR1
+                && !unsafe { interrupted_pc(context) }.is_some_and(|pc| code.contains(pc))
+        }
+    }
+}
+
+/// The program counter of the thread a signal interrupted; `None` where
+/// it is not known (then no interrupt unwinds: only the host functions'
+/// own deadline check stops a guest).
+///
+/// # Safety
+/// `context` must be the `ucontext_t` a `SA_SIGINFO` handler receives.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+unsafe fn interrupted_pc(context: *const libc::c_void) -> Option<usize> {
+    // SAFETY: the caller guarantees `context` is null or a `ucontext_t`.
+    let context = unsafe { context.cast::<libc::ucontext_t>().as_ref() }?;
+    #[cfg(target_arch = "x86_64")]
+    let pc = context.uc_mcontext.gregs[libc::REG_RIP as usize];
+    #[cfg(target_arch = "aarch64")]
+    let pc = context.uc_mcontext.pc;
+    Some(pc as usize)
+}
+
+/// See the Linux version: unknown here.
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+unsafe fn interrupted_pc(_context: *const libc::c_void) -> Option<usize> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_ranges_are_searched_by_address() {
+        let code = GuestCode(vec![10..20, 30..31, 40..50].into());
+        let inside = [10, 19, 30, 45];
+        let outside = [0, 9, 20, 29, 31, 39, 50, usize::MAX];
+        assert!(inside.iter().all(|pc| code.contains(*pc)));
+        assert!(!outside.iter().any(|pc| code.contains(*pc)));
+        assert!(!GuestCode::default().contains(10));
     }
 }

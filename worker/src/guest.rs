@@ -16,7 +16,7 @@ use wasmer::{
 use wasmer_types::TrapCode;
 
 use crate::config::Limits;
-use crate::deadline::{Deadlines, Watchdog};
+use crate::deadline::{Deadlines, GuestCode, Watchdog};
 use crate::tunables::MemoryLimit;
 
 /// Longest `nur_log` line kept; the rest is cut.
@@ -30,6 +30,7 @@ pub struct Function {
     initializer: bool,
     max_output: usize,
     deadlines: Deadlines,
+    code: GuestCode,
 }
 
 impl Function {
@@ -78,11 +79,17 @@ impl Function {
         Self {
             name: name.into(),
             engine,
-            module: compiled,
             initializer: module.summary.initializer,
             max_output: usize::try_from(limits.max_output).unwrap_or(usize::MAX),
             deadlines: Deadlines::default(),
+            code: GuestCode::of(&compiled),
+            module: compiled,
         }
+    }
+
+    /// The deadlines of this function's guests, for the health check.
+    pub fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
     }
 }
 
@@ -153,6 +160,8 @@ enum HostFault {
     },
     #[error("nur_send: output of one call would exceed {limit} bytes")]
     OutputLimit { limit: usize },
+    #[error("{function}: called past the connection's deadline")]
+    Timeout { function: &'static str },
 }
 
 impl From<RuntimeError> for Fault {
@@ -162,6 +171,7 @@ impl From<RuntimeError> for Fault {
                 let kind = match host {
                     HostFault::BadPointer { .. } => FaultKind::BadPointer,
                     HostFault::OutputLimit { .. } => FaultKind::OutputLimit,
+                    HostFault::Timeout { .. } => FaultKind::Timeout,
                 };
                 return Fault {
                     kind,
@@ -197,9 +207,22 @@ struct HostState {
     max_output: usize,
     function: Arc<str>,
     connection: u64,
+    deadline: Instant,
 }
 
 impl HostState {
+    /// Fails with `timeout` once the connection's deadline has passed: a
+    /// guest calling host functions in a loop stops at its next call, at a
+    /// point where returning an error is safe (see `deadline.rs`).
+    fn check_deadline(&self, function: &'static str) -> Result<(), RuntimeError> {
+        if Instant::now() >= self.deadline {
+            return Err(RuntimeError::user(Box::new(HostFault::Timeout {
+                function,
+            })));
+        }
+        Ok(())
+    }
+
     /// Appends guest memory `[ptr, ptr + len)` to `out` (one copy, straight
     /// from the memory), or fails with `bad_pointer` without reading.
     fn read_into(
@@ -238,6 +261,7 @@ fn nur_send(
     len: i32,
 ) -> Result<(), RuntimeError> {
     let (state, store) = env.data_and_store_mut();
+    state.check_deadline("nur_send")?;
     if state.ended {
         return Ok(());
     }
@@ -256,6 +280,7 @@ fn nur_send(
 fn nur_log(env: FunctionEnvMut<'_, HostState>, ptr: i32, len: i32) -> Result<(), RuntimeError> {
     let shown = (len as u32).min(MAX_LOG_LINE as u32) as i32;
     let state = env.data();
+    state.check_deadline("nur_log")?;
     let mut bytes = Vec::new();
     // Below INFO nothing is copied, but a bad pointer is still a fault.
     let wanted = tracing::enabled!(target: "nur::function", tracing::Level::INFO);
@@ -291,8 +316,11 @@ fn nur_log(env: FunctionEnvMut<'_, HostState>, ptr: i32, len: i32) -> Result<(),
     Ok(())
 }
 
-fn nur_end(mut env: FunctionEnvMut<'_, HostState>) {
-    env.data_mut().ended = true;
+fn nur_end(mut env: FunctionEnvMut<'_, HostState>) -> Result<(), RuntimeError> {
+    let state = env.data_mut();
+    state.check_deadline("nur_end")?;
+    state.ended = true;
+    Ok(())
 }
 
 /// A fresh instance serving one connection.
@@ -315,6 +343,7 @@ impl Guest {
         deadline: Instant,
     ) -> Result<Self, Fault> {
         let mut store = Store::new(function.engine.clone());
+        store.set_trap_handler(Some(Box::new(function.code.trap_handler())));
         let watchdog = function.deadlines.arm(deadline, store.interrupter());
         let env = FunctionEnv::new(
             &mut store,
@@ -325,6 +354,7 @@ impl Guest {
                 max_output: function.max_output,
                 function: function.name.clone(),
                 connection,
+                deadline,
             },
         );
         let imports = imports! {
@@ -418,3 +448,4 @@ impl Guest {
         self.env.as_ref(&self.store).ended
     }
 }
+

@@ -198,6 +198,7 @@ async fn serve_until_drained(args: ServeArgs) -> anyhow::Result<()> {
         max_open_connections = args.limits.max_open_connections,
         "serving"
     );
+    status.watch_deadlines(function.deadlines().clone());
     let ctx = Arc::new(Context {
         function: Arc::new(function),
         limits: args.limits.clone(),

@@ -282,3 +282,30 @@ fn runaway_recursion_and_a_looping_start_function_end_only_their_connection() {
         1.0
     );
 }
+
+#[test]
+fn a_guest_looping_over_host_calls_stops_at_its_next_call_past_the_deadline() {
+    let body = r#"
+      (func (export "poll_stream") (param $ptr i32) (param $len i32)
+        (loop $forever (call $log (local.get $ptr) (i32.const 0)) (br $forever)))"#;
+    let worker = Worker::wat(&wat(body), &["--timeout", "300ms"]);
+    let started = Instant::now();
+    assert_eq!(worker.request(b"log"), b"");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        worker.wait_metric("nur_guest_traps_total{kind=\"timeout\"}", 1.0),
+        1.0
+    );
+    assert!(
+        worker
+            .wait_log(
+                &["nur_log: called past the connection's deadline"],
+                Duration::from_secs(5)
+            )
+            .is_some()
+    );
+}

@@ -1,0 +1,95 @@
+//! The deadline interrupt never unwinds a guest inside host code: a guest
+//! that calls host functions in a tight loop past a short timeout ends at a
+//! safe point, connection after connection, and the worker goes on.
+
+mod support;
+
+use std::io::Write;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use support::{Worker, read_to_close, wat};
+
+/// `l` logs an empty line forever; anything else is echoed.
+const LOGGER: &str = r#"
+  (func (export "poll_stream") (param $ptr i32) (param $len i32)
+    (if (i32.eqz (local.get $len)) (then (call $end) (return)))
+    (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 108))
+      (then (loop $forever (call $log (local.get $ptr) (i32.const 0)) (br $forever))))
+    (call $send (local.get $ptr) (local.get $len))
+    (call $end))"#;
+
+/// One connection of the logging loop: it gets nothing and is closed.
+fn log_forever(worker: &Worker) {
+    let Ok(mut stream) = std::net::TcpStream::connect(worker.addr) else {
+        let logs = worker.logs();
+        let last = &logs[logs.len().saturating_sub(20)..];
+        panic!("the worker stopped accepting:\n{}", last.join("\n"));
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(b"l").unwrap();
+    let _ = stream.shutdown(Shutdown::Write);
+    assert_eq!(read_to_close(&mut stream), b"");
+}
+
+#[test]
+fn a_thousand_host_call_loops_past_a_5ms_timeout_leave_the_worker_serving() {
+    let module = support::module_file(&wat(LOGGER), ".wat");
+    let mut command = Worker::command(module.as_os_str(), &["--timeout", "5ms"]);
+    // nur_log lines are not written (below INFO), so the loop is all host calls.
+    command.env("NUR_LOG", "info,nur::function=warn");
+    let mut worker = Worker::spawn(command).unwrap();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let monitor = scope.spawn(|| {
+            let mut checks = 0;
+            while !done.load(Ordering::SeqCst) {
+                assert_eq!(worker.admin_get("/readyz").0, 200, "not ready while loaded");
+                assert_eq!(
+                    worker.admin_get("/healthz").0,
+                    200,
+                    "not healthy while loaded"
+                );
+                checks += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            checks
+        });
+        let clients: Vec<_> = (0..64)
+            .map(|client| {
+                let worker = &worker;
+                scope.spawn(move || {
+                    for _ in (client..1000).step_by(64) {
+                        log_forever(worker);
+                    }
+                })
+            })
+            .collect();
+        for client in clients {
+            client.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        assert!(monitor.join().unwrap() > 0);
+    });
+    assert_eq!(
+        worker.wait_metric("nur_guest_traps_total{kind=\"timeout\"}", 1000.0),
+        1000.0
+    );
+    assert!(
+        worker.alive(),
+        "the worker died: {}",
+        worker.logs().join("\n")
+    );
+    let panics: Vec<_> = worker
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("panicked"))
+        .collect();
+    assert!(panics.is_empty(), "{panics:?}");
+    // Still answering: an echo within 5 ms, given a few tries on a busy machine.
+    let answered = (0..50).any(|_| worker.request(b"echo") == b"echo");
+    assert!(answered, "no echo answered after the loops");
+}
