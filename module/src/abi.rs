@@ -220,6 +220,13 @@ pub struct Memory {
     pub maximum_pages: Option<u64>,
 }
 
+/// A table a module defines, in entries (8 bytes each in the worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Table {
+    pub initial: u64,
+    pub maximum: Option<u64>,
+}
+
 /// What a valid module looks like, for `nur-worker check` and for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -227,8 +234,10 @@ pub struct Summary {
     pub imports: Vec<Import>,
     /// Every export, as `(name, kind)`.
     pub exports: Vec<(String, &'static str)>,
-    /// The exported memory.
+    /// The exported memory, the module's only one.
     pub memory: Memory,
+    /// Its tables, in index order (none can be imported).
+    pub tables: Vec<Table>,
     /// Whether it exports `_initialize`.
     pub initializer: bool,
     /// Functions defined in the module (not imported).
@@ -396,6 +405,15 @@ pub fn check(binary: &[u8]) -> Result<Summary, AbiError> {
                 .map(|(name, ty)| (name.clone(), kind_name(ty)))
                 .collect(),
             memory,
+            tables: (0..types.table_count())
+                .map(|index| {
+                    let table = types.table_at(index);
+                    Table {
+                        initial: table.initial,
+                        maximum: table.maximum,
+                    }
+                })
+                .collect(),
             initializer: export(INITIALIZE).is_some(),
             defined_functions: types.function_count() - imported_functions,
         }),
@@ -448,8 +466,31 @@ mod tests {
             }
         );
         assert_eq!(summary.defined_functions, 2);
+        assert!(summary.tables.is_empty());
         assert!(!summary.initializer);
         assert_eq!(summary.imports[0].signature.to_string(), "(i32, i32) -> ()");
+    }
+
+    #[test]
+    fn tables_are_summarised() {
+        let summary = check_wat(&GOOD.replace(
+            "(memory (export \"memory\") 1 4)",
+            "(memory (export \"memory\") 1 4) (table 3 funcref) (table 1 9 externref)",
+        ))
+        .unwrap();
+        assert_eq!(
+            summary.tables,
+            [
+                Table {
+                    initial: 3,
+                    maximum: None
+                },
+                Table {
+                    initial: 1,
+                    maximum: Some(9)
+                }
+            ]
+        );
     }
 
     #[test]

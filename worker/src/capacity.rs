@@ -1,17 +1,26 @@
 //! How many connections this process can hold, from its limits: open file
 //! descriptors (`RLIMIT_NOFILE`, raised to its hard limit at start) bound the
 //! open connections, and memory mappings (`vm.max_map_count`) bound the live
-//! instances, each of which needs about [`MAPS_PER_ACTIVE`] of them (its
-//! thread's stack and signal stack, wasmer's call stack, each with a guard,
-//! and its linear memory). Past `vm.max_map_count` mmap fails with ENOMEM and
-//! wasmer and std abort; the worker stays below it instead.
+//! instances, each of which needs [`maps_per_active`] of them: its thread's
+//! ([`MAPS_PER_THREAD`]: its stack and signal stack, wasmer's call stack,
+//! each with a guard, and a margin), two for its linear memory (a pooled
+//! reservation, split in two by its protection) and one for each of its
+//! tables (a large table is a mapping of its own). Past `vm.max_map_count`
+//! mmap fails with ENOMEM and wasmer and std abort; the worker stays below it
+//! instead.
 
 /// Descriptors kept for everything but connections (listeners, admin
 /// connections, the module, logs).
 pub const RESERVED_FDS: u64 = 64;
 
-/// Memory mappings one live instance and its thread take, with margin.
-pub const MAPS_PER_ACTIVE: u64 = 12;
+/// Memory mappings the thread of one live instance takes, with margin.
+pub const MAPS_PER_THREAD: u64 = 10;
+
+/// Memory mappings one live instance of a module with `memories` memories
+/// and `tables` tables takes, its thread's included.
+pub fn maps_per_active(memories: u64, tables: u64) -> u64 {
+    MAPS_PER_THREAD + 2 * memories + tables
+}
 
 /// Mappings kept for everything but instances (the runtime, code, heap).
 pub const RESERVED_MAPS: u64 = 4096;
@@ -38,11 +47,16 @@ pub fn open_connections(requested: u32, nofile: u64) -> u32 {
     u64::from(requested).min(fds) as u32
 }
 
-/// Live instances: `requested`, at most what `max_map_count` mappings allow,
-/// and never more than the open connections.
-pub fn active_connections(requested: u32, max_map_count: Option<u64>, open: u32) -> u32 {
+/// Live instances: `requested`, at most what `max_map_count` mappings allow
+/// at `per_active` each, and never more than the open connections.
+pub fn active_connections(
+    requested: u32,
+    max_map_count: Option<u64>,
+    open: u32,
+    per_active: u64,
+) -> u32 {
     let maps = max_map_count.map_or(u64::MAX, |count| {
-        (count.saturating_sub(RESERVED_MAPS) / MAPS_PER_ACTIVE).max(1)
+        (count.saturating_sub(RESERVED_MAPS) / per_active.max(1)).max(1)
     });
     u64::from(requested).min(maps).min(u64::from(open)) as u32
 }
@@ -56,10 +70,23 @@ mod tests {
         assert_eq!(open_connections(100_000, 20_000), 19_936);
         assert_eq!(open_connections(100, 20_000), 100);
         assert_eq!(open_connections(100, 10), 1);
-        assert_eq!(active_connections(1024, Some(65_530), 19_936), 1024);
-        assert_eq!(active_connections(10_000, Some(65_530), 19_936), 5_119);
-        assert_eq!(active_connections(10_000, None, 500), 500);
-        assert_eq!(active_connections(10, Some(0), 500), 1);
+        let one_memory = maps_per_active(1, 0);
+        assert_eq!(one_memory, 12);
+        assert_eq!(
+            active_connections(1024, Some(65_530), 19_936, one_memory),
+            1024
+        );
+        assert_eq!(
+            active_connections(10_000, Some(65_530), 19_936, one_memory),
+            5_119
+        );
+        assert_eq!(active_connections(10_000, None, 500, one_memory), 500);
+        assert_eq!(active_connections(10, Some(0), 500, one_memory), 1);
+        let tables = maps_per_active(1, 4);
+        assert_eq!(
+            active_connections(10_000, Some(65_530), 19_936, tables),
+            3_839
+        );
     }
 
     #[test]

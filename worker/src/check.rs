@@ -29,6 +29,22 @@ pub fn summary(module: &Module) -> String {
                 pages(max)
             ))
     );
+    let tables: Vec<_> = s
+        .tables
+        .iter()
+        .map(|table| {
+            let maximum = table
+                .maximum
+                .map_or("no maximum".to_string(), |max| format!("{max} maximum"));
+            format!("{} entries initial, {maximum}", table.initial)
+        })
+        .collect();
+    let tables = if tables.is_empty() {
+        "none".to_string()
+    } else {
+        tables.join("; ")
+    };
+    let _ = writeln!(out, "tables    {tables}");
     let _ = writeln!(out, "functions {} defined", s.defined_functions);
     let mut label = "imports  ";
     if s.imports.is_empty() {

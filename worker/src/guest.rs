@@ -17,7 +17,7 @@ use wasmer_types::TrapCode;
 
 use crate::config::Limits;
 use crate::deadline::{Deadlines, GuestCode, Watchdog};
-use crate::tunables::MemoryLimit;
+use crate::tunables::{self, MemoryLimit};
 
 /// Longest `nur_log` line kept; the rest is cut.
 const MAX_LOG_LINE: usize = 16 * 1024;
@@ -56,15 +56,29 @@ impl Function {
         Ok((compiled, started.elapsed()))
     }
 
-    /// Refuses a module that could never be instantiated under `limits`.
+    /// Refuses a module that could never be instantiated under `limits`:
+    /// its initial memory and tables together above `--memory-limit`.
     pub fn check_limits(module: &nur_module::Module, limits: &Limits) -> anyhow::Result<()> {
-        let initial = module.summary.memory.initial_bytes();
-        anyhow::ensure!(
-            initial <= limits.memory_limit,
-            "{}: the module's initial memory ({initial} bytes) is above --memory-limit ({} bytes)",
-            module.source,
-            limits.memory_limit
-        );
+        let summary = &module.summary;
+        let memory = tunables::Size {
+            initial: summary.memory.initial_pages,
+            maximum: summary.memory.maximum_pages,
+        };
+        let tables: Vec<_> = summary
+            .tables
+            .iter()
+            .map(|table| tunables::Size {
+                initial: table.initial,
+                maximum: table.maximum,
+            })
+            .collect();
+        if let Err(overflow) = tunables::caps(limits.memory_limit, &[memory], &tables) {
+            anyhow::bail!(
+                "{}: {}",
+                module.source,
+                overflow.describe(limits.memory_limit)
+            );
+        }
         Ok(())
     }
 

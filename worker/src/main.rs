@@ -10,7 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use nur_worker::admin::{self, Status};
 use nur_worker::check;
-use nur_worker::config::{DEFAULT_MAX_OPEN_CONNECTIONS, ServeArgs};
+use nur_worker::config::{DEFAULT_MAX_OPEN_CONNECTIONS, Limits, ServeArgs};
 use nur_worker::connection::Context;
 use nur_worker::guest::Function;
 use nur_worker::{capacity, server, startup};
@@ -143,21 +143,12 @@ fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             "--max-open-connections lowered to what RLIMIT_NOFILE allows"
         );
     }
-    let maps = capacity::max_map_count();
-    let active = capacity::active_connections(limits.max_connections, maps, open);
-    if active < limits.max_connections {
-        tracing::warn!(
-            requested = limits.max_connections,
-            active,
-            max_map_count = maps,
-            "--max-connections lowered to what vm.max_map_count and --max-open-connections allow"
-        );
-    }
     limits.max_open_connections = open;
-    limits.max_connections = active;
+    // --max-connections is clamped once the module is known; never above this.
+    let threads = limits.max_connections.min(open) as usize + 4;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(args.limits.max_connections as usize + 4)
+        .max_blocking_threads(threads)
         .build()?;
     let result = runtime.block_on(serve_until_drained(args));
     // Connections still running after the grace period end with the process.
@@ -165,7 +156,30 @@ fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn serve_until_drained(args: ServeArgs) -> anyhow::Result<()> {
+/// Lowers `--max-connections` to what `vm.max_map_count` allows for live
+/// instances of `module` (one memory, its tables) and to `--max-open-connections`.
+fn clamp_active(limits: &mut Limits, module: &nur_module::Module) {
+    let maps = capacity::max_map_count();
+    let per_active = capacity::maps_per_active(1, module.summary.tables.len() as u64);
+    let active = capacity::active_connections(
+        limits.max_connections,
+        maps,
+        limits.max_open_connections,
+        per_active,
+    );
+    if active < limits.max_connections {
+        tracing::warn!(
+            requested = limits.max_connections,
+            active,
+            max_map_count = maps,
+            maps_per_connection = per_active,
+            "--max-connections lowered to what vm.max_map_count and --max-open-connections allow"
+        );
+    }
+    limits.max_connections = active;
+}
+
+async fn serve_until_drained(mut args: ServeArgs) -> anyhow::Result<()> {
     let status = Status::new();
     let admin = TcpListener::bind(args.admin_listen)
         .await
@@ -178,6 +192,7 @@ async fn serve_until_drained(args: ServeArgs) -> anyhow::Result<()> {
         () = terminated() => return Ok(()),
     };
     startup::verify_digest(&args.module, &module.sha256, args.sha256.as_deref())?;
+    clamp_active(&mut args.limits, &module);
     let name = args
         .function_name
         .clone()

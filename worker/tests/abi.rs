@@ -162,3 +162,22 @@ fn a_client_that_does_not_read_is_not_fed() {
     assert_eq!(got.len(), 256 * 65536);
     assert_eq!(chunks(&worker), 2);
 }
+
+#[test]
+fn check_refuses_a_second_memory_and_shared_memory() {
+    let body = r#"(func (export "poll_stream") (param i32 i32))"#;
+    let two = wat(body).replace(
+        "(memory (export \"memory\") 2)",
+        "(memory (export \"memory\") 2) (memory 1)",
+    );
+    let shared = wat(body).replace(
+        "(memory (export \"memory\") 2)",
+        "(memory (export \"memory\") 2 2 shared)",
+    );
+    for (text, message) in [(two, "multiple memories"), (shared, "threads")] {
+        let module = support::module_file(&text, ".wat");
+        let (code, out) = support::check(&module);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains(message), "{message:?} missing from\n{out}");
+    }
+}

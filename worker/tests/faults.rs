@@ -284,6 +284,62 @@ fn runaway_recursion_and_a_looping_start_function_end_only_their_connection() {
 }
 
 #[test]
+fn a_module_whose_initial_table_does_not_fit_the_limit_is_refused_at_start() {
+    let module = support::module_file(
+        &wat(FAULTY).replace(
+            "(memory (export \"memory\") 2)",
+            "(memory (export \"memory\") 2) (table 20000000 funcref)",
+        ),
+        ".wat",
+    );
+    let failed = Worker::try_start(&module, &["--memory-limit", "128Mi"])
+        .err()
+        .expect("refused");
+    failed.assert_refused(
+        "table 0 (20000000 entries, 160000000 bytes) does not fit --memory-limit (134217728 bytes)",
+    );
+}
+
+#[test]
+fn table_grow_past_the_limit_returns_minus_one_and_memory_stays_bounded() {
+    // Grows the table by 65,536 entries (512 KiB) at a time, at most 256 times
+    // or until table.grow returns -1; sends the grows that worked and the size.
+    let body = r#"
+      (table $t 1 funcref)
+      (func (export "poll_stream") (param $ptr i32) (param $len i32)
+        (local $grown i32)
+        (if (i32.eqz (local.get $len)) (then (call $end) (return)))
+        (block $full (loop $more
+          (br_if $full (i32.eq (table.grow $t (ref.null func) (i32.const 65536)) (i32.const -1)))
+          (local.set $grown (i32.add (local.get $grown) (i32.const 1)))
+          (br_if $more (i32.lt_u (local.get $grown) (i32.const 256)))))
+        (i32.store (i32.const 0) (local.get $grown))
+        (i32.store (i32.const 4) (table.size $t))
+        (call $send (i32.const 0) (i32.const 8))
+        (call $end))"#;
+    // A memory of 2 pages at most: the tables get the rest of the 16 MiB.
+    let text = wat(body).replace(
+        "(memory (export \"memory\") 2)",
+        "(memory (export \"memory\") 2 2)",
+    );
+    let limit: u64 = 16 << 20;
+    let worker = Worker::wat(&text, &["--memory-limit", "16Mi"]);
+    let baseline = worker.rss_kib();
+    let fit = (limit - 2 * 65536) / 8;
+    worker.concurrently(4, "grow", |_, output| {
+        let grown = u32::from_le_bytes(output[..4].try_into().unwrap());
+        let size = u64::from(u32::from_le_bytes(output[4..8].try_into().unwrap()));
+        assert_eq!(u64::from(grown), (fit - 1) / 65536, "then -1");
+        assert!(size <= fit, "{size} entries, more than the {fit} that fit");
+    });
+    let grown_kib = worker.rss_kib().saturating_sub(baseline);
+    assert!(
+        grown_kib < 4 * (limit >> 10) + (32 << 10),
+        "RSS grew by {grown_kib} KiB"
+    );
+}
+
+#[test]
 fn a_guest_looping_over_host_calls_stops_at_its_next_call_past_the_deadline() {
     let body = r#"
       (func (export "poll_stream") (param $ptr i32) (param $len i32)
