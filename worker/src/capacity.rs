@@ -61,6 +61,54 @@ pub fn active_connections(
     u64::from(requested).min(maps).min(u64::from(open)) as u32
 }
 
+/// The memory limit of this process's cgroup, the smallest of its own and
+/// its ancestors' (cgroup v2 `memory.max`, v1 `memory.limit_in_bytes` under
+/// `/sys/fs/cgroup/memory`); `None` when none is set ("max", missing, or
+/// v1's "unlimited" figure).
+pub fn cgroup_memory_limit() -> Option<u64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    cgroup_limit_in(std::path::Path::new("/sys/fs/cgroup"), &cgroups)
+}
+
+/// [`cgroup_memory_limit`] for the `/proc/self/cgroup` text `cgroups`, with
+/// the hierarchies mounted under `root`.
+fn cgroup_limit_in(root: &std::path::Path, cgroups: &str) -> Option<u64> {
+    cgroups
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            let path = path.trim_start_matches('/');
+            if controllers.is_empty() {
+                Some(smallest_limit(&root.join(path), root, "memory.max"))
+            } else if controllers.split(',').any(|c| c == "memory") {
+                let memory = root.join("memory");
+                Some(smallest_limit(
+                    &memory.join(path),
+                    &memory,
+                    "memory.limit_in_bytes",
+                ))
+            } else {
+                None
+            }
+        })
+        .flatten()
+        .min()
+}
+
+/// The smallest limit in `file` of `dir` and its ancestors up to `top`.
+fn smallest_limit(dir: &std::path::Path, top: &std::path::Path, file: &str) -> Option<u64> {
+    dir.ancestors()
+        .take_while(|d| d.starts_with(top))
+        .filter_map(|d| std::fs::read_to_string(d.join(file)).ok())
+        .filter_map(|text| text.trim().parse::<u64>().ok())
+        .filter(|&bytes| bytes < UNLIMITED)
+        .min()
+}
+
+/// cgroup v1 reports no limit as a figure near `i64::MAX` (rounded to pages).
+const UNLIMITED: u64 = 1 << 62;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +135,30 @@ mod tests {
             active_connections(10_000, Some(65_530), 19_936, tables),
             3_839
         );
+    }
+
+    #[test]
+    fn the_smallest_cgroup_memory_limit_of_the_hierarchy_counts() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = root.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "memory/pod/worker/memory.limit_in_bytes",
+            "9223372036854771712\n",
+        );
+        write("memory/pod/memory.limit_in_bytes", "1073741824\n");
+        write("memory/memory.limit_in_bytes", "9223372036854771712\n");
+        let v1 = "4:memory:/pod/worker\n3:cpu:/\n0::/\n";
+        assert_eq!(cgroup_limit_in(root.path(), v1), Some(1 << 30));
+        write("v2/memory.max", "max\n");
+        write("v2/slice/memory.max", "536870912\n");
+        write("v2/slice/pod/memory.max", "max\n");
+        let v2 = "0::/slice/pod\n";
+        assert_eq!(cgroup_limit_in(&root.path().join("v2"), v2), Some(1 << 29));
+        assert_eq!(cgroup_limit_in(root.path(), "0::/elsewhere\n"), None);
     }
 
     #[test]

@@ -179,6 +179,26 @@ fn clamp_active(limits: &mut Limits, module: &nur_module::Module) {
     limits.max_connections = active;
 }
 
+/// Warns when the instances at once, each up to `--memory-limit`, can use
+/// more memory than this process's cgroup allows: the kernel would OOM-kill
+/// the worker, and every connection with it.
+fn warn_if_above_cgroup(limits: &Limits) {
+    let Some(cgroup) = capacity::cgroup_memory_limit() else {
+        return;
+    };
+    let instances = u64::from(limits.max_connections).saturating_mul(limits.memory_limit);
+    if instances > cgroup {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            memory_limit = limits.memory_limit,
+            cgroup_memory_limit = cgroup,
+            "--max-connections x --memory-limit ({instances} bytes) is above the cgroup's memory \
+             limit ({cgroup} bytes): guests together can get the worker OOM-killed; lower either \
+             flag or raise the limit"
+        );
+    }
+}
+
 async fn serve_until_drained(mut args: ServeArgs) -> anyhow::Result<()> {
     let status = Status::new();
     let admin = TcpListener::bind(args.admin_listen)
@@ -193,6 +213,7 @@ async fn serve_until_drained(mut args: ServeArgs) -> anyhow::Result<()> {
     };
     startup::verify_digest(&args.module, &module.sha256, args.sha256.as_deref())?;
     clamp_active(&mut args.limits, &module);
+    warn_if_above_cgroup(&args.limits);
     let name = args
         .function_name
         .clone()
