@@ -23,6 +23,7 @@ fn limits() -> Limits {
         memory_limit: 128 << 20,
         max_chunk: 64 << 10,
         max_output: 16 << 20,
+        max_log_bytes: 64 << 10,
     }
 }
 

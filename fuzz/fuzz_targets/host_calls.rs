@@ -121,6 +121,7 @@ fn limits() -> Limits {
         memory_limit: MEMORY_LIMIT,
         max_chunk: 64 * 1024,
         max_output: MAX_OUTPUT,
+        max_log_bytes: 64 << 10,
     }
 }
 

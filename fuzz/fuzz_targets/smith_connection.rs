@@ -65,6 +65,7 @@ fn limits() -> Limits {
         memory_limit: 16 << 20,
         max_chunk: 64,
         max_output: 64 << 10,
+        max_log_bytes: 64 << 10,
     }
 }
 

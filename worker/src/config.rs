@@ -91,6 +91,11 @@ pub struct Limits {
     /// Most output one guest call may send; more is a trap.
     #[arg(long, env = "NUR_MAX_OUTPUT", default_value = "16Mi", value_parser = parse_size)]
     pub max_output: u64,
+
+    /// Most bytes of nur_log lines one connection may write to the log; its
+    /// later lines are dropped and counted (nur_guest_log_lines_dropped_total).
+    #[arg(long, env = "NUR_MAX_LOG_BYTES", default_value = "64Ki", value_parser = parse_size)]
+    pub max_log_bytes: u64,
 }
 
 impl Default for Limits {

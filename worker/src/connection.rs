@@ -87,56 +87,67 @@ fn serve_with(
     deadline: Instant,
     chunk: &mut Vec<u8>,
 ) -> Close {
-    let metrics = &ctx.status.metrics;
-    let fault = |fault: Fault| {
-        tracing::warn!(
-            function = %ctx.function.name,
-            connection = id,
-            kind = fault.kind.as_str(),
-            "guest fault, connection closed: {}",
-            fault.message
-        );
-        metrics.trap(fault.kind);
-        if fault.kind == FaultKind::Timeout {
-            Close::Timeout
-        } else {
-            Close::Fault(fault.kind)
-        }
-    };
     let mut guest = match Guest::instantiate(&ctx.function, id, deadline) {
         Ok(guest) => guest,
-        Err(e) => return fault(e),
+        Err(e) => return fault(ctx, id, e),
     };
+    let done = converse(&mut stream, &mut guest, id, ctx, deadline, chunk);
+    let metrics = &ctx.status.metrics;
+    metrics.log_lines_dropped.inc_by(guest.log_lines_dropped());
+    // The memory goes back to the pool before the linger.
+    drop(guest);
+    match done {
+        Ok(close) => {
+            linger(stream);
+            close
+        }
+        Err(close) => close,
+    }
+}
+
+/// Feeds the guest chunk after chunk and writes its output: `Ok` when it
+/// ended or answered EOF (the connection lingers), `Err` on any other close.
+fn converse(
+    stream: &mut TcpStream,
+    guest: &mut Guest,
+    id: u64,
+    ctx: &Context,
+    deadline: Instant,
+    chunk: &mut Vec<u8>,
+) -> Result<Close, Close> {
+    let metrics = &ctx.status.metrics;
     loop {
-        let read = match read(&mut stream, chunk, ctx.limits.idle_timeout, deadline) {
-            Ok(read) => read,
-            Err(close) => return close,
-        };
+        let read = read(stream, chunk, ctx.limits.idle_timeout, deadline)?;
         metrics.bytes_in.inc_by(read as u64);
         let called = if read == 0 {
             guest.finish()
         } else {
             guest.feed(&chunk[..])
         };
-        if let Err(e) = called {
-            return fault(e);
-        }
-        if let Err(close) = write(
-            &mut stream,
-            guest.output(),
-            ctx.limits.idle_timeout,
-            deadline,
-        ) {
-            return close;
-        }
+        called.map_err(|e| fault(ctx, id, e))?;
+        write(stream, guest.output(), ctx.limits.idle_timeout, deadline)?;
         metrics.bytes_out.inc_by(guest.output().len() as u64);
         guest.clear_output();
         if guest.ended() || read == 0 {
-            // The memory goes back to the pool before the linger.
-            drop(guest);
-            linger(stream);
-            return if read == 0 { Close::Eof } else { Close::Ended };
+            return Ok(if read == 0 { Close::Eof } else { Close::Ended });
         }
+    }
+}
+
+/// Logs and counts a guest fault; the close it makes.
+fn fault(ctx: &Context, id: u64, fault: Fault) -> Close {
+    tracing::warn!(
+        function = %ctx.function.name,
+        connection = id,
+        kind = fault.kind.as_str(),
+        "guest fault, connection closed: {}",
+        fault.message
+    );
+    ctx.status.metrics.trap(fault.kind);
+    if fault.kind == FaultKind::Timeout {
+        Close::Timeout
+    } else {
+        Close::Fault(fault.kind)
     }
 }
 

@@ -4,6 +4,7 @@
 //! A `Guest` owns a wasmer `Store`, which is not `Send`: it is created, used
 //! and dropped on one thread (see `connection.rs`).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ pub struct Function {
     module: wasmer::Module,
     initializer: bool,
     max_output: usize,
+    max_log_bytes: u64,
     deadlines: Deadlines,
     code: GuestCode,
 }
@@ -95,6 +97,7 @@ impl Function {
             engine,
             initializer: module.summary.initializer,
             max_output: usize::try_from(limits.max_output).unwrap_or(usize::MAX),
+            max_log_bytes: limits.max_log_bytes,
             deadlines: Deadlines::default(),
             code: GuestCode::of(&compiled),
             module: compiled,
@@ -222,9 +225,31 @@ struct HostState {
     function: Arc<str>,
     connection: u64,
     deadline: Instant,
+    /// Bytes of `nur_log` lines this connection may still log.
+    log_left: u64,
+    /// Lines dropped once `log_left` ran out.
+    log_dropped: u64,
 }
 
 impl HostState {
+    /// Takes `len` bytes of the log budget; false (and the line dropped and
+    /// counted) once a line does not fit. The first drop is logged.
+    fn admit_log(&mut self, len: u32) -> bool {
+        if self.log_dropped == 0 && u64::from(len) <= self.log_left {
+            self.log_left -= u64::from(len);
+            return true;
+        }
+        if self.log_dropped == 0 {
+            tracing::warn!(
+                function = %self.function,
+                connection = self.connection,
+                "the function reached --max-log-bytes: its further nur_log lines on this connection are dropped"
+            );
+        }
+        self.log_dropped += 1;
+        false
+    }
+
     /// Fails with `timeout` once the connection's deadline has passed: a
     /// guest calling host functions in a loop stops at its next call, at a
     /// point where returning an error is safe (see `deadline.rs`).
@@ -291,43 +316,61 @@ fn nur_send(
     read
 }
 
-fn nur_log(env: FunctionEnvMut<'_, HostState>, ptr: i32, len: i32) -> Result<(), RuntimeError> {
-    let shown = (len as u32).min(MAX_LOG_LINE as u32) as i32;
-    let state = env.data();
+fn nur_log(mut env: FunctionEnvMut<'_, HostState>, ptr: i32, len: i32) -> Result<(), RuntimeError> {
+    let shown = (len as u32).min(MAX_LOG_LINE as u32);
+    let (state, store) = env.data_and_store_mut();
     state.check_deadline("nur_log")?;
-    let mut bytes = Vec::new();
-    // Below INFO nothing is copied, but a bad pointer is still a fault.
-    let wanted = tracing::enabled!(target: "nur::function", tracing::Level::INFO);
-    let copied = if wanted { shown } else { 0 };
-    let checked = if wanted { 0 } else { shown };
-    HostState::read_into(state, &env, "nur_log", ptr, copied, &mut bytes)?;
-    if checked != 0 {
-        let end = u64::from(ptr as u32) + u64::from(checked as u32);
-        let size = state
-            .memory
-            .as_ref()
-            .map_or(0, |m| m.view(&env).data_size());
-        if end > size {
-            return Err(RuntimeError::user(Box::new(HostFault::BadPointer {
-                function: "nur_log",
-                ptr: ptr as u32,
-                len: shown as u32,
-            })));
-        }
+    // A bad pointer is a fault whether the line is logged or not.
+    let end = u64::from(ptr as u32) + u64::from(shown);
+    let size = state
+        .memory
+        .as_ref()
+        .map_or(0, |m| m.view(&store).data_size());
+    if end > size {
+        return Err(RuntimeError::user(Box::new(HostFault::BadPointer {
+            function: "nur_log",
+            ptr: ptr as u32,
+            len: shown,
+        })));
     }
-    if !wanted {
+    // Below INFO, or past the connection's log budget, nothing is copied.
+    if !tracing::enabled!(target: "nur::function", tracing::Level::INFO) || !state.admit_log(shown)
+    {
         return Ok(());
     }
+    let mut bytes = Vec::new();
+    HostState::read_into(state, &store, "nur_log", ptr, shown as i32, &mut bytes)?;
     let line = String::from_utf8_lossy(&bytes);
-    let cut = if shown != len { " [cut]" } else { "" };
+    let cut = if shown != len as u32 { " [cut]" } else { "" };
     tracing::info!(
         target: "nur::function",
         function = %state.function,
         connection = state.connection,
         "{}{cut}",
-        line.trim_end_matches('\n')
+        escape_controls(line.trim_end_matches('\n'))
     );
     Ok(())
+}
+
+/// `line` with its control characters escaped (`\n`, `\r`, `\t`, `\u{1b}`...,
+/// and the Unicode line and paragraph separators), so that a guest's line is
+/// one line of the worker's log in any format and cannot pass for another.
+fn escape_controls(line: &str) -> Cow<'_, str> {
+    let escaped = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if !line.chars().any(escaped) {
+        return Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    for c in line.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if escaped(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 fn nur_end(mut env: FunctionEnvMut<'_, HostState>) -> Result<(), RuntimeError> {
@@ -369,6 +412,8 @@ impl Guest {
                 function: function.name.clone(),
                 connection,
                 deadline,
+                log_left: function.max_log_bytes,
+                log_dropped: 0,
             },
         );
         let imports = imports! {
@@ -457,9 +502,27 @@ impl Guest {
         self.env.as_mut(&mut self.store).output.clear();
     }
 
+    /// `nur_log` lines dropped past `--max-log-bytes`.
+    pub fn log_lines_dropped(&self) -> u64 {
+        self.env.as_ref(&self.store).log_dropped
+    }
+
     /// Whether the guest has called `nur_end`.
     pub fn ended(&self) -> bool {
         self.env.as_ref(&self.store).ended
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("plain text"), "plain text");
+        assert_eq!(
+            escape_controls("a\nERROR forged\r\t\u{1b}[31m\u{2028}"),
+            "a\\nERROR forged\\r\\t\\u{1b}[31m\\u{2028}"
+        );
+    }
+}

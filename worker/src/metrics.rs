@@ -32,6 +32,7 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub traps: Family<TrapLabels, Counter>,
     pub closes: Family<CloseLabels, Counter>,
+    pub log_lines_dropped: Counter,
     pub compile_seconds: Gauge<f64, AtomicU64>,
 }
 
@@ -45,6 +46,7 @@ impl Metrics {
         let bytes_out = Counter::default();
         let traps = Family::<TrapLabels, Counter>::default();
         let closes = Family::<CloseLabels, Counter>::default();
+        let log_lines_dropped = Counter::default();
         let compile_seconds = Gauge::<f64, AtomicU64>::default();
         registry.register("connections", "Connections accepted", connections.clone());
         registry.register(
@@ -70,6 +72,11 @@ impl Metrics {
             closes.clone(),
         );
         registry.register(
+            "guest_log_lines_dropped",
+            "nur_log lines dropped past --max-log-bytes",
+            log_lines_dropped.clone(),
+        );
+        registry.register(
             "module_compile_seconds",
             "Time spent compiling the module at start",
             compile_seconds.clone(),
@@ -83,6 +90,7 @@ impl Metrics {
             bytes_out,
             traps,
             closes,
+            log_lines_dropped,
             compile_seconds,
         }
     }

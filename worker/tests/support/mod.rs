@@ -157,12 +157,22 @@ impl Worker {
                 .lock()
                 .unwrap()
                 .iter()
-                .find(|l| l.contains("\"message\":\"serving\""))
+                .find(|l| l.contains("\"message\":\"serving\"") || l.contains(" serving "))
                 .cloned();
             if let Some(line) = serving {
                 let field = |name: &str| -> SocketAddr {
-                    let start = line.find(&format!("\"{name}\":\"")).unwrap() + name.len() + 4;
-                    let end = start + line[start..].find('"').unwrap();
+                    let json = format!("\"{name}\":\"");
+                    let (start, end) = match line.find(&json) {
+                        Some(at) => (at + json.len(), '"'),
+                        None => (
+                            line.find(&format!(" {name}=")).unwrap() + name.len() + 2,
+                            ' ',
+                        ),
+                    };
+                    let end = start
+                        + line[start..]
+                            .find([end, '\n'])
+                            .unwrap_or(line.len() - start);
                     line[start..end].parse().unwrap()
                 };
                 let (addr, admin) = (field("listen"), field("admin"));
