@@ -93,3 +93,36 @@ fn a_thousand_host_call_loops_past_a_5ms_timeout_leave_the_worker_serving() {
     let answered = (0..50).any(|_| worker.request(b"echo") == b"echo");
     assert!(answered, "no echo answered after the loops");
 }
+
+#[test]
+fn a_spinning_guest_is_interrupted_with_native_code_compiled_or_from_the_cache() {
+    // The interrupt unwinds only inside the module's compiled functions, as
+    // found in the artifact: loaded from the cache, they must be found too.
+    let body = r#"
+      (func (export "poll_stream") (param $ptr i32) (param $len i32)
+        (loop $forever (br $forever)))"#;
+    let module = support::module_file(&wat(body), ".wat");
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--timeout",
+        "300ms",
+        "--cache-dir",
+        dir.path().to_str().unwrap(),
+    ];
+    for native_code in ["compiled", "cache"] {
+        let worker = Worker::start(&module, &args);
+        assert!(
+            worker
+                .serving_line()
+                .contains(&format!("\"native_code\":\"{native_code}\""))
+        );
+        let started = std::time::Instant::now();
+        assert_eq!(worker.request(b"spin"), b"");
+        assert!(started.elapsed() < Duration::from_secs(3), "{native_code}");
+        assert_eq!(
+            worker.wait_metric("nur_guest_traps_total{kind=\"timeout\"}", 1.0),
+            1.0,
+            "{native_code}"
+        );
+    }
+}

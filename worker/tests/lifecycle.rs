@@ -134,6 +134,7 @@ fn check_summarises_a_good_module() {
     assert_eq!(code, 0, "{out}");
     for line in [
         "memory    17 pages (1.1 MiB) initial, no maximum",
+        "tables    12 entries initial, 12 maximum",
         "imports   nur.nur_log (i32, i32) -> ()",
         "          nur.nur_end () -> ()",
         "ok: follows the Nur function ABI v1",
