@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // The whole path of a fetched object: zstd detection, WAT, check.
     let source = Source::parse("fuzz.wasm").expect("a plain path parses");
-    match Module::from_stored(source, data) {
+    match Module::from_stored(source, data.to_vec()) {
         Ok(module) => {
             assert_summary(&module.summary);
             assert_eq!(module.size, data.len() as u64);

@@ -98,7 +98,7 @@ fn harness() -> &'static Harness {
     HARNESS.get_or_init(|| {
         let text = GUEST.replace("PATTERN", &escape(&pattern()));
         let source = nur_module::Source::parse("host_calls.wat").unwrap();
-        let module = nur_module::Module::from_stored(source, text.as_bytes()).unwrap();
+        let module = nur_module::Module::from_stored(source, text.as_bytes().to_vec()).unwrap();
         let limits = limits();
         let engine = Function::engine(&limits);
         let (compiled, _) = Function::compile(&engine, &module).unwrap();

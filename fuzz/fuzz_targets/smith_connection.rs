@@ -92,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let input = u.take_rest();
     let source = nur_module::Source::parse("smith.wasm").unwrap();
-    let module = match nur_module::Module::from_stored(source, &binary) {
+    let module = match nur_module::Module::from_stored(source, binary.clone()) {
         Ok(module) => module,
         Err(e) => {
             assert!(e.to_string().starts_with("smith.wasm: "), "{e}");

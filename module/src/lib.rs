@@ -3,6 +3,9 @@
 //! Layout:
 //! - [`source`]: where a module comes from, and fetching its bytes
 //!   (`object_store`: files, S3, GCS, Azure, HTTP).
+//! - [`policy`]: what a fetch may reach (files, local addresses, the
+//!   credential settings a tenant's Secret may hold, the size limit);
+//!   [`transport`]: the HTTP client that enforces it at connect time.
 //! - [`abi`]: the ABI check (wasmparser) and the module summary.
 //! - this file: [`load`], which fetches, digests, decompresses zstd,
 //!   compiles WAT text and checks, and [`sha256_hex`].
@@ -12,11 +15,14 @@
 #![forbid(unsafe_code)]
 
 pub mod abi;
+pub mod policy;
 pub mod source;
+pub mod transport;
 
 use sha2::{Digest, Sha256};
 
 pub use abi::{AbiError, Summary};
+pub use policy::Policy;
 pub use source::{Settings, Source, SourceError};
 
 /// A fetched module that passed the ABI check.
@@ -63,28 +69,30 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Fetches the module at `url` and checks it against the ABI.
 pub async fn load(url: &str) -> Result<Module, LoadError> {
-    load_with(url, Settings::Environment).await
+    load_with(url, Settings::Environment, &Policy::TRUSTED).await
 }
 
-/// Fetches the module at `url` with the store settings of `settings`, and
-/// checks it against the ABI.
-pub async fn load_with(url: &str, settings: Settings<'_>) -> Result<Module, LoadError> {
-    let source = Source::parse_with(url, settings)?;
+/// Fetches the module at `url` with the store settings of `settings` under
+/// `policy`, and checks it against the ABI.
+pub async fn load_with(
+    url: &str,
+    settings: Settings<'_>,
+    policy: &Policy,
+) -> Result<Module, LoadError> {
+    let source = Source::parse_with(url, settings, policy)?;
     let stored = source.fetch().await?;
-    Module::from_stored(source, &stored)
+    Module::from_stored(source, stored)
 }
 
 impl Module {
     /// Digests, decompresses and checks the bytes of an object as stored.
-    pub fn from_stored(source: Source, stored: &[u8]) -> Result<Self, LoadError> {
+    /// An uncompressed module is kept as it is, without a copy.
+    pub fn from_stored(source: Source, stored: Vec<u8>) -> Result<Self, LoadError> {
+        let sha256 = sha256_hex(&stored);
+        let size = stored.len() as u64;
         let compressed = stored.starts_with(&ZSTD_MAGIC);
-        let decompressed;
         let bytes = if compressed {
-            decompressed = decompress(stored).map_err(|cause| LoadError::Zstd {
-                url: source.to_string(),
-                cause,
-            })?;
-            &decompressed[..]
+            decompress(&source, &stored)?
         } else {
             stored
         };
@@ -92,11 +100,14 @@ impl Module {
             url: source.to_string(),
             error,
         };
-        let binary = abi::to_binary(bytes).map_err(abi)?.into_owned();
+        let binary = match abi::to_binary(&bytes).map_err(abi)? {
+            std::borrow::Cow::Borrowed(_) => bytes,
+            std::borrow::Cow::Owned(compiled) => compiled,
+        };
         let summary = abi::check(&binary).map_err(abi)?;
         Ok(Module {
-            sha256: sha256_hex(stored),
-            size: stored.len() as u64,
+            sha256,
+            size,
             compressed,
             binary,
             summary,
@@ -105,21 +116,30 @@ impl Module {
     }
 }
 
-/// Decompresses a zstd stream, refusing more than [`source::MAX_MODULE_BYTES`].
-fn decompress(stored: &[u8]) -> Result<Vec<u8>, String> {
+/// Decompresses a zstd stream into one buffer of exactly its size, refusing
+/// more than the source's size limit. A first pass only counts, so that a
+/// small bomb costs time, never memory.
+fn decompress(source: &Source, stored: &[u8]) -> Result<Vec<u8>, LoadError> {
     use std::io::Read;
-    let decoder = zstd::stream::read::Decoder::new(stored).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    decoder
-        .take(source::MAX_MODULE_BYTES + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| e.to_string())?;
-    if out.len() as u64 > source::MAX_MODULE_BYTES {
-        return Err(format!(
-            "decompresses to more than the {}-byte module size limit",
-            source::MAX_MODULE_BYTES
-        ));
+    let limit = source.policy().max_bytes;
+    let zstd = |e: std::io::Error| LoadError::Zstd {
+        url: source.to_string(),
+        cause: e.to_string(),
+    };
+    let too_large = || LoadError::Source(source.too_large("decompressed, the module"));
+    if let Ok(Some(declared)) = zstd::zstd_safe::get_frame_content_size(stored)
+        && declared > limit
+    {
+        return Err(too_large());
     }
+    let decoder = || zstd::stream::read::Decoder::new(stored).map_err(zstd);
+    let size =
+        std::io::copy(&mut decoder()?.take(limit + 1), &mut std::io::sink()).map_err(zstd)?;
+    if size > limit {
+        return Err(too_large());
+    }
+    let mut out = Vec::with_capacity(size as usize);
+    decoder()?.take(size).read_to_end(&mut out).map_err(zstd)?;
     Ok(out)
 }
 
@@ -145,7 +165,7 @@ mod tests {
     fn zstd_is_detected_and_the_digest_is_of_the_stored_bytes() {
         let binary = wat::parse_str(MODULE).unwrap();
         let stored = zstd::encode_all(&binary[..], 3).unwrap();
-        let module = Module::from_stored(source(), &stored).unwrap();
+        let module = Module::from_stored(source(), stored.clone()).unwrap();
         assert!(module.compressed);
         assert_eq!(module.binary, binary);
         assert_eq!(module.sha256, sha256_hex(&stored));
@@ -158,9 +178,32 @@ mod tests {
         let mut stored = zstd::encode_all(&binary[..], 3).unwrap();
         let cut = stored.len() / 2;
         stored.truncate(cut);
-        let err = Module::from_stored(source(), &stored)
+        let err = Module::from_stored(source(), stored)
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("mem.wasm: corrupt zstd data"), "{err}");
+    }
+
+    #[test]
+    fn a_zstd_bomb_is_refused_without_its_bytes_in_memory() {
+        // 1 GiB of zeros, compressed without the size in the frame header.
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+        encoder.include_contentsize(false).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..1024 {
+            std::io::Write::write_all(&mut encoder, &zeros).unwrap();
+        }
+        let stored = encoder.finish().unwrap();
+        assert!(stored.len() < 64 * 1024, "{}", stored.len());
+        let err = Module::from_stored(source(), stored)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "mem.wasm: decompressed, the module is more than the {}-byte module size limit",
+                policy::MAX_MODULE_BYTES
+            )
+        );
     }
 }

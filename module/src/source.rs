@@ -6,20 +6,28 @@
 //! environment of each store (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ALLOW_HTTP`, web identity /
 //! IRSA through `AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN`;
-//! `GOOGLE_*`; `AZURE_*`).
+//! `GOOGLE_*`; `AZURE_*`), or, for a tenant's function, only from the
+//! static settings of its credentials Secret ([`Settings::Variables`]).
+//! Every fetch follows a [`Policy`]: files, local addresses, timeouts and
+//! the size limit.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::http::HttpBuilder;
 use object_store::path::Path as ObjectPath;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::policy::{self, Policy};
+use crate::transport::{self, Connector, RefusedAddress};
+
+pub use crate::policy::MAX_MODULE_BYTES;
 
 /// Why a module could not be fetched. Every message names the URL.
 #[derive(Debug, thiserror::Error)]
@@ -28,12 +36,19 @@ pub enum SourceError {
         "{url}: unsupported URL ({reason}); use a path, file://, s3://, gs://, az:// or http(s)://"
     )]
     Unsupported { url: String, reason: String },
+    #[error("{url}: {reason}")]
+    Refused { url: String, reason: String },
     #[error("{url}: not found")]
     NotFound { url: String },
     #[error("{url}: access denied: {cause}")]
     AccessDenied { url: String, cause: String },
-    #[error("{url}: {size} bytes is more than the {limit}-byte module size limit")]
-    TooLarge { url: String, size: u64, limit: u64 },
+    #[error("{url}: {size} is more than the {limit}-byte module size limit")]
+    TooLarge {
+        url: String,
+        /// "N bytes", or what was read when the size was not known first.
+        size: String,
+        limit: u64,
+    },
     #[error("{url}: storage unreachable: {cause}")]
     Unreachable { url: String, cause: String },
 }
@@ -45,14 +60,12 @@ impl SourceError {
     }
 }
 
-/// The largest module a worker accepts, compressed or not.
-pub const MAX_MODULE_BYTES: u64 = 256 * 1024 * 1024;
-
 /// A parsed module location.
 #[derive(Debug, Clone)]
 pub struct Source {
     url: String,
     location: Location,
+    policy: Policy,
 }
 
 #[derive(Debug, Clone)]
@@ -72,16 +85,6 @@ impl PartialEq for Source {
     }
 }
 
-/// How long one fetch may retry inside the client before it reports the
-/// storage unreachable (callers retry with their own backoff on top).
-fn retry() -> RetryConfig {
-    RetryConfig {
-        backoff: BackoffConfig::default(),
-        max_retries: 2,
-        retry_timeout: Duration::from_secs(10),
-    }
-}
-
 /// Where a store's settings and credentials come from.
 #[derive(Debug, Clone, Copy)]
 pub enum Settings<'a> {
@@ -89,19 +92,22 @@ pub enum Settings<'a> {
     Environment,
     /// Only these variables (names as in the environment, e.g.
     /// `AWS_ACCESS_KEY_ID`): what a worker pod sees from a credentials
-    /// Secret.
+    /// Secret. Only [`policy::ALLOWED_VARIABLES`] may be among them; without
+    /// a credential, requests go unsigned.
     Variables(&'a BTreeMap<String, String>),
 }
 
 impl Settings<'_> {
     /// A store builder: `from_env` for [`Settings::Environment`], else the
     /// default builder configured with the variables that start with
-    /// `prefix` (lowercased, as `from_env` does).
+    /// `prefix` (lowercased, as `from_env` does), unsigned when none of
+    /// them is a credential.
     fn builder<B, K>(
         self,
         from_env: fn() -> B,
         prefix: &str,
         with_config: fn(B, K, String) -> B,
+        unsigned: fn(B) -> B,
     ) -> B
     where
         B: Default,
@@ -110,12 +116,60 @@ impl Settings<'_> {
         let Settings::Variables(vars) = self else {
             return from_env();
         };
-        vars.iter()
-            .filter(|(name, _)| name.starts_with(prefix))
-            .filter_map(|(name, value)| Some((name.to_ascii_lowercase().parse().ok()?, value)))
+        let mine = || vars.keys().filter(|name| name.starts_with(prefix));
+        let signed = mine().any(|name| policy::CREDENTIAL_VARIABLES.contains(&name.as_str()));
+        let builder = mine()
+            .filter_map(|name| Some((name.to_ascii_lowercase().parse().ok()?, &vars[name])))
             .fold(B::default(), |b, (key, value)| {
                 with_config(b, key, value.clone())
-            })
+            });
+        if signed { builder } else { unsigned(builder) }
+    }
+
+    /// Whether `{prefix}ALLOW_HTTP` is set to true (the client options
+    /// replace the builder's, so it is carried over here).
+    fn allow_http(self, prefix: &str) -> bool {
+        let name = format!("{prefix}ALLOW_HTTP");
+        let value = match self {
+            Settings::Environment => std::env::var(&name).ok(),
+            Settings::Variables(vars) => vars.get(&name).cloned(),
+        };
+        value.is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+    }
+
+    /// Refuses forbidden variables and endpoints at local addresses.
+    fn check(self, policy: &Policy) -> Result<(), String> {
+        let Settings::Variables(vars) = self else {
+            return Ok(());
+        };
+        policy::check_variables(vars).map_err(|e| e.to_string())?;
+        if policy.allow_local_addresses {
+            return Ok(());
+        }
+        for name in policy::ENDPOINT_VARIABLES {
+            if let Some(endpoint) = vars.get(*name) {
+                let url = url::Url::parse(endpoint)
+                    .map_err(|e| format!("{name} {endpoint:?} is not a URL: {e}"))?;
+                literal_host_allowed(&url).map_err(|e| format!("{name}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a URL whose host is a local IP address written out (names are
+/// checked when they are resolved).
+fn literal_host_allowed(url: &url::Url) -> Result<(), String> {
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.into(),
+        Some(url::Host::Ipv6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    match policy::local_address(ip) {
+        Some(what) => Err(format!(
+            "{ip} is {what}, which module URLs and endpoints may not reach"
+        )),
+        None => Ok(()),
     }
 }
 
@@ -127,33 +181,45 @@ fn object_version(meta: &object_store::ObjectMeta) -> String {
 }
 
 impl Source {
-    /// Parses a path or a URL; reads the store's credentials from the environment.
+    /// Parses a path or a URL; reads the store's credentials from the
+    /// environment, under [`Policy::TRUSTED`].
     pub fn parse(url: &str) -> Result<Self, SourceError> {
-        Self::parse_with(url, Settings::Environment)
+        Self::parse_with(url, Settings::Environment, &Policy::TRUSTED)
     }
 
-    /// Parses a path or a URL, with the store's settings from `settings`.
-    pub fn parse_with(url: &str, settings: Settings) -> Result<Self, SourceError> {
+    /// Parses a path or a URL, with the store's settings from `settings`,
+    /// refusing what `policy` does not allow.
+    pub fn parse_with(url: &str, settings: Settings, policy: &Policy) -> Result<Self, SourceError> {
         let unsupported = |reason: String| SourceError::Unsupported {
             url: url.into(),
             reason,
         };
+        let refused = |reason: String| SourceError::Refused {
+            url: url.into(),
+            reason,
+        };
+        settings.check(policy).map_err(refused)?;
         let Some((scheme, _)) = url.split_once("://") else {
-            return Self::local(url, PathBuf::from(url));
+            return Self::local(url, PathBuf::from(url), policy);
         };
         let parsed = url::Url::parse(url).map_err(|e| unsupported(e.to_string()))?;
         let path =
             || ObjectPath::from_url_path(parsed.path()).map_err(|e| unsupported(e.to_string()));
+        let options = transport::client_options(policy);
+        let connector = Connector::new(policy);
         let built = match scheme {
-            "file" => return Self::local(url, PathBuf::from(parsed.path())),
+            "file" => return Self::local(url, PathBuf::from(parsed.path()), policy),
             "s3" | "s3a" => settings
                 .builder(
                     AmazonS3Builder::from_env,
                     "AWS_",
                     AmazonS3Builder::with_config,
+                    |b| b.with_skip_signature(true),
                 )
                 .with_url(url)
-                .with_retry(retry())
+                .with_client_options(options.with_allow_http(settings.allow_http("AWS_")))
+                .with_http_connector(connector)
+                .with_retry(transport::retry(policy))
                 .build()
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
             "gs" => settings
@@ -161,9 +227,12 @@ impl Source {
                     GoogleCloudStorageBuilder::from_env,
                     "GOOGLE_",
                     GoogleCloudStorageBuilder::with_config,
+                    |b| b.with_skip_signature(true),
                 )
                 .with_url(url)
-                .with_retry(retry())
+                .with_client_options(options.with_allow_http(settings.allow_http("GOOGLE_")))
+                .with_http_connector(connector)
+                .with_retry(transport::retry(policy))
                 .build()
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
             "az" | "azure" | "abfs" | "abfss" | "adl" => settings
@@ -171,27 +240,26 @@ impl Source {
                     MicrosoftAzureBuilder::from_env,
                     "AZURE_",
                     MicrosoftAzureBuilder::with_config,
+                    |b| b.with_skip_signature(true),
                 )
                 .with_url(url)
-                .with_retry(retry())
+                .with_client_options(options.with_allow_http(settings.allow_http("AZURE_")))
+                .with_http_connector(connector)
+                .with_retry(transport::retry(policy))
                 .build()
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
             "http" | "https" => {
+                if !policy.allow_local_addresses {
+                    literal_host_allowed(&parsed).map_err(refused)?;
+                }
                 let origin = parsed.origin().ascii_serialization();
-                let options = ClientOptions::new().with_allow_http(true);
-                let store = HttpBuilder::new()
+                HttpBuilder::new()
                     .with_url(origin)
-                    .with_client_options(options)
-                    .with_retry(retry())
+                    .with_client_options(options.with_allow_http(true))
+                    .with_http_connector(connector)
+                    .with_retry(transport::retry(policy))
                     .build()
-                    .map_err(|e| unsupported(e.to_string()))?;
-                return Ok(Self {
-                    url: url.into(),
-                    location: Location::Object {
-                        store: Arc::new(store),
-                        path: path()?,
-                    },
-                });
+                    .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
             }
             other => return Err(unsupported(format!("unknown scheme {other}://"))),
         };
@@ -201,13 +269,23 @@ impl Source {
                 store: built.map_err(|e| unsupported(e.to_string()))?,
                 path: path()?,
             },
+            policy: *policy,
         })
     }
 
-    fn local(url: &str, path: PathBuf) -> Result<Self, SourceError> {
+    fn local(url: &str, path: PathBuf, policy: &Policy) -> Result<Self, SourceError> {
+        if !policy.allow_files {
+            return Err(SourceError::Refused {
+                url: url.into(),
+                reason: "local files are not allowed here; use s3://, gs://, az:// or \
+                         http(s):// (the operator reads files only with --allow-file-modules)"
+                    .into(),
+            });
+        }
         Ok(Self {
             url: url.into(),
             location: Location::File(path),
+            policy: *policy,
         })
     }
 
@@ -216,32 +294,69 @@ impl Source {
         &self.url
     }
 
-    /// Reads the whole object, refusing more than [`MAX_MODULE_BYTES`].
+    /// The policy this source was opened under.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Reads the whole object, refusing more than the policy's size limit.
     pub async fn fetch(&self) -> Result<Vec<u8>, SourceError> {
         self.fetch_versioned().await.map(|(bytes, _)| bytes)
     }
 
     /// Reads the whole object like [`Source::fetch`], with the version (as
     /// [`Source::version`] gives it) of the object these bytes are from.
+    /// The bytes are read into one buffer of the announced size, and the
+    /// read stops as soon as they pass the limit.
     pub async fn fetch_versioned(&self) -> Result<(Vec<u8>, String), SourceError> {
         match &self.location {
             Location::File(path) => {
                 let meta = tokio::fs::metadata(path)
                     .await
                     .map_err(|e| self.io_error(e))?;
+                if !meta.is_file() {
+                    return Err(SourceError::Refused {
+                        url: self.url.clone(),
+                        reason: "not a regular file".into(),
+                    });
+                }
                 self.check_size(meta.len())?;
                 let version = self.file_version(&meta)?;
-                let bytes = tokio::fs::read(path).await.map_err(|e| self.io_error(e))?;
+                let bytes = self.read_file(path, meta.len()).await?;
                 Ok((bytes, version))
             }
             Location::Object { store, path } => {
                 let got = store.get(path).await.map_err(|e| self.error(e))?;
                 self.check_size(got.meta.size)?;
                 let version = object_version(&got.meta);
-                let bytes = got.bytes().await.map_err(|e| self.error(e))?;
-                Ok((bytes.to_vec(), version))
+                let mut bytes = Vec::with_capacity(got.meta.size as usize);
+                let mut stream = got.into_stream();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| self.error(e))?;
+                    if (bytes.len() + chunk.len()) as u64 > self.policy.max_bytes {
+                        return Err(self.too_large("the download"));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok((bytes, version))
             }
         }
+    }
+
+    async fn read_file(&self, path: &std::path::Path, size: u64) -> Result<Vec<u8>, SourceError> {
+        use tokio::io::AsyncReadExt;
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| self.io_error(e))?;
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.take(self.policy.max_bytes + 1)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| self.io_error(e))?;
+        if bytes.len() as u64 > self.policy.max_bytes {
+            return Err(self.too_large("the file"));
+        }
+        Ok(bytes)
     }
 
     /// A tag that changes when the object changes (its ETag, or its size and
@@ -267,14 +382,19 @@ impl Source {
     }
 
     fn check_size(&self, size: u64) -> Result<(), SourceError> {
-        if size > MAX_MODULE_BYTES {
-            return Err(SourceError::TooLarge {
-                url: self.url.clone(),
-                size,
-                limit: MAX_MODULE_BYTES,
-            });
+        if size > self.policy.max_bytes {
+            return Err(self.too_large(&format!("{size} bytes")));
         }
         Ok(())
+    }
+
+    /// The error for `what` passing the size limit.
+    pub fn too_large(&self, what: &str) -> SourceError {
+        SourceError::TooLarge {
+            url: self.url.clone(),
+            size: what.into(),
+            limit: self.policy.max_bytes,
+        }
     }
 
     fn io_error(&self, error: std::io::Error) -> SourceError {
@@ -294,6 +414,12 @@ impl Source {
 
     fn error(&self, error: object_store::Error) -> SourceError {
         let url = self.url.clone();
+        if let Some(refused) = find_source::<RefusedAddress>(&error) {
+            return SourceError::Refused {
+                url,
+                reason: refused.to_string(),
+            };
+        }
         match error {
             object_store::Error::NotFound { .. } => SourceError::NotFound { url },
             object_store::Error::PermissionDenied { source, .. }
@@ -307,6 +433,20 @@ impl Source {
             },
         }
     }
+}
+
+/// The first error of type `E` among `error` and its sources.
+fn find_source<'a, E: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// An error and its sources, joined with ": ".
@@ -380,6 +520,7 @@ mod tests {
                 store: store.clone(),
                 path: path.clone(),
             },
+            policy: Policy::TRUSTED,
         };
         store.put(&path, b"first".to_vec().into()).await.unwrap();
         let (bytes, first) = source.fetch_versioned().await.unwrap();
@@ -408,9 +549,13 @@ mod tests {
             ),
             ("AWS_SECRET_ACCESS_KEY".to_string(), "x".to_string()),
             ("AWS_REGION".to_string(), "us-east-1".to_string()),
-            ("NOT_A_STORE_SETTING".to_string(), "ignored".to_string()),
         ]);
-        let source = Source::parse_with("s3://fns/echo.wasm", Settings::Variables(&vars)).unwrap();
+        let source = Source::parse_with(
+            "s3://fns/echo.wasm",
+            Settings::Variables(&vars),
+            &LOCAL_TENANT,
+        )
+        .unwrap();
         let request = std::thread::spawn(move || {
             let (mut socket, _) = listener.accept().unwrap();
             let mut head = [0; 4096];
@@ -419,11 +564,232 @@ mod tests {
         });
         // Nobody answers: the fetch fails, after the request was sent.
         let fetch = tokio::spawn(async move { source.fetch().await });
-        let request = tokio::task::spawn_blocking(move || request.join().unwrap())
-            .await
-            .unwrap();
+        let request = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tokio::task::spawn_blocking(move || request.join().unwrap()),
+        )
+        .await
+        .expect("the store sent its request")
+        .unwrap();
         fetch.abort();
         assert!(request.starts_with("GET /fns/echo.wasm "), "{request}");
         assert!(request.contains("Credential=from-the-secret/"), "{request}");
+    }
+
+    /// A tenant's policy that may still reach this machine's test servers.
+    const LOCAL_TENANT: Policy = Policy {
+        allow_files: false,
+        allow_local_addresses: true,
+        timeout: std::time::Duration::from_secs(5),
+        retries: 0,
+        max_bytes: MAX_MODULE_BYTES,
+        quote_error_bodies: false,
+    };
+
+    const TENANT: Policy = Policy {
+        allow_local_addresses: false,
+        ..LOCAL_TENANT
+    };
+
+    /// A server on a free port that answers every connection with
+    /// `answer` and reports how many connections it saw.
+    fn server(answer: &'static [u8]) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = seen.clone();
+        std::thread::spawn(move || {
+            for socket in listener.incoming() {
+                let Ok(mut socket) = socket else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut head = [0; 4096];
+                let _ = socket.read(&mut head);
+                let _ = socket.write_all(answer);
+            }
+        });
+        (format!("http://{addr}"), seen)
+    }
+
+    #[tokio::test]
+    async fn a_secret_with_a_token_file_key_is_refused_before_any_request() {
+        let (endpoint, seen) = server(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        let vars = BTreeMap::from([
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI".to_string(),
+                format!("{endpoint}/creds"),
+            ),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".to_string(),
+                "/var/run/secrets/kubernetes.io/serviceaccount/token".to_string(),
+            ),
+            ("AWS_ENDPOINT_URL".to_string(), endpoint),
+            ("AWS_ALLOW_HTTP".to_string(), "true".to_string()),
+        ]);
+        let err = Source::parse_with(
+            "s3://fns/echo.wasm",
+            Settings::Variables(&vars),
+            &LOCAL_TENANT,
+        )
+        .unwrap_err();
+        assert!(matches!(err, SourceError::Refused { .. }), "{err}");
+        assert!(
+            err.to_string().contains(
+                "key AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE is not allowed in a credentials Secret"
+            ),
+            "{err}"
+        );
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn without_a_credential_requests_go_unsigned() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let vars = BTreeMap::from([
+            ("AWS_ENDPOINT_URL".to_string(), endpoint),
+            ("AWS_ALLOW_HTTP".to_string(), "true".to_string()),
+            ("AWS_REGION".to_string(), "us-east-1".to_string()),
+        ]);
+        let source = Source::parse_with(
+            "s3://fns/echo.wasm",
+            Settings::Variables(&vars),
+            &LOCAL_TENANT,
+        )
+        .unwrap();
+        let request = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut head = [0; 4096];
+            let n = socket.read(&mut head).unwrap();
+            String::from_utf8_lossy(&head[..n]).into_owned()
+        });
+        let fetch = tokio::spawn(async move { source.fetch().await });
+        let request = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tokio::task::spawn_blocking(move || request.join().unwrap()),
+        )
+        .await
+        .expect("the store sent its request")
+        .unwrap();
+        fetch.abort();
+        assert!(request.starts_with("GET /fns/echo.wasm "), "{request}");
+        assert!(
+            !request.to_ascii_lowercase().contains("authorization:"),
+            "{request}"
+        );
+    }
+
+    #[tokio::test]
+    async fn local_addresses_are_refused_for_tenants() {
+        let (endpoint, seen) = server(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        let err = Source::parse_with(
+            &format!("{endpoint}/m.wasm"),
+            Settings::Environment,
+            &TENANT,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("127.0.0.1 is a loopback address"),
+            "{err}"
+        );
+        let vars = BTreeMap::from([(
+            "AWS_ENDPOINT_URL".to_string(),
+            "http://169.254.169.254/".to_string(),
+        )]);
+        let err =
+            Source::parse_with("s3://b/m.wasm", Settings::Variables(&vars), &TENANT).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("AWS_ENDPOINT_URL: 169.254.169.254 is a link-local address"),
+            "{err}"
+        );
+        // A name is checked when it is resolved.
+        let port = endpoint.rsplit(':').next().unwrap();
+        let url = format!("http://localhost:{port}/m.wasm");
+        let err = Source::parse_with(&url, Settings::Environment, &TENANT)
+            .unwrap()
+            .fetch()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SourceError::Refused { .. }), "{err}");
+        assert!(!err.is_transient());
+        assert!(
+            err.to_string()
+                .contains("localhost resolves to a loopback address"),
+            "{err}"
+        );
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn files_are_refused_for_tenants_and_devices_for_everyone() {
+        let err = Source::parse_with("/etc/passwd", Settings::Environment, &TENANT).unwrap_err();
+        assert!(
+            err.to_string().contains("local files are not allowed"),
+            "{err}"
+        );
+        let err =
+            Source::parse_with("file:///etc/passwd", Settings::Environment, &TENANT).unwrap_err();
+        assert!(matches!(err, SourceError::Refused { .. }), "{err}");
+        let err = Source::parse("/dev/zero")
+            .unwrap()
+            .fetch()
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "/dev/zero: not a regular file");
+    }
+
+    #[tokio::test]
+    async fn error_bodies_are_not_quoted_for_tenants() {
+        // An error answer with a body of secrets, and no end to it.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for socket in listener.incoming() {
+                let Ok(mut socket) = socket else { return };
+                std::thread::spawn(move || {
+                    let _ = socket.read(&mut [0; 4096]);
+                    let head = b"HTTP/1.1 403 Forbidden\r\ncontent-length: 100000000000\r\n\r\n";
+                    let _ = socket.write_all(head);
+                    let _ = socket.write_all(b"root:x:0:0:secret");
+                    while socket.write_all(&[b'x'; 65536]).is_ok() {}
+                });
+            }
+        });
+        let url = format!("{endpoint}/m.wasm");
+        let started = std::time::Instant::now();
+        let err = Source::parse_with(&url, Settings::Environment, &LOCAL_TENANT)
+            .unwrap()
+            .fetch()
+            .await
+            .unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{err}"
+        );
+        let err = Source::parse(&url).unwrap().fetch().await.unwrap_err();
+        assert!(err.to_string().contains("root:x:0:0:secret"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_download_stops_at_the_size_limit() {
+        let (endpoint, _) = server(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789");
+        let small = Policy {
+            max_bytes: 10,
+            ..LOCAL_TENANT
+        };
+        let err = Source::parse_with(&format!("{endpoint}/m.wasm"), Settings::Environment, &small)
+            .unwrap()
+            .fetch()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{endpoint}/m.wasm: 100 bytes is more than the 10-byte module size limit")
+        );
     }
 }
