@@ -8,13 +8,22 @@ use bytesize::ByteSize;
 /// `nur-worker serve`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// The module: a path or file:// URL to a .wasm binary or .wat text.
+    /// The module: a path or URL (file, s3, gs, az, http(s)) to a .wasm
+    /// binary, .wat text, or either one zstd-compressed.
     #[arg(long, env = "NUR_MODULE")]
     pub module: String,
 
     /// Refuse to serve unless the module's sha256 (hex) is this.
     #[arg(long, env = "NUR_SHA256")]
     pub sha256: Option<String>,
+
+    /// Read object-store settings only from the static credential variables
+    /// of the environment (what a NurFunction's credentialsSecret may hold:
+    /// keys, region, endpoint, allow-http), never token files, credential
+    /// URIs or proxies; without a key, fetch unsigned. The operator sets it
+    /// for functions with a credentials Secret.
+    #[arg(long, env = "NUR_STATIC_CREDENTIALS")]
+    pub static_credentials: bool,
 
     /// Load native code from this artifact (made by `nur-worker compile`) instead of compiling.
     #[arg(long, env = "NUR_ARTIFACT", requires = "artifact_sha256")]

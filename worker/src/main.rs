@@ -208,7 +208,7 @@ async fn serve_until_drained(mut args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(admin::serve(admin, status.clone()));
 
     let module = tokio::select! {
-        module = startup::load_module(&args.module) => module?,
+        module = startup::load_module(&args.module, args.static_credentials) => module?,
         () = terminated() => return Ok(()),
     };
     startup::verify_digest(&args.module, &module.sha256, args.sha256.as_deref())?;

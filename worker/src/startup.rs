@@ -2,10 +2,11 @@
 //! storage is unreachable), verify the pinned digest, then load native code
 //! from an AOT artifact or the cache, or compile.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use nur_module::{Module, Source};
+use nur_module::{Module, Policy, Settings, Source};
 
 use crate::artifact::{self, Cache};
 use crate::config::ServeArgs;
@@ -17,10 +18,14 @@ const LAST_RETRY: Duration = Duration::from_secs(30);
 /// Fetches and checks the module, retrying with backoff while the storage is
 /// unreachable; any other error (not found, access denied, not wasm, an ABI
 /// rule) is final. Only a whole module that passed the check is returned.
-pub async fn load_module(url: &str) -> anyhow::Result<Module> {
+/// With `static_credentials`, only the static credential variables of the
+/// environment configure the store ([`nur_module::policy::allowed_variables`]).
+pub async fn load_module(url: &str, static_credentials: bool) -> anyhow::Result<Module> {
+    let variables = store_variables(static_credentials);
+    let settings = settings(variables.as_ref());
     let mut delay = FIRST_RETRY;
     loop {
-        match nur_module::load(url).await {
+        match nur_module::load_with(url, settings, &Policy::TRUSTED).await {
             Ok(module) => return Ok(module),
             Err(e) if e.is_transient() => {
                 tracing::warn!(retry_in_ms = delay.as_millis() as u64, "{e}");
@@ -30,6 +35,17 @@ pub async fn load_module(url: &str) -> anyhow::Result<Module> {
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The static credential variables of the environment, with
+/// `--static-credentials`.
+fn store_variables(static_credentials: bool) -> Option<BTreeMap<String, String>> {
+    static_credentials.then(|| nur_module::policy::allowed_variables(std::env::vars()))
+}
+
+/// Only `variables` when given, else the whole environment.
+fn settings(variables: Option<&BTreeMap<String, String>>) -> Settings<'_> {
+    variables.map_or(Settings::Environment, Settings::Variables)
 }
 
 /// Refuses a module whose digest differs from the pin, naming both.
@@ -73,7 +89,11 @@ pub async fn function(
     let started = std::time::Instant::now();
     let artifact_bytes = match &args.artifact {
         Some(url) => {
-            let bytes = Source::parse(url)?.fetch().await?;
+            let variables = store_variables(args.static_credentials);
+            let settings = settings(variables.as_ref());
+            let bytes = Source::parse_with(url, settings, &Policy::TRUSTED)?
+                .fetch()
+                .await?;
             let actual = nur_module::sha256_hex(&bytes);
             verify_digest(url, &actual, args.artifact_sha256.as_deref())?;
             Some(bytes)
