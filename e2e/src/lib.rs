@@ -223,7 +223,11 @@ pub fn container_env(
                     .unwrap_or_else(|| panic!("no value for fieldRef {}", f.field_path))
                     .clone()
             } else if let Some(k) = &from.secret_key_ref {
-                secret_env(secret(&k.name))[&k.key].clone()
+                match secret_env(secret(&k.name)).remove(&k.key) {
+                    Some(v) => v,
+                    None if k.optional == Some(true) => continue,
+                    None => panic!("Secret {} has no key {}", k.name, k.key),
+                }
             } else {
                 panic!("unsupported env source for {}: {from:?}", e.name)
             }

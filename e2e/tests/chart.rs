@@ -163,7 +163,10 @@ fn defaults_render_a_hardened_least_privilege_operator() {
     for want in [
         "run".to_string(),
         format!("--worker-image=ghcr.io/nur-dev/nur-worker:{version}"),
-        r#"--worker-resources={"requests":{"cpu":"100m","memory":"64Mi"}}"#.into(),
+        r#"--worker-resources={"limits":{"memory":"512Mi"},"requests":{"cpu":"100m","memory":"64Mi"}}"#.into(),
+        "--storage-timeout=5s".into(),
+        "--check-timeout=30s".into(),
+        "--max-module-size=64Mi".into(),
         "--leader-election=true".into(),
         "--lease-name=nur".into(),
         "--lease-namespace=nur-system".into(),
@@ -174,6 +177,49 @@ fn defaults_render_a_hardened_least_privilege_operator() {
         !args.iter().any(|a| a.starts_with("--namespace")),
         "{args:?}"
     );
+    // Nothing that loosens what a tenant's function may make the operator do.
+    for loosening in [
+        "--allow-file-modules",
+        "--allow-local-storage",
+        "--allow-image-override",
+        "--allow-service-types",
+        "--allow-service-annotations",
+    ] {
+        assert!(
+            !args.iter().any(|a| a.starts_with(loosening)),
+            "{loosening} in {args:?}"
+        );
+    }
+    // Exactly the verbs the operator uses: server-side apply (create,
+    // patch), watches (list, watch), get and delete only where an HPA or
+    // PDB no longer wanted is removed; never update.
+    let verbs = |resource: &str| -> Value {
+        cr["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resources"] == serde_json::json!([resource]))
+            .unwrap_or_else(|| panic!("no rule for {resource}"))["verbs"]
+            .clone()
+    };
+    for (resource, want) in [
+        ("nurfunctions", &["list", "watch"][..]),
+        ("nurfunctions/status", &["patch"]),
+        ("deployments", &["list", "watch", "create", "patch"]),
+        ("services", &["list", "watch", "create", "patch"]),
+        (
+            "horizontalpodautoscalers",
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ),
+        (
+            "poddisruptionbudgets",
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ),
+        ("secrets", &["get"]),
+        ("events", &["create", "patch"]),
+    ] {
+        assert_eq!(verbs(resource), serde_json::json!(want), "{resource}");
+    }
 
     // Metrics: a Service by default; no prometheus-operator objects unless
     // asked for (their CRDs may not exist).

@@ -208,7 +208,9 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
         .args(["--set", &format!("operator.watchNamespace={}", ns.name())])
         .args(["--set", "operator.envFrom[0].secretRef.name=object-store"])
         .args(["--set", "operator.recheckSeconds=2"])
-        .args(["--set", "operator.leaderElection.leaseSeconds=5"]);
+        .args(["--set", "operator.leaderElection.leaseSeconds=5"])
+        // testenv's MinIO listens on the loopback address.
+        .args(["--set", "operator.storage.allowLocalStorage=true"]);
     let notes = run(install, None);
     assert!(notes.contains("STATUS: deployed"), "{notes}");
     assert!(

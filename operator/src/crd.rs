@@ -109,6 +109,8 @@ pub struct NurFunctionSpec {
 
     /// Worker container image for this function. Default: the image the
     /// operator was started with (`nur-operator run --worker-image`).
+    /// Refused (Ready=False, SpecNotAllowed) unless the operator runs with
+    /// --allow-image-override.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
 
@@ -141,9 +143,11 @@ pub struct ModuleSpec {
     /// az://container/key or http(s)://host/path. A .wasm binary, WAT text
     /// or either one zstd-compressed. The operator fetches and checks it
     /// with the variables of credentialsSecret when set, else with its own
-    /// object-store credentials. (A file:// URL must name the same file for
-    /// the operator and the pods.) Required.
-    #[schemars(length(min = 1))]
+    /// object-store credentials. Paths and file:// URLs are refused unless
+    /// the operator runs with --allow-file-modules, and so are loopback and
+    /// link-local addresses unless it runs with --allow-local-storage. At
+    /// most 2048 characters. Required.
+    #[schemars(length(min = 1, max = 2048))]
     pub url: String,
 
     /// Expected sha256 of the stored object, 64 hex digits. Default: none;
@@ -154,11 +158,18 @@ pub struct ModuleSpec {
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub sha256: Option<String>,
 
-    /// Name of a Secret in the same namespace whose keys become environment
-    /// variables of the worker (for example AWS_ACCESS_KEY_ID,
-    /// AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL). The operator checks the
-    /// module with these variables only, as the pods will fetch it. A
-    /// missing Secret sets ModuleValid=False (CredentialsSecretNotFound).
+    /// Name of a Secret in the same namespace holding static object-store
+    /// settings, which become environment variables of the worker: only
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+    /// AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT,
+    /// AWS_ALLOW_HTTP, AWS_VIRTUAL_HOSTED_STYLE_REQUEST,
+    /// GOOGLE_SERVICE_ACCOUNT_KEY, and AZURE_STORAGE_ACCOUNT_NAME,
+    /// _ACCOUNT_KEY, _ACCESS_KEY, _SAS_KEY, _SAS_TOKEN, _CLIENT_ID,
+    /// _CLIENT_SECRET, _TENANT_ID, _ENDPOINT and AZURE_ALLOW_HTTP. Any other
+    /// key sets ModuleValid=False (CredentialsKeyNotAllowed). The operator
+    /// checks the module with these variables only, as the pods will fetch
+    /// it; without a credential among them requests go unsigned. A missing
+    /// Secret sets ModuleValid=False (CredentialsSecretNotFound).
     /// Default: none; the operator and the worker use the credentials of
     /// their environment (workload identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,12 +231,15 @@ impl ServiceType {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
-    /// ClusterIP, NodePort or LoadBalancer. Default: ClusterIP.
+    /// ClusterIP, NodePort or LoadBalancer. Default: ClusterIP. Other types
+    /// than ClusterIP are refused (Ready=False, SpecNotAllowed) unless the
+    /// operator's --allow-service-types lists them.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<ServiceType>,
 
     /// Annotations on the Service (for example for a cloud load balancer).
-    /// Default: none.
+    /// Default: none. Refused (Ready=False, SpecNotAllowed) unless the
+    /// operator runs with --allow-service-annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
 }
@@ -246,8 +260,9 @@ pub struct LimitsSpec {
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub timeout: Option<String>,
 
-    /// Connections one pod serves at once; more wait in the listen backlog
-    /// (worker flag --max-connections). Default: 1024.
+    /// Connections one pod serves at once; more are accepted and wait,
+    /// without an instance, for a slot (worker flag --max-connections).
+    /// Default: 1024.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_connections: Option<i32>,

@@ -3,8 +3,9 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvFromSource, HTTPGetAction, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretEnvSource, SecurityContext,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
+    SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -39,6 +40,9 @@ pub fn worker_args(input: &Input) -> Vec<String> {
         "--drain-delay".into(),
         format!("{DRAIN_DELAY_SECONDS}s"),
     ];
+    if spec.module.credentials_secret.is_some() {
+        args.push("--static-credentials".into());
+    }
     if let Some(l) = &spec.limits {
         if let Some(t) = &l.timeout {
             args.extend(["--timeout".into(), t.clone()]);
@@ -51,6 +55,27 @@ pub fn worker_args(input: &Input) -> Vec<String> {
         }
     }
     args
+}
+
+/// The static store settings of the credentials Secret `secret`, one
+/// variable per allowed key: a key the Secret may not hold (a token file,
+/// a credentials URI, a `NUR_*` flag of the worker) never reaches the pod.
+fn credential_variables(secret: &str) -> Vec<EnvVar> {
+    nur_module::policy::ALLOWED_VARIABLES
+        .iter()
+        .map(|key| EnvVar {
+            name: (*key).into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.into(),
+                    key: (*key).into(),
+                    optional: Some(true),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect()
 }
 
 fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
@@ -87,15 +112,11 @@ pub fn build(input: &Input) -> Deployment {
                 ..Default::default()
             },
         ]),
-        env_from: spec.module.credentials_secret.as_ref().map(|s| {
-            vec![EnvFromSource {
-                secret_ref: Some(SecretEnvSource {
-                    name: s.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }]
-        }),
+        env: spec
+            .module
+            .credentials_secret
+            .as_deref()
+            .map(credential_variables),
         readiness_probe: Some(http_probe("/readyz", 2, 1)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
         resources: input.resources.cloned(),
@@ -242,7 +263,7 @@ spec:
   module: {url: "s3://fns/echo.wasm"}
 "#,
         );
-        let input = Input::new(&f, DIGEST, IMAGE).unwrap();
+        let input = Input::new(&f, IMAGE).unwrap().with_digest(DIGEST);
         assert_object(&build(&input), &expected("replicas: 1", "", "", ""));
         // The operator's --worker-resources fill in.
         let defaults: ResourceRequirements =
@@ -278,13 +299,23 @@ spec:
         // spec.resources wins over the operator's defaults.
         let defaults: ResourceRequirements =
             serde_yaml::from_str("{requests: {cpu: 50m, memory: 64Mi}}").unwrap();
-        let input = Input::new(&f, DIGEST, IMAGE)
+        let input = Input::new(&f, IMAGE)
             .unwrap()
+            .with_digest(DIGEST)
             .with_default_resources(Some(&defaults));
         let want = expected(
             "replicas: 3",
-            ", --timeout, 5s, --max-connections, '10', --memory-limit, 64Mi",
-            "        envFrom: [{secretRef: {name: store, optional: false}}]\n        resources: {requests: {cpu: 100m}}",
+            ", --static-credentials, --timeout, 5s, --max-connections, '10', --memory-limit, 64Mi",
+            &format!(
+                "        env: [{}]\n        resources: {{requests: {{cpu: 100m}}}}",
+                nur_module::policy::ALLOWED_VARIABLES
+                    .iter()
+                    .map(|k| format!(
+                        "{{name: {k}, valueFrom: {{secretKeyRef: {{name: store, key: {k}, optional: true}}}}}}"
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             "      nodeSelector: {pool: fns}\n      tolerations: [{key: k, operator: Exists}]\n      imagePullSecrets: [{name: pull}]",
         )
         .replace(IMAGE, "my/worker:dev")
@@ -303,7 +334,7 @@ spec:
   autoscaling: {maxReplicas: 5}
 "#,
         );
-        let input = Input::new(&f, DIGEST, IMAGE).unwrap();
+        let input = Input::new(&f, IMAGE).unwrap().with_digest(DIGEST);
         assert_object(&build(&input), &expected("", "", "", ""));
     }
 }

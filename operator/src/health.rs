@@ -1,99 +1,153 @@
 //! The operator's own admin endpoints: `GET /healthz` (the process runs),
-//! `GET /readyz` (the API server answered), `GET /metrics` (Prometheus text).
+//! `GET /readyz` (the API server answered), `GET /metrics` (Prometheus
+//! text, prometheus-client), served with axum on hyper's HTTP/1 server.
+//!
+//! The server holds at most [`MAX_CONNECTIONS`] connections; a client gets
+//! [`HEADER_TIMEOUT`] to send its request head and [`CONNECTION_TIMEOUT`]
+//! in all, and a failed accept (out of file descriptors) waits before the
+//! next, so no client can tie the server up or make it spin.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// Connections served at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Longest a client may take to send its request head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest one connection may last.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Wait after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Counters and flags shown on /metrics and /readyz.
-#[derive(Debug, Default)]
 pub struct Metrics {
+    registry: Registry,
+    /// Whether the API server answered at start.
     pub ready: AtomicBool,
-    pub leader: AtomicBool,
-    pub reconciles: AtomicU64,
-    pub reconcile_errors: AtomicU64,
-    pub module_problems: AtomicU64,
-    pub applies: AtomicU64,
+    /// Whether this replica holds the leader Lease (1) or not (0).
+    pub leader: Gauge,
+    pub reconciles: Counter,
+    pub reconcile_errors: Counter,
+    pub module_problems: Counter,
+    pub applies: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("nur_operator");
+        let leader = Gauge::default();
+        let reconciles = Counter::default();
+        let reconcile_errors = Counter::default();
+        let module_problems = Counter::default();
+        let applies = Counter::default();
+        registry.register("reconciles", "Reconciles run", reconciles.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed (retried or waiting for a change)",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "module_problems",
+            "Reconciles that found a module that cannot be served",
+            module_problems.clone(),
+        );
+        registry.register("applies", "Objects applied server-side", applies.clone());
+        registry.register(
+            "leader",
+            "Whether this replica holds the leader Lease",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            ready: AtomicBool::new(false),
+            leader,
+            reconciles,
+            reconcile_errors,
+            module_problems,
+            applies,
+        }
+    }
 }
 
 impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
-        let g = |b: &AtomicBool| u8::from(b.load(Ordering::Relaxed));
-        let c = |n: &AtomicU64| n.load(Ordering::Relaxed);
-        format!(
-            "# HELP nur_operator_reconciles_total Reconciles run.\n\
-             # TYPE nur_operator_reconciles_total counter\n\
-             nur_operator_reconciles_total {}\n\
-             # HELP nur_operator_reconcile_errors_total Reconciles that failed (retried or waiting for a change).\n\
-             # TYPE nur_operator_reconcile_errors_total counter\n\
-             nur_operator_reconcile_errors_total {}\n\
-             # HELP nur_operator_module_problems_total Reconciles that found a module that cannot be served.\n\
-             # TYPE nur_operator_module_problems_total counter\n\
-             nur_operator_module_problems_total {}\n\
-             # HELP nur_operator_applies_total Objects applied server-side.\n\
-             # TYPE nur_operator_applies_total counter\n\
-             nur_operator_applies_total {}\n\
-             # HELP nur_operator_leader Whether this replica holds the leader Lease.\n\
-             # TYPE nur_operator_leader gauge\n\
-             nur_operator_leader {}\n",
-            c(&self.reconciles),
-            c(&self.reconcile_errors),
-            c(&self.module_problems),
-            c(&self.applies),
-            g(&self.leader),
-        )
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
     }
+
+    /// Marks this replica as the leader or not.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+}
+
+/// The admin routes.
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render))
+        .with_state(metrics)
+}
+
+async fn readyz(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    if metrics.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.render(),
+    )
 }
 
 /// Serves the endpoints on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    let app = router(metrics);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            // Read up to the end of the request line.
-            while n < buf.len() {
-                match stream.read(&mut buf[n..]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(m) => n += m,
-                }
-                if buf[..n].windows(2).any(|w| w == b"\r\n") {
-                    break;
-                }
+        let slot = slots.clone().acquire_owned().await.expect("never closed");
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!("admin accept failed: {e}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
             }
-            let line = String::from_utf8_lossy(&buf[..n]);
-            let path = line.split_whitespace().nth(1).unwrap_or("");
-            let (code, body) = route(path, &metrics);
-            let reason = match code {
-                200 => "OK",
-                404 => "Not Found",
-                _ => "Service Unavailable",
-            };
-            let response = format!(
-                "HTTP/1.1 {code} {reason}\r\ncontent-type: text/plain; version=0.0.4\r\n\
-                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+            drop(slot);
         });
-    }
-}
-
-fn route(path: &str, metrics: &Metrics) -> (u16, String) {
-    match path {
-        "/healthz" => (200, "ok\n".into()),
-        "/readyz" if metrics.ready.load(Ordering::Relaxed) => (200, "ready\n".into()),
-        "/readyz" => (503, "not ready\n".into()),
-        "/metrics" => (200, metrics.render()),
-        _ => (404, "not found\n".into()),
     }
 }
 
@@ -102,17 +156,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes() {
+    fn metrics_are_named_as_before() {
         let m = Metrics::default();
-        assert_eq!(route("/healthz", &m).0, 200);
-        assert_eq!(route("/readyz", &m).0, 503);
-        m.ready.store(true, Ordering::Relaxed);
-        m.reconciles.store(3, Ordering::Relaxed);
-        assert_eq!(route("/readyz", &m).0, 200);
-        let (code, text) = route("/metrics", &m);
-        assert_eq!(code, 200);
+        m.reconciles.inc_by(3);
+        let text = m.render();
         assert!(text.contains("nur_operator_reconciles_total 3\n"), "{text}");
         assert!(text.contains("nur_operator_leader 0\n"), "{text}");
-        assert_eq!(route("/x", &m).0, 404);
+        m.set_leader(true);
+        assert!(m.render().contains("nur_operator_leader 1\n"));
     }
 }

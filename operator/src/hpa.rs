@@ -55,7 +55,7 @@ mod tests {
         let f = function(
             "apiVersion: nur.dev/v1alpha1\nkind: NurFunction\nspec: {module: {url: s3://b/k}, replicas: 3}",
         );
-        assert!(build(&Input::new(&f, DIGEST, IMAGE).unwrap()).is_none());
+        assert!(build(&Input::new(&f, IMAGE).unwrap().with_digest(DIGEST)).is_none());
     }
 
     #[test]
@@ -69,7 +69,7 @@ spec:
   autoscaling: {minReplicas: 2, maxReplicas: 20, targetCPUUtilizationPercentage: 70}
 "#,
         );
-        let hpa = build(&Input::new(&f, DIGEST, IMAGE).unwrap()).unwrap();
+        let hpa = build(&Input::new(&f, IMAGE).unwrap().with_digest(DIGEST)).unwrap();
         assert_object(
             &hpa,
             r#"

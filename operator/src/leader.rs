@@ -1,12 +1,18 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, so that only one of
-//! several operator replicas reconciles.
+//! several operator replicas reconciles, as client-go's leaderelection does
+//! it:
 //!
-//! A candidate takes the Lease when it is free, its own, or expired (not
-//! renewed for `leaseDurationSeconds`), with the Lease's resourceVersion as
-//! the guard against two candidates writing at once. The leader renews every
-//! third of the duration; when it cannot renew before the Lease expires it
-//! has lost leadership, and the process exits so that nothing reconciles
-//! without the Lease.
+//! - A candidate never compares the Lease's renewTime with its own clock
+//!   (clocks of two hosts differ). It notes, on its own monotonic clock,
+//!   when it last saw the Lease's record change; the Lease has expired when
+//!   the record has not changed for the Lease's own leaseDurationSeconds.
+//! - The leader renews every [`LeaseConfig::retry`], each request bounded
+//!   in time, and steps down (the process exits) when it has not renewed
+//!   within [`LeaseConfig::renew_deadline`], two thirds of the duration:
+//!   before any standby, which waits the whole duration after the last
+//!   change it saw, may take the Lease.
+//! - Every write carries the resourceVersion read: two candidates writing
+//!   at once make one of them a 409.
 
 use std::time::Duration;
 
@@ -15,6 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
+use tokio::time::Instant;
 
 /// Where the Lease is and who competes for it.
 #[derive(Debug, Clone)]
@@ -23,7 +30,20 @@ pub struct LeaseConfig {
     pub name: String,
     /// This candidate's identity (the pod name, or host and pid).
     pub identity: String,
+    /// How long a Lease stays held without renewal.
     pub duration: Duration,
+}
+
+impl LeaseConfig {
+    /// How long the leader may go without a renewal before it steps down.
+    pub fn renew_deadline(&self) -> Duration {
+        self.duration * 2 / 3
+    }
+
+    /// Time between two attempts to take or renew the Lease.
+    pub fn retry(&self) -> Duration {
+        self.duration / 5
+    }
 }
 
 /// Why leadership failed.
@@ -31,6 +51,8 @@ pub struct LeaseConfig {
 pub enum Error {
     #[error("lease {0}: {1}")]
     Api(String, #[source] kube::Error),
+    #[error("lease {0}: no answer from the API server within {1:?}")]
+    Timeout(String, Duration),
     #[error("lease {0}: not renewed for {1:?}; leadership lost")]
     Lost(String, Duration),
 }
@@ -44,6 +66,30 @@ pub struct Elector {
 enum Attempt {
     Acquired,
     HeldBy(String),
+}
+
+/// The Lease record as last seen, and when it was first seen so.
+#[derive(Default)]
+struct Observed {
+    record: Option<(String, Option<String>)>,
+    since: Option<Instant>,
+}
+
+impl Observed {
+    /// Notes `lease`'s record; returns how long it has been unchanged.
+    fn note(&mut self, lease: &Lease) -> Duration {
+        let holder = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.clone())
+            .unwrap_or_default();
+        let record = Some((holder, lease.metadata.resource_version.clone()));
+        if record != self.record || self.since.is_none() {
+            self.record = record;
+            self.since = Some(Instant::now());
+        }
+        self.since.map_or(Duration::ZERO, |s| s.elapsed())
+    }
 }
 
 impl Elector {
@@ -60,39 +106,45 @@ impl Elector {
 
     /// Waits until this candidate holds the Lease.
     pub async fn acquire(&self) -> Result<(), Error> {
+        let mut observed = Observed::default();
         let mut logged = None;
         loop {
-            match self.try_acquire().await? {
-                Attempt::Acquired => {
+            match self.try_acquire(&mut observed).await {
+                Ok(Attempt::Acquired) => {
                     tracing::info!(lease = %self.key(), identity = %self.config.identity, "became leader");
                     return Ok(());
                 }
-                Attempt::HeldBy(holder) => {
+                Ok(Attempt::HeldBy(holder)) => {
                     if logged.as_ref() != Some(&holder) {
                         tracing::info!(lease = %self.key(), %holder, "waiting for the lease");
                         logged = Some(holder);
                     }
                 }
+                Err(e) => tracing::warn!("acquiring: {e}"),
             }
-            tokio::time::sleep(self.config.duration / 3).await;
+            tokio::time::sleep(self.config.retry()).await;
         }
     }
 
     /// Renews the Lease until it cannot; returns the reason leadership ended.
     pub async fn hold(&self) -> Error {
-        let mut last_renewed = tokio::time::Instant::now();
+        let mut observed = Observed::default();
+        let mut renewed = Instant::now();
         loop {
-            tokio::time::sleep(self.config.duration / 3).await;
-            match self.try_acquire().await {
-                Ok(Attempt::Acquired) => last_renewed = tokio::time::Instant::now(),
+            tokio::time::sleep(self.config.retry()).await;
+            let sent = Instant::now();
+            match self.try_acquire(&mut observed).await {
+                // Counted from when the request was sent: the API server may
+                // have written the renewal at any time after.
+                Ok(Attempt::Acquired) => renewed = sent,
                 Ok(Attempt::HeldBy(holder)) => {
                     tracing::warn!(lease = %self.key(), %holder, "lease taken over");
-                    return Error::Lost(self.key(), last_renewed.elapsed());
+                    return Error::Lost(self.key(), renewed.elapsed());
                 }
                 Err(e) => tracing::warn!("renewing: {e}"),
             }
-            if last_renewed.elapsed() >= self.config.duration {
-                return Error::Lost(self.key(), last_renewed.elapsed());
+            if renewed.elapsed() >= self.config.renew_deadline() {
+                return Error::Lost(self.key(), renewed.elapsed());
             }
         }
     }
@@ -100,8 +152,7 @@ impl Elector {
     /// Gives the Lease up (on shutdown), so a standby need not wait for it
     /// to expire.
     pub async fn release(&self) -> Result<(), Error> {
-        let api_err = |e| Error::Api(self.key(), e);
-        let Some(mut lease) = self.api.get_opt(&self.config.name).await.map_err(api_err)? else {
+        let Some(mut lease) = self.bounded(self.api.get_opt(&self.config.name)).await? else {
             return Ok(());
         };
         let spec = lease.spec.get_or_insert_with(Default::default);
@@ -109,20 +160,32 @@ impl Elector {
             return Ok(());
         }
         spec.holder_identity = None;
-        self.api
-            .replace(&self.config.name, &PostParams::default(), &lease)
-            .await
-            .map_err(api_err)?;
+        self.bounded(
+            self.api
+                .replace(&self.config.name, &PostParams::default(), &lease),
+        )
+        .await?;
         tracing::info!(lease = %self.key(), "released the lease");
         Ok(())
     }
 
-    async fn try_acquire(&self) -> Result<Attempt, Error> {
-        let api_err = |e| Error::Api(self.key(), e);
-        let now = Timestamp::now();
+    /// One API request, bounded by the renew deadline.
+    async fn bounded<T>(
+        &self,
+        request: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, Error> {
+        let bound = self.config.renew_deadline();
+        match tokio::time::timeout(bound, request).await {
+            Ok(result) => result.map_err(|e| Error::Api(self.key(), e)),
+            Err(_) => Err(Error::Timeout(self.key(), bound)),
+        }
+    }
+
+    async fn try_acquire(&self, observed: &mut Observed) -> Result<Attempt, Error> {
+        let now = MicroTime(Timestamp::now());
         let me = &self.config.identity;
         let duration_s = self.config.duration.as_secs().max(1) as i32;
-        let existing = self.api.get_opt(&self.config.name).await.map_err(api_err)?;
+        let existing = self.bounded(self.api.get_opt(&self.config.name)).await?;
         let Some(mut lease) = existing else {
             let lease = Lease {
                 metadata: ObjectMeta {
@@ -132,47 +195,50 @@ impl Elector {
                 spec: Some(LeaseSpec {
                     holder_identity: Some(me.clone()),
                     lease_duration_seconds: Some(duration_s),
-                    acquire_time: Some(MicroTime(now)),
-                    renew_time: Some(MicroTime(now)),
+                    acquire_time: Some(now.clone()),
+                    renew_time: Some(now),
                     lease_transitions: Some(0),
                     ..Default::default()
                 }),
             };
-            return match self.api.create(&PostParams::default(), &lease).await {
+            return match self
+                .bounded(self.api.create(&PostParams::default(), &lease))
+                .await
+            {
                 Ok(_) => Ok(Attempt::Acquired),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::HeldBy("?".into())),
-                Err(e) => Err(api_err(e)),
+                Err(Error::Api(_, kube::Error::Api(s))) if s.code == 409 => {
+                    Ok(Attempt::HeldBy("?".into()))
+                }
+                Err(e) => Err(e),
             };
         };
+        let unchanged = observed.note(&lease);
         let spec = lease.spec.get_or_insert_with(Default::default);
         let holder = spec.holder_identity.clone().unwrap_or_default();
-        let expired = match &spec.renew_time {
-            Some(t) => {
-                let d = i64::from(spec.lease_duration_seconds.unwrap_or(duration_s));
-                now.as_millisecond() > t.0.as_millisecond() + d * 1000
-            }
-            None => true,
-        };
-        if !holder.is_empty() && holder != *me && !expired {
+        let their_duration =
+            Duration::from_secs(spec.lease_duration_seconds.unwrap_or(duration_s).max(1) as u64);
+        if !holder.is_empty() && holder != *me && unchanged < their_duration {
             return Ok(Attempt::HeldBy(holder));
         }
         if holder != *me {
-            spec.acquire_time = Some(MicroTime(now));
+            spec.acquire_time = Some(now.clone());
             spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
         }
         spec.holder_identity = Some(me.clone());
         spec.lease_duration_seconds = Some(duration_s);
-        spec.renew_time = Some(MicroTime(now));
+        spec.renew_time = Some(now);
         // replace() sends the resourceVersion read above: a concurrent
         // writer makes this a 409 instead of two leaders.
         match self
-            .api
-            .replace(&self.config.name, &PostParams::default(), &lease)
+            .bounded(
+                self.api
+                    .replace(&self.config.name, &PostParams::default(), &lease),
+            )
             .await
         {
             Ok(_) => Ok(Attempt::Acquired),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::HeldBy(holder)),
-            Err(e) => Err(api_err(e)),
+            Err(Error::Api(_, kube::Error::Api(s))) if s.code == 409 => Ok(Attempt::HeldBy(holder)),
+            Err(e) => Err(e),
         }
     }
 }

@@ -4,15 +4,19 @@
 //! - [`crd`]: the `NurFunction` types; the CRD YAML (`nur-operator crd`,
 //!   checked in as crds/nurfunction.yaml).
 //! - [`meta`]: validation of a NurFunction into the builders' [`meta::Input`];
-//!   names, labels, owner references shared by every owned object.
+//!   names, labels, owner references shared by every owned object;
+//!   [`spec_policy`]: the risky fields the operator's flags allow.
 //! - one pure builder per owned object, no client: [`deployment`],
 //!   [`service`], [`hpa`], [`pdb`]; each with whole-object tests.
-//! - [`controller`]: the reconciler in named stages (fetch and validate the
-//!   module, build, server-side apply, status) and `nur-operator run`.
+//! - [`controller`]: the reconciler's wiring and stages; [`module_check`]
+//!   (stage 1: the module, with the credentials Secret, cached and bounded),
+//!   [`apply`] (stage 3: server-side apply), [`status`] (stage 4, pure) and
+//!   [`reason`] (every condition reason).
 //! - [`leader`]: leader election on a Lease; [`health`]: /healthz, /readyz
 //!   and /metrics of the operator itself.
 #![forbid(unsafe_code)]
 
+pub mod apply;
 pub mod controller;
 pub mod crd;
 pub mod deployment;
@@ -20,5 +24,9 @@ pub mod health;
 pub mod hpa;
 pub mod leader;
 pub mod meta;
+pub mod module_check;
 pub mod pdb;
+pub mod reason;
 pub mod service;
+pub mod spec_policy;
+pub mod status;

@@ -12,6 +12,12 @@ use crate::crd::NurFunction;
 /// The one field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "nur-operator";
 
+/// The label selector of every object the operator owns.
+pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=nur-operator";
+
+/// Longest function name: it names a Service (a DNS label) and is a label value.
+pub const MAX_NAME_LENGTH: usize = 63;
+
 /// Container port of the worker's admin endpoints (/healthz /readyz /metrics).
 pub const ADMIN_PORT: i32 = 9090;
 
@@ -39,15 +45,20 @@ pub enum InvalidSpec {
     ReplicasAndAutoscaling,
     #[error("spec.autoscaling.maxReplicas {max} is less than minReplicas {min}")]
     MaxBelowMin { min: i32, max: i32 },
+    #[error(
+        "metadata.name {0:?} cannot name a Service: use at most 63 lowercase letters, digits          and '-', starting with a letter and ending with a letter or digit"
+    )]
+    Name(String),
 }
 
-/// A NurFunction whose module was checked: everything the pure builders need.
+/// A validated NurFunction, with its defaults applied and, once its module
+/// is checked, its digest: everything the pure builders need.
 #[derive(Debug, Clone)]
 pub struct Input<'a> {
     pub function: &'a NurFunction,
     pub name: &'a str,
     pub namespace: &'a str,
-    /// Hex sha256 of the module the pods must serve.
+    /// Hex sha256 of the module the pods must serve (see [`Input::with_digest`]).
     pub sha256: &'a str,
     /// Worker image: spec.image, else the operator's `--worker-image`.
     pub image: &'a str,
@@ -58,11 +69,7 @@ pub struct Input<'a> {
 
 impl<'a> Input<'a> {
     /// Validates what the CRD schema cannot (or what an old schema let in).
-    pub fn new(
-        function: &'a NurFunction,
-        sha256: &'a str,
-        default_image: &'a str,
-    ) -> Result<Self, InvalidSpec> {
+    pub fn new(function: &'a NurFunction, default_image: &'a str) -> Result<Self, InvalidSpec> {
         let name = function
             .metadata
             .name
@@ -73,6 +80,9 @@ impl<'a> Input<'a> {
             .namespace
             .as_deref()
             .ok_or(InvalidSpec::MissingMeta("metadata.namespace"))?;
+        if !is_dns_label(name) {
+            return Err(InvalidSpec::Name(name.into()));
+        }
         if function.metadata.uid.is_none() {
             return Err(InvalidSpec::MissingMeta("metadata.uid"));
         }
@@ -96,10 +106,16 @@ impl<'a> Input<'a> {
             function,
             name,
             namespace,
-            sha256,
+            sha256: "",
             image: spec.image.as_deref().unwrap_or(default_image),
             resources: spec.resources.as_ref(),
         })
+    }
+
+    /// The function with its checked module's digest.
+    pub fn with_digest(mut self, sha256: &'a str) -> Self {
+        self.sha256 = sha256;
+        self
     }
 
     /// Uses `defaults` for a function that sets no spec.resources.
@@ -131,6 +147,18 @@ impl<'a> Input<'a> {
             ..Default::default()
         }
     }
+}
+
+/// Whether `name` is an RFC 1035 label, as a Service name must be.
+fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_NAME_LENGTH
+        && bytes[0].is_ascii_lowercase()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
 /// Labels that select the pods of function `name`.
@@ -200,7 +228,7 @@ mod tests {
              spec: {module: {url: s3://b/k}, port: 9090}",
         );
         assert_eq!(
-            Input::new(&f, DIGEST, IMAGE).unwrap_err(),
+            Input::new(&f, IMAGE).unwrap_err(),
             InvalidSpec::AdminPort(9090)
         );
         let f = function(
@@ -208,9 +236,30 @@ mod tests {
              spec: {module: {url: s3://b/k}, autoscaling: {minReplicas: 4, maxReplicas: 2}}",
         );
         assert_eq!(
-            Input::new(&f, DIGEST, IMAGE).unwrap_err(),
+            Input::new(&f, IMAGE).unwrap_err(),
             InvalidSpec::MaxBelowMin { min: 4, max: 2 }
         );
+    }
+
+    #[test]
+    fn names_must_fit_a_service() {
+        let long = "a".repeat(64);
+        for bad in [long.as_str(), "1abc", "abc-", "a.b"] {
+            let f = function(&format!(
+                "apiVersion: nur.dev/v1alpha1\nkind: NurFunction\nmetadata: {{name: '{bad}'}}\n\
+                 spec: {{module: {{url: s3://b/k}}}}"
+            ));
+            assert_eq!(
+                Input::new(&f, IMAGE).unwrap_err(),
+                InvalidSpec::Name(bad.into())
+            );
+        }
+        let ok = "a".repeat(63);
+        let f = function(&format!(
+            "apiVersion: nur.dev/v1alpha1\nkind: NurFunction\nmetadata: {{name: {ok}}}\n\
+             spec: {{module: {{url: s3://b/k}}}}"
+        ));
+        assert!(Input::new(&f, IMAGE).is_ok());
     }
 
     #[test]

@@ -54,7 +54,7 @@ spec:
         let f = function(&format!(
             "apiVersion: nur.dev/v1alpha1\nkind: NurFunction\nspec: {{module: {{url: s3://b/k}}, {spec}}}"
         ));
-        build(&Input::new(&f, DIGEST, IMAGE).unwrap())
+        build(&Input::new(&f, IMAGE).unwrap().with_digest(DIGEST))
     }
 
     #[test]

@@ -58,7 +58,7 @@ mod tests {
         let f = function(
             "apiVersion: nur.dev/v1alpha1\nkind: NurFunction\nspec: {module: {url: s3://b/k}}",
         );
-        let input = Input::new(&f, DIGEST, IMAGE).unwrap();
+        let input = Input::new(&f, IMAGE).unwrap().with_digest(DIGEST);
         assert_object(
             &build(&input),
             &format!(
@@ -89,7 +89,7 @@ spec:
   service: {type: LoadBalancer, annotations: {lb: internal}}
 "#,
         );
-        let input = Input::new(&f, DIGEST, IMAGE).unwrap();
+        let input = Input::new(&f, IMAGE).unwrap().with_digest(DIGEST);
         assert_object(
             &build(&input),
             &format!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -677,24 +677,6 @@ async fn unreachable_storage_is_reported_and_retried() {
 }
 
 /// A Secret `name` in `ns` with these variables.
-async fn create_secret(ns: &TestNamespace, name: &str, vars: &[(&String, &String)]) {
-    let data: serde_json::Map<String, serde_json::Value> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str())))
-        .collect();
-    let secret = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": { "name": name },
-        "stringData": data,
-    }))
-    .unwrap();
-    ns.api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn module_check_uses_the_credentials_secret() {
     let env = testenv!();
@@ -744,8 +726,14 @@ async fn module_check_uses_the_credentials_secret() {
     // The Secret the pods get is the one the module was checked with.
     let d = deployment_with_digest(&ns, "good", &digest).await;
     let pod = d.spec.unwrap().template.spec.unwrap();
-    let from = pod.containers[0].env_from.clone().unwrap();
-    assert_eq!(from[0].secret_ref.as_ref().unwrap().name, "store");
+    let variables = pod.containers[0].env.clone().unwrap();
+    assert!(variables.iter().all(|e| {
+        let from = e
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref());
+        from.is_some_and(|r| r.name == "store" && r.key == e.name)
+    }));
     let (status, _, _) = module_valid("good", "Checked").await;
     assert_eq!(status, "True");
 

@@ -1,6 +1,6 @@
 //! The contract between the pod template and nur-worker: the real worker
 //! binary, started with exactly the container's args, the credentials
-//! Secret's keys as environment (envFrom) and nothing else, serves the module
+//! Secret's allowed keys as environment and nothing else, serves the module
 //! from MinIO on the "function" port, answers the probes on the "admin" port,
 //! and drains within terminationGracePeriodSeconds after SIGTERM.
 
@@ -95,20 +95,38 @@ fn worker_serves_with_exactly_the_pod_template() {
         }
     }))
     .unwrap();
-    let input = Input::new(&f, &sha256, "unused").unwrap();
+    let input = Input::new(&f, "unused").unwrap().with_digest(&sha256);
     let d = deployment::build(&input);
     let pod = d.spec.unwrap().template.spec.unwrap();
     let c = &pod.containers[0];
 
-    // envFrom: the Secret holds the object-store variables, as in a cluster.
-    let from = c.env_from.as_ref().unwrap();
-    assert_eq!(from[0].secret_ref.as_ref().unwrap().name, "object-store");
+    // The Secret holds the object-store variables, as in a cluster; the pod
+    // gets each allowed key as a variable, when the Secret has it.
     let secret: HashMap<&String, &String> = env
         .vars()
         .iter()
         .filter(|(k, _)| k.starts_with("AWS_"))
         .collect();
-    assert!(c.env.is_none(), "the contract covers envFrom only");
+    assert!(c.env_from.is_none(), "no Secret is handed over whole");
+    let mut variables = HashMap::new();
+    for e in c.env.iter().flatten() {
+        let r = e
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!((r.name.as_str(), r.optional), ("object-store", Some(true)));
+        if let Some(v) = secret.get(&r.key) {
+            variables.insert(e.name.clone(), (*v).clone());
+        }
+    }
+    assert_eq!(
+        variables.len(),
+        secret.len(),
+        "every AWS_ variable of testenv reaches the pod: {secret:?}"
+    );
 
     let port = |name: &str| {
         c.ports
@@ -132,7 +150,7 @@ fn worker_serves_with_exactly_the_pod_template() {
         .args(c.args.as_ref().unwrap())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(secret)
+        .envs(variables)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     let mut worker = Worker(child.spawn().unwrap());

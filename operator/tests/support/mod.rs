@@ -68,6 +68,7 @@ pub struct Operator {
     child: Child,
     /// Port of its /healthz, /readyz and /metrics.
     health: u16,
+    log: std::path::PathBuf,
 }
 
 impl Operator {
@@ -92,7 +93,8 @@ impl Operator {
     }
 
     /// [`Operator::start_with`], with `extra` environment variables set
-    /// last (they override testenv's).
+    /// last (they override testenv's). It may reach testenv's MinIO on the
+    /// loopback address (`--allow-local-storage`).
     pub fn start_with_env(
         env: &TestEnv,
         ns: &TestNamespace,
@@ -100,19 +102,35 @@ impl Operator {
         kubeconfig: &std::path::Path,
         extra: &[(&str, &str)],
     ) -> Operator {
+        Self::start_with_args(env, ns, name, kubeconfig, extra, &["--allow-local-storage"])
+    }
+
+    /// [`Operator::start_with_env`], with `args` instead of
+    /// `--allow-local-storage`.
+    pub fn start_with_args(
+        env: &TestEnv,
+        ns: &TestNamespace,
+        name: &str,
+        kubeconfig: &std::path::Path,
+        extra: &[(&str, &str)],
+        args: &[&str],
+    ) -> Operator {
         let health = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let log = std::env::temp_dir().join(format!("{}-{name}.log", ns.name()));
+        // Re-check every 2 s unless `args` says otherwise.
+        let recheck = match args.contains(&"--recheck-seconds") {
+            true => &[][..],
+            false => &["--recheck-seconds", "2"][..],
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_nur-operator"))
             .args([
                 "run",
                 "--namespace",
                 ns.name(),
-                "--recheck-seconds",
-                "2",
                 "--lease-seconds",
                 "3",
                 "--worker-image",
@@ -120,6 +138,8 @@ impl Operator {
                 "--health-listen",
                 &format!("127.0.0.1:{health}"),
             ])
+            .args(recheck)
+            .args(args)
             .envs(env.vars())
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", name)
@@ -130,7 +150,22 @@ impl Operator {
             .spawn()
             .unwrap();
         eprintln!("operator {name} log: {}", log.display());
-        Operator { child, health }
+        Operator { child, health, log }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The port of its /healthz, /readyz and /metrics.
+    pub fn health_port(&self) -> u16 {
+        self.health
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// GET `path` on the admin port: (status code, body).
@@ -211,4 +246,47 @@ pub async fn wait_condition(
     })
     .await
     .unwrap()
+}
+
+/// Creates Secret `name` with `vars` as its data.
+pub async fn create_secret<K: AsRef<str>, V: AsRef<str>>(
+    ns: &TestNamespace,
+    name: &str,
+    vars: &[(K, V)],
+) {
+    let data: serde_json::Map<String, serde_json::Value> = vars
+        .iter()
+        .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().into()))
+        .collect();
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": name },
+        "stringData": data,
+    }))
+    .unwrap();
+    ns.api::<k8s_openapi::api::core::v1::Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
+/// The testenv variables of MinIO (AWS_*), as a credentials Secret holds them.
+pub fn store_variables(env: &TestEnv) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = env
+        .vars()
+        .iter()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    vars.sort();
+    vars
+}
+
+/// A metric's value from an operator's /metrics, 0 when absent.
+pub fn metric(op: &Operator, name: &str) -> f64 {
+    let (_, text) = op.get("/metrics").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
