@@ -133,17 +133,19 @@ impl Elector {
         loop {
             tokio::time::sleep(self.config.retry()).await;
             let sent = Instant::now();
-            match self.try_acquire(&mut observed).await {
+            let deadline = renewed + self.config.renew_deadline();
+            match tokio::time::timeout_at(deadline, self.try_acquire(&mut observed)).await {
                 // Counted from when the request was sent: the API server may
                 // have written the renewal at any time after.
-                Ok(Attempt::Acquired) => renewed = sent,
-                Ok(Attempt::HeldBy(holder)) => {
+                Ok(Ok(Attempt::Acquired)) => renewed = sent,
+                Ok(Ok(Attempt::HeldBy(holder))) => {
                     tracing::warn!(lease = %self.key(), %holder, "lease taken over");
                     return Error::Lost(self.key(), renewed.elapsed());
                 }
-                Err(e) => tracing::warn!("renewing: {e}"),
+                Ok(Err(e)) => tracing::warn!("renewing: {e}"),
+                Err(_) => {}
             }
-            if renewed.elapsed() >= self.config.renew_deadline() {
+            if Instant::now() >= deadline {
                 return Error::Lost(self.key(), renewed.elapsed());
             }
         }

@@ -2,6 +2,9 @@
 //! cannot make the operator do (SECURITY.md), against testenv's real API
 //! server and MinIO, with the real `nur-operator` binary and real sockets.
 
+#[path = "../../worker/tests/support/proxy.rs"]
+#[allow(dead_code)]
+mod proxy;
 mod support;
 
 use std::io::{Read, Write};
@@ -581,4 +584,56 @@ async fn a_lease_renewed_on_a_slow_clock_is_not_taken() {
     })
     .await;
     assert!(took.is_ok());
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_steps_down_before_another_takes_over() {
+    let env = testenv!();
+    install_crd(&env).await;
+    let ns = env.namespace("sec-split").await.unwrap();
+    // Leader A reaches the API server through a proxy the test cuts.
+    let kubeconfig = std::fs::read_to_string(env.kubeconfig()).unwrap();
+    let server = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: https://"))
+        .unwrap()
+        .to_string();
+    let api = proxy::Proxy::start(&server);
+    let through = std::env::temp_dir().join(format!("{}-kubeconfig", ns.name()));
+    let proxied = api.url().replace("http://", "https://");
+    std::fs::write(
+        &through,
+        kubeconfig.replace(&format!("https://{server}"), &proxied),
+    )
+    .unwrap();
+    let local = ["--allow-local-storage"];
+    let mut a = Operator::start_with_args(&env, &ns, "a", &through, &[], &local);
+    eventually("a leads", T, || async {
+        (metric(&a, "nur_operator_leader") == 1.0).then_some(())
+    })
+    .await
+    .unwrap();
+    let b = Operator::start_with_args(&env, &ns, "b", &env.kubeconfig(), &[], &local);
+    eventually("b is up", T, || async { b.get("/healthz").map(|_| ()) })
+        .await
+        .unwrap();
+    api.set_down(true);
+    let cut = Instant::now();
+    let (mut a_exited, mut b_leads) = (None, None);
+    while b_leads.is_none() && cut.elapsed() < T {
+        if a_exited.is_none() && a.exited() {
+            a_exited = Some(cut.elapsed());
+        }
+        if metric(&b, "nur_operator_leader") == 1.0 {
+            b_leads = Some(cut.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("cut off: a exited after {a_exited:?}, b leads after {b_leads:?}");
+    let (a_exited, b_leads) = (a_exited.expect("a stepped down"), b_leads.expect("b leads"));
+    assert!(
+        a_exited < b_leads,
+        "a exited {a_exited:?}, b led {b_leads:?}"
+    );
+    assert!(a.log().contains("leadership lost"), "{}", a.log());
 }

@@ -163,6 +163,11 @@ impl Operator {
         self.health
     }
 
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
