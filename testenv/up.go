@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -19,14 +18,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"go.etcd.io/etcd/server/v3/embed"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 )
 
 type config struct {
@@ -87,317 +81,62 @@ func logf(f string, a ...any) {
 // cmdUp runs the whole environment in the foreground until SIGTERM/SIGINT.
 func cmdUp(args []string) int {
 	c := parseFlags("up", args)
-	start := time.Now()
 	// Children get SIGKILL when the thread that started them exits
 	// (Pdeathsig); keep this goroutine, which starts them all, on one thread
 	// for the life of the process.
 	runtime.LockOSThread()
-	if err := os.MkdirAll(c.path("logs"), 0o755); err != nil {
-		fatalf("%v", err)
-	}
-	_ = os.WriteFile(c.path(".gitignore"), []byte("*\n"), 0o644)
-	_ = os.Remove(c.path("ready"))
-	if err := os.WriteFile(c.path("pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-		fatalf("%v", err)
-	}
+	k := newCluster(c)
 	defer os.Remove(c.path("ready"))
-
-	// Fresh data on every start; PKI and credentials are kept.
-	_ = os.RemoveAll(c.path("data"))
-	p := newPKI(c.path("pki"))
-	if err := p.ensure(); err != nil {
-		fatalf("pki: %v", err)
-	}
-	server := fmt.Sprintf("https://127.0.0.1:%d", c.apiPort)
-	if err := writeKubeconfig(c.path("kubeconfig"), server, p); err != nil {
-		fatalf("kubeconfig: %v", err)
-	}
-
+	defer k.cancel()
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 
-	// 1. etcd, embedded.
 	etcd, err := startEtcd(c)
 	if err != nil {
 		fatalf("etcd: %v", err)
 	}
 	defer etcd.Close()
-	logf("etcd ready on 127.0.0.1:%d (%s)", c.etcdPort, time.Since(start).Round(time.Millisecond))
-
-	// 2. kube-apiserver, in this process.
-	apiDone := make(chan error, 1)
-	api := apiserver.NewAPIServerCommand()
-	api.SetArgs([]string{
-		"--etcd-servers=" + fmt.Sprintf("http://127.0.0.1:%d", c.etcdPort),
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(c.apiPort),
-		"--tls-cert-file=" + p.serverCert,
-		"--tls-private-key-file=" + p.serverKey,
-		"--client-ca-file=" + p.caCert,
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file=" + p.saPub,
-		"--service-account-signing-key-file=" + p.saKey,
-		"--authorization-mode=RBAC",
-		"--service-cluster-ip-range=10.0.0.0/24",
-		"--endpoint-reconciler-type=none",
-		// No node-lifecycle controller runs, so nothing would lift the
-		// not-ready taint this plugin puts on the new fake node.
-		"--disable-admission-plugins=TaintNodesByCondition",
-		"--allow-privileged=true",
-		"--enable-priority-and-fairness=false",
-		"--profiling=false",
-		"--event-ttl=15m",
-		"--cert-dir=" + c.path("pki", "apiserver-certs"),
-	})
-	go func() { apiDone <- api.Execute() }()
-
-	kc, err := clientcmd.BuildConfigFromFlags("", c.path("kubeconfig"))
-	if err != nil {
-		fatalf("%v", err)
-	}
-	cs := kubernetes.NewForConfigOrDie(kc)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := waitFor(ctx, 3*time.Minute, apiDone, func() error {
-		_, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		return err
-	}); err != nil {
-		fatalf("kube-apiserver did not become ready: %v", err)
-	}
-	logf("kube-apiserver ready at %s (%s)", server, time.Since(start).Round(time.Millisecond))
-
-	// The fake metrics API (metrics.go), in this process; registered with
-	// the aggregator below, once the rest is up.
-	if err := startMetricsServer(c.metricsPort, cs); err != nil {
+	k.logReady("etcd ready on 127.0.0.1:%d", c.etcdPort)
+	k.startAPIServer()
+	if err := startMetricsServer(c.metricsPort, k.cs); err != nil {
 		fatalf("metrics API: %v", err)
 	}
-
-	// 3. kube-controller-manager: the same binary, as a child process (the
-	// apiserver and the controller-manager both own process-wide globals
-	// such as the feature gates and the signal handler).
-	self, err := os.Executable()
-	if err != nil {
-		fatalf("%v", err)
-	}
-	var children []*exec.Cmd
-	childDone := make(chan string, 4)
-	kcmArgs := []string{"kube-controller-manager",
-		"--kubeconfig=" + c.path("kubeconfig"),
-		"--authentication-kubeconfig=" + c.path("kubeconfig"),
-		"--authorization-kubeconfig=" + c.path("kubeconfig"),
-		"--authentication-skip-lookup=true",
-		"--bind-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(c.kcmPort),
-		"--cert-dir=" + c.path("pki", "kcm-certs"),
-		"--leader-elect=false",
-		"--root-ca-file=" + p.caCert,
-		"--service-account-private-key-file=" + p.saKey,
-		"--cluster-signing-cert-file=" + p.caCert,
-		"--cluster-signing-key-file=" + p.caKey,
-		"--controllers=" + strings.Join([]string{
-			"deployment-controller", "replicaset-controller", "statefulset-controller",
-			"daemonset-controller", "job-controller", "cronjob-controller",
-			"garbage-collector-controller", "namespace-controller",
-			"horizontal-pod-autoscaler-controller", "disruption-controller",
-			"serviceaccount-controller", "serviceaccount-token-controller",
-			"root-ca-certificate-publisher-controller",
-			"endpoints-controller", "endpointslice-controller",
-			"resourcequota-controller", "ttl-after-finished-controller",
-			"pod-garbage-collector-controller", "clusterrole-aggregation-controller",
-			"replicationcontroller-controller",
-		}, ","),
-		"--concurrent-gc-syncs=5",
-		// Quick HorizontalPodAutoscalers for the tests (defaults: 15s, 5m,
-		// 30s, 5m).
-		"--horizontal-pod-autoscaler-sync-period=1s",
-		"--horizontal-pod-autoscaler-cpu-initialization-period=1s",
-		"--horizontal-pod-autoscaler-initial-readiness-delay=1s",
-		"--horizontal-pod-autoscaler-downscale-stabilization=5s",
-	}
-	kcmCmd, err := startChild(c, "kube-controller-manager", self, kcmArgs, nil, childDone)
-	if err != nil {
-		fatalf("kube-controller-manager: %v", err)
-	}
-	children = append(children, kcmCmd)
-
-	// 4. kube-scheduler and kwok (fake kubelet for one fake node).
+	k.startControllerManager()
 	if c.kwok {
-		if err := os.WriteFile(c.path("kwok.yaml"), []byte(kwokStages()), 0o644); err != nil {
-			fatalf("%v", err)
-		}
-		sch, err := startChild(c, "kube-scheduler", self, []string{"kube-scheduler",
-			"--kubeconfig=" + c.path("kubeconfig"),
-			"--authentication-kubeconfig=" + c.path("kubeconfig"),
-			"--authorization-kubeconfig=" + c.path("kubeconfig"),
-			"--authentication-skip-lookup=true",
-			"--bind-address=127.0.0.1",
-			"--secure-port=" + strconv.Itoa(c.kcmPort+2),
-			"--cert-dir=" + c.path("pki", "scheduler-certs"),
-			"--leader-elect=false",
-		}, nil, childDone)
-		if err != nil {
-			fatalf("kube-scheduler: %v", err)
-		}
-		children = append(children, sch)
-		kw, err := startChild(c, "kwok", self, []string{"kwok",
-			"--kubeconfig=" + c.path("kubeconfig"),
-			"--config=" + c.path("kwok.yaml"),
-			"--manage-nodes-with-annotation-selector=" + fakeNodeAnnotation + "=fake",
-			"--node-ip=127.0.0.1",
-			"--cidr=10.244.0.1/16",
-		}, []string{"HOME=" + c.path("kwok-home")}, childDone)
-		if err != nil {
-			fatalf("kwok: %v", err)
-		}
-		children = append(children, kw)
-		if _, err := cs.CoreV1().Nodes().Create(ctx, fakeNode("nur-fake-node"), metav1.CreateOptions{}); err != nil {
-			fatalf("create fake node: %v", err)
-		}
+		k.startSchedulerAndKwok()
 	}
-
-	// 5. MinIO, as a child process.
-	var s3 struct{ endpoint, user, pass string }
 	if c.minioBin != "" {
-		s3.endpoint = fmt.Sprintf("http://127.0.0.1:%d", c.minioPort)
-		s3.user, s3.pass, err = minioCreds(c.path("pki", "minio.creds"))
-		if err != nil {
-			fatalf("%v", err)
-		}
-		if err := os.MkdirAll(c.path("data", "minio"), 0o755); err != nil {
-			fatalf("%v", err)
-		}
-		mc, err := startChild(c, "minio", c.minioBin, []string{"server", "--quiet",
-			"--address", fmt.Sprintf("127.0.0.1:%d", c.minioPort),
-			"--console-address", fmt.Sprintf("127.0.0.1:%d", c.minioPort+1),
-			c.path("data", "minio")},
-			[]string{"MINIO_ROOT_USER=" + s3.user, "MINIO_ROOT_PASSWORD=" + s3.pass,
-				"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_REGION=" + c.region,
-				"MINIO_CI_CD=1"}, childDone)
-		if err != nil {
-			fatalf("minio: %v", err)
-		}
-		children = append(children, mc)
+		k.startMinIO()
 	}
-	stopChildren := func() {
-		for _, ch := range children {
-			if ch.Process != nil {
-				_ = ch.Process.Signal(syscall.SIGTERM)
-			}
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for _, ch := range children {
-			for ch.ProcessState == nil && time.Now().Before(deadline) {
-				time.Sleep(50 * time.Millisecond)
-			}
-			if ch.ProcessState == nil && ch.Process != nil {
-				_ = ch.Process.Kill()
-			}
-		}
-	}
-	defer stopChildren()
-
-	if c.minioBin != "" {
-		if err := waitFor(ctx, 2*time.Minute, nil, func() error {
-			select {
-			case n := <-childDone:
-				return fatalErr{fmt.Errorf("%s exited", n)}
-			default:
-			}
-			resp, err := http.Get(s3.endpoint + "/minio/health/ready")
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				return fmt.Errorf("status %d", resp.StatusCode)
-			}
-			return nil
-		}); err != nil {
-			logf("minio did not become ready: %v (see %s)", err, c.path("logs", "minio.log"))
+	defer k.stopChildren()
+	steps := []func() error{k.waitMinIO, k.waitControllerManager, k.waitKwok, k.registerMetrics}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			logf("%v", err)
 			return 1
 		}
-		u, _ := url.Parse(s3.endpoint)
-		cl, err := minio.New(u.Host, &minio.Options{Creds: credentials.NewStaticV4(s3.user, s3.pass, ""), Region: c.region})
-		if err != nil {
-			fatalf("%v", err)
-		}
-		if err := cl.MakeBucket(ctx, c.bucket, minio.MakeBucketOptions{Region: c.region}); err != nil {
-			if ok, _ := cl.BucketExists(ctx, c.bucket); !ok {
-				logf("make bucket %s: %v", c.bucket, err)
-				return 1
-			}
-		}
-		logf("minio ready at %s, bucket %s (%s)", s3.endpoint, c.bucket, time.Since(start).Round(time.Millisecond))
 	}
-
-	// The controller-manager is working once the serviceaccount controller
-	// has created the "default" ServiceAccount.
-	if err := waitFor(ctx, 3*time.Minute, nil, func() error {
-		select {
-		case n := <-childDone:
-			return fatalErr{fmt.Errorf("%s exited", n)}
-		default:
-		}
-		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
-		return err
-	}); err != nil {
-		logf("kube-controller-manager did not become ready: %v (see %s)", err, c.path("logs", "kube-controller-manager.log"))
-		return 1
-	}
-	logf("kube-controller-manager ready (%s)", time.Since(start).Round(time.Millisecond))
-
-	if c.kwok {
-		if err := waitFor(ctx, 2*time.Minute, nil, func() error {
-			select {
-			case n := <-childDone:
-				return fatalErr{fmt.Errorf("%s exited", n)}
-			default:
-			}
-			n, err := cs.CoreV1().Nodes().Get(ctx, "nur-fake-node", metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			for _, cond := range n.Status.Conditions {
-				if cond.Type == "Ready" && cond.Status == "True" {
-					return nil
-				}
-			}
-			return errors.New("fake node not Ready yet")
-		}); err != nil {
-			logf("kwok did not make the fake node Ready: %v (see %s)", err, c.path("logs", "kwok.log"))
-			return 1
-		}
-		logf("kube-scheduler and kwok ready, node nur-fake-node (%s)", time.Since(start).Round(time.Millisecond))
-	}
-
-	if err := registerMetricsAPI(ctx, cs, kc, c.metricsPort); err != nil {
-		logf("metrics API not available: %v", err)
-		return 1
-	}
-	logf("metrics API ready at https://127.0.0.1:%d (%s)", c.metricsPort, time.Since(start).Round(time.Millisecond))
-
-	if err := writeEnv(c, s3.endpoint, s3.user, s3.pass); err != nil {
+	if err := writeEnv(c, k.s3.endpoint, k.s3.user, k.s3.pass); err != nil {
 		fatalf("%v", err)
 	}
-	if err := os.WriteFile(c.path("ready"), []byte(time.Since(start).String()+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(c.path("ready"), []byte(time.Since(k.start).String()+"\n"), 0o644); err != nil {
 		fatalf("%v", err)
 	}
-	logf("all ready in %s; env in %s", time.Since(start).Round(time.Millisecond), c.path("env"))
+	k.logReady("all ready; env in %s", c.path("env"))
 
 	code := 0
 	select {
 	case s := <-sigs:
 		logf("%s: stopping", s)
-	case err := <-apiDone:
+	case err := <-k.apiDone:
 		logf("kube-apiserver exited: %v", err)
 		code = 1
-	case n := <-childDone:
+	case n := <-k.childDone:
 		logf("%s exited; stopping (see %s)", n, c.path("logs", n+".log"))
 		code = 1
 	}
 	_ = os.Remove(c.path("ready"))
-	stopChildren()
+	k.stopChildren()
 	etcd.Close()
 	_ = os.Remove(c.path("pid"))
 	logf("stopped")
