@@ -46,9 +46,10 @@ struct RunArgs {
     /// Watch only this namespace [default: all namespaces].
     #[arg(long, env = "NUR_WATCH_NAMESPACE")]
     namespace: Option<String>,
-    /// Seconds between re-checks of every function's module.
-    #[arg(long, env = "NUR_RECHECK_SECONDS", default_value_t = 60)]
-    recheck_seconds: u64,
+    /// Time between re-checks of every function's module, e.g. 60s or 2m
+    /// (a bare number is seconds).
+    #[arg(long, alias = "recheck-seconds", env = "NUR_RECHECK", default_value = "60s", value_parser = duration)]
+    recheck: Duration,
     /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, env = "NUR_HEALTH_LISTEN", default_value = "0.0.0.0:8081")]
     health_listen: SocketAddr,
@@ -113,10 +114,11 @@ struct LeaseArgs {
     /// Namespace of the leader Lease [default: --namespace, else POD_NAMESPACE, else default].
     #[arg(long, env = "NUR_LEASE_NAMESPACE")]
     lease_namespace: Option<String>,
-    /// Seconds a Lease stays held without renewal; the leader steps down
-    /// when it has not renewed within two thirds of it.
-    #[arg(long, env = "NUR_LEASE_SECONDS", default_value_t = 15)]
-    lease_seconds: u64,
+    /// How long a Lease stays held without renewal, e.g. 15s (a bare
+    /// number is seconds); the leader steps down when it has not renewed
+    /// within two thirds of it.
+    #[arg(long, alias = "lease-seconds", env = "NUR_LEASE_DURATION", default_value = "15s", value_parser = duration)]
+    lease_duration: Duration,
 }
 
 #[tokio::main]
@@ -169,7 +171,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "default".into()),
         name: args.lease.lease_name.clone(),
         identity: identity.clone(),
-        duration: Duration::from_secs(args.lease.lease_seconds.max(1)),
+        duration: args.lease.lease_duration.max(Duration::from_secs(1)),
     };
     let config = config(&args);
     tracing::info!(?config, "nur-operator starting");
@@ -205,7 +207,7 @@ fn config(args: &RunArgs) -> controller::Config {
         worker_image: args.worker_image.clone(),
         worker_resources: args.worker_resources.clone(),
         namespace: args.namespace.clone(),
-        recheck: Duration::from_secs(args.recheck_seconds.max(1)),
+        recheck: args.recheck,
         storage,
         storage_bound: args.storage.check_timeout,
         spec_policy: SpecPolicy {
@@ -230,9 +232,13 @@ fn resources(json: &str) -> Result<ResourceRequirements, String> {
     Ok(parsed)
 }
 
-/// Parses `5s`, `500ms`, `1m`.
+/// Parses `5s`, `500ms`, `1m`, or a bare number of seconds.
 fn duration(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
+    let parsed = match text.parse::<u64>() {
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(text),
+    };
+    match parsed {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err(format!("{text:?}: must be more than zero")),
         Err(e) => Err(format!("{text:?}: {e}")),
