@@ -140,7 +140,7 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            modules: ModuleChecker::new(config.storage, config.storage_bound),
+            modules: ModuleChecker::new(config.storage, config.storage_bound, config.recheck),
             config,
             failures: Mutex::default(),
             metrics,

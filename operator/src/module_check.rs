@@ -7,14 +7,16 @@
 //! Results are cached by URL, the identity of the settings used and the
 //! object's version (ETag), so an unchanged module is not downloaded again;
 //! the version is always asked with the function's own settings, so a
-//! function never gets a result it could not have fetched itself. Storage
+//! function never gets a result it could not have fetched itself. Functions
+//! sharing a module and settings share its version for most of a re-check
+//! period, so a thousand functions of one module cost one HEAD a period. Storage
 //! work is bounded in time, and one module is downloaded at a time, so a
 //! slow or hostile store holds no reconcile slot, and no memory, for long.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
@@ -86,21 +88,48 @@ pub struct ModuleChecker {
     /// Longest one check's storage work may take in all.
     bound: Duration,
     cache: Mutex<lru::LruCache<CacheKey, (String, Checked)>>,
+    /// The version last asked, and when.
+    versions: Mutex<lru::LruCache<CacheKey, (Instant, String)>>,
+    /// How long an asked version is shared.
+    fresh: Duration,
     downloads: Semaphore,
 }
 
 impl ModuleChecker {
     /// A checker fetching under `policy`; each check's storage work ends
-    /// after `bound`.
-    pub fn new(policy: Policy, bound: Duration) -> Self {
+    /// after `bound`; functions re-checked every `recheck` share a version
+    /// asked less than nine tenths of it ago (so each function still asks
+    /// anew at its own re-check).
+    pub fn new(policy: Policy, bound: Duration, recheck: Duration) -> Self {
+        let entries = NonZeroUsize::new(CACHED_CHECKS).expect("not zero");
         Self {
             policy,
             bound,
-            cache: Mutex::new(lru::LruCache::new(
-                NonZeroUsize::new(CACHED_CHECKS).expect("not zero"),
-            )),
+            cache: Mutex::new(lru::LruCache::new(entries)),
+            versions: Mutex::new(lru::LruCache::new(entries)),
+            fresh: recheck.mul_f64(0.9),
             downloads: Semaphore::new(1),
         }
+    }
+
+    /// The object's version: shared when asked recently with the same
+    /// settings, else asked.
+    async fn version(
+        &self,
+        source: &nur_module::Source,
+        key: &CacheKey,
+    ) -> Result<String, SourceError> {
+        if let Some((at, version)) = self.versions.lock().unwrap().get(key)
+            && at.elapsed() < self.fresh
+        {
+            return Ok(version.clone());
+        }
+        let version = source.version().await?;
+        self.versions
+            .lock()
+            .unwrap()
+            .put(key.clone(), (Instant::now(), version.clone()));
+        Ok(version)
     }
 
     /// Fetches and checks `f`'s module, and compares it with the pin.
@@ -174,11 +203,11 @@ impl ModuleChecker {
             Ok(s) => s,
             Err(e) => return outcome(e),
         };
-        let version = match source.version().await {
+        let key = (url.to_string(), identity);
+        let version = match self.version(&source, &key).await {
             Ok(v) => v,
             Err(e) => return outcome(e),
         };
-        let key = (url.to_string(), identity);
         if let Some((v, result)) = self.cache.lock().unwrap().get(&key)
             && *v == version
         {
