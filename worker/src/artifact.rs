@@ -84,6 +84,7 @@ pub fn decode(
     // by the operator or against the digest this worker recorded when it
     // wrote them; the header above checked module, wasmer version, compiler
     // and CPU features.
+    #[allow(unsafe_code)]
     let module = unsafe { wasmer::Module::deserialize(engine, &bytes[header..]) }?;
     Ok(module)
 }

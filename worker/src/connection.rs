@@ -11,13 +11,14 @@
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::admin::Status;
 use crate::config::Limits;
 use crate::guest::{Fault, FaultKind, Function, Guest};
+use crate::sys;
 
 /// Longest the worker keeps reading and discarding a client's leftover input
 /// after closing its own side, so that the close is a FIN and not a reset.
@@ -170,20 +171,14 @@ fn wait(stream: &TcpStream, events: libc::c_short, idle: Duration, until: Instan
         if left.is_zero() {
             return false;
         }
-        let mut fd = libc::pollfd {
-            fd: stream.as_raw_fd(),
-            events,
-            revents: 0,
-        };
         // Rounded up, so that a wait never ends early and spins.
         let ms = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd for the duration of the call.
-        match unsafe { libc::poll(&mut fd, 1, ms) } {
+        match sys::poll(stream.as_fd(), events, ms) {
             // Ready, or an error/hang-up that the next read or write reports.
-            1.. => return true,
-            0 => continue,
-            _ if std::io::Error::last_os_error().kind() == ErrorKind::Interrupted => continue,
-            _ => return true,
+            Ok(true) => return true,
+            Ok(false) => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return true,
         }
     }
 }
@@ -197,18 +192,7 @@ fn read(
 ) -> Result<usize, Close> {
     buf.clear();
     loop {
-        let spare = buf.spare_capacity_mut();
-        // SAFETY: read(2) writes at most `spare.len()` bytes into the spare capacity.
-        let done =
-            unsafe { libc::read(stream.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
-        let result = if done >= 0 {
-            // SAFETY: the kernel initialised the first `done` bytes.
-            unsafe { buf.set_len(done as usize) };
-            Ok(done as usize)
-        } else {
-            Err(std::io::Error::last_os_error())
-        };
-        match result {
+        match sys::read_spare(stream.as_fd(), buf) {
             Ok(read) => return Ok(read),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {

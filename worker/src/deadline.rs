@@ -53,6 +53,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use wasmer::Interrupter;
 
+use crate::sys;
+
 const RETRY: Duration = Duration::from_millis(5);
 
 type Key = (Instant, u64);
@@ -133,11 +135,6 @@ impl Deadlines {
             armed: armed.clone(),
             key,
         }
-    }
-
-    /// Deadlines armed now.
-    pub fn armed(&self) -> usize {
-        self.0.deadlines.lock().map_or(0, |d| d.len())
     }
 
     /// How long the earliest armed deadline is overdue, when that is more
@@ -240,42 +237,8 @@ impl GuestCode {
     ) -> impl Fn(libc::c_int, *const libc::siginfo_t, *const libc::c_void) -> bool + Send + Sync + 'static
     {
         let code = self.clone();
-        move |signal, _info, context| {
-            // SAFETY: for a signal handler installed with SA_SIGINFO, the
-            // third argument is the interrupted thread's `ucontext_t`.
-            signal == libc::SIGUSR1
-                && !unsafe { interrupted_pc(context) }.is_some_and(|pc| code.contains(pc))
-        }
+        sys::interrupt_filter(move |pc| code.contains(pc))
     }
-}
-
-/// The program counter of the thread a signal interrupted; `None` where
-/// it is not known (then no interrupt unwinds: only the host functions'
-/// own deadline check stops a guest).
-///
-/// # Safety
-/// `context` must be the `ucontext_t` a `SA_SIGINFO` handler receives.
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-unsafe fn interrupted_pc(context: *const libc::c_void) -> Option<usize> {
-    // SAFETY: the caller guarantees `context` is null or a `ucontext_t`.
-    let context = unsafe { context.cast::<libc::ucontext_t>().as_ref() }?;
-    #[cfg(target_arch = "x86_64")]
-    let pc = context.uc_mcontext.gregs[libc::REG_RIP as usize];
-    #[cfg(target_arch = "aarch64")]
-    let pc = context.uc_mcontext.pc;
-    Some(pc as usize)
-}
-
-/// See the Linux version: unknown here.
-#[cfg(not(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-)))]
-unsafe fn interrupted_pc(_context: *const libc::c_void) -> Option<usize> {
-    None
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use wasmer_types::TrapCode;
 
 use crate::config::Limits;
 use crate::deadline::{Deadlines, GuestCode, Watchdog};
+use crate::sys;
 use crate::tunables::{self, MemoryLimit};
 
 /// Longest `nur_log` line kept; the rest is cut.
@@ -282,14 +283,9 @@ impl HostState {
             return Err(bad_pointer());
         }
         let len = len as usize;
-        out.reserve(len);
-        let filled = view
-            .read_uninit(u64::from(ptr), &mut out.spare_capacity_mut()[..len])
-            .map_err(|_| bad_pointer())?
-            .len();
+        let filled = sys::extend_uninit(out, len, |spare| view.read_uninit(u64::from(ptr), spare))
+            .map_err(|_| bad_pointer())?;
         debug_assert_eq!(filled, len);
-        // SAFETY: `read_uninit` initialised the `len` bytes after the current length.
-        unsafe { out.set_len(out.len() + len) };
         Ok(())
     }
 }

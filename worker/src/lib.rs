@@ -15,6 +15,13 @@
 //!   process's limits allow.
 //! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`check`]: the summary printed by `nur-worker check`.
+//! - `sys`: the system calls (`mmap`, `mprotect`, `madvise`,
+//!   `process_madvise`, `pidfd_open`, `poll`, `read`) behind safe wrappers;
+//!   the crate denies `unsafe` code anywhere else but where wasmer's traits
+//!   and APIs require it (the [`pool`] memory and the [`tunables`], loading
+//!   an [`artifact`]).
+
+#![deny(unsafe_code)]
 
 pub mod admin;
 pub mod artifact;
@@ -28,4 +35,5 @@ pub mod metrics;
 pub mod pool;
 pub mod server;
 pub mod startup;
+mod sys;
 pub mod tunables;

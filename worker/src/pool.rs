@@ -22,13 +22,13 @@
 //! A slot that cannot be reset is unmapped, never reused.
 
 use std::cell::UnsafeCell;
-use std::os::fd::AsRawFd;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use wasmer::sys::vm::{LinearMemory, MemoryError, MemoryStyle, VMMemoryDefinition};
 use wasmer::{MemoryType, Pages, WASM_MAX_PAGES, WASM_PAGE_SIZE};
+
+use crate::sys::{self, Reservation};
 
 /// Dirty slots zeroed together.
 pub const BATCH: usize = 16;
@@ -41,116 +41,59 @@ fn reservation() -> usize {
 /// One reserved region; `[0, accessible)` is read-write, the rest `PROT_NONE`.
 #[derive(Debug)]
 struct Slot {
-    base: NonNull<u8>,
-    len: usize,
+    region: Reservation,
     accessible: usize,
 }
 
-// SAFETY: a slot is plain address space, used by one owner at a time.
-unsafe impl Send for Slot {}
-
 impl Slot {
     fn map(len: usize) -> Result<Self, MemoryError> {
-        // SAFETY: a fresh anonymous mapping at an address the kernel picks.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(MemoryError::Region(format!(
-                "reserving {len} bytes for a linear memory: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
+        let region = Reservation::new(len).map_err(|e| {
+            MemoryError::Region(format!("reserving {len} bytes for a linear memory: {e}"))
+        })?;
         Ok(Self {
-            base: NonNull::new(base.cast()).expect("mmap does not return null on success"),
-            len,
+            region,
             accessible: 0,
         })
     }
 
+    fn base(&self) -> NonNull<u8> {
+        self.region.base()
+    }
+
     /// Makes exactly `[0, bytes)` accessible.
     fn set_accessible(&mut self, bytes: usize) -> Result<(), MemoryError> {
-        debug_assert!(bytes <= self.len && bytes.is_multiple_of(WASM_PAGE_SIZE));
-        let (from, to, prot) = match bytes.cmp(&self.accessible) {
+        debug_assert!(bytes.is_multiple_of(WASM_PAGE_SIZE));
+        let (range, read_write) = match bytes.cmp(&self.accessible) {
             std::cmp::Ordering::Equal => return Ok(()),
-            std::cmp::Ordering::Greater => {
-                (self.accessible, bytes, libc::PROT_READ | libc::PROT_WRITE)
-            }
-            std::cmp::Ordering::Less => (bytes, self.accessible, libc::PROT_NONE),
+            std::cmp::Ordering::Greater => (self.accessible..bytes, true),
+            std::cmp::Ordering::Less => (bytes..self.accessible, false),
         };
-        // SAFETY: `[from, to)` lies inside this slot's own mapping.
-        let done = unsafe { libc::mprotect(self.base.as_ptr().add(from).cast(), to - from, prot) };
-        if done != 0 {
-            return Err(MemoryError::Region(format!(
-                "mprotect of a linear memory: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
+        self.region
+            .protect(range, read_write)
+            .map_err(|e| MemoryError::Region(format!("mprotect of a linear memory: {e}")))?;
         self.accessible = bytes;
         Ok(())
     }
 
     /// Gives the accessible pages back to the kernel: they read as zeros after.
     fn zero(&mut self) -> bool {
-        if self.accessible == 0 {
-            return true;
-        }
-        // SAFETY: `[0, accessible)` is this slot's own private anonymous mapping.
-        unsafe {
-            libc::madvise(
-                self.base.as_ptr().cast(),
-                self.accessible,
-                libc::MADV_DONTNEED,
-            ) == 0
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        // SAFETY: the whole mapping made in `Slot::map`, unused from here on.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.len);
-        }
+        self.region.discard(self.accessible).is_ok()
     }
 }
 
 /// Zeroes the accessible pages of every slot in one `process_madvise`
 /// call, or with one `madvise` each; returns the slots that are now zero
 /// (any other is unmapped).
-fn zero_all(slots: Vec<Slot>, pidfd: Option<RawFd>) -> Vec<Slot> {
-    let ranges: Vec<libc::iovec> = slots
-        .iter()
-        .filter(|slot| slot.accessible > 0)
-        .map(|slot| libc::iovec {
-            iov_base: slot.base.as_ptr().cast(),
-            iov_len: slot.accessible,
-        })
-        .collect();
-    let total: usize = ranges.iter().map(|r| r.iov_len).sum();
-    if let Some(pidfd) = pidfd
-        && !ranges.is_empty()
-        && ranges.len() <= 1024
+fn zero_all(mut slots: Vec<Slot>) -> Vec<Slot> {
+    let total: usize = slots.iter().map(|slot| slot.accessible).sum();
+    if let Some(pidfd) = sys::own_pidfd()
+        && total > 0
     {
-        // SAFETY: every range is a private anonymous mapping this process owns.
-        let done = unsafe {
-            libc::syscall(
-                libc::SYS_process_madvise,
-                pidfd,
-                ranges.as_ptr(),
-                ranges.len(),
-                libc::MADV_DONTNEED,
-                0,
-            )
-        };
-        if done >= 0 && done as usize == total {
+        let mut ranges: Vec<(&mut Reservation, usize)> = slots
+            .iter_mut()
+            .map(|slot| (&mut slot.region, slot.accessible))
+            .collect();
+        if sys::discard_all(pidfd, &mut ranges).is_ok_and(|done| done == total) {
             return slots;
         }
     }
@@ -159,18 +102,6 @@ fn zero_all(slots: Vec<Slot>, pidfd: Option<RawFd>) -> Vec<Slot> {
         .into_iter()
         .filter_map(|mut slot| slot.zero().then_some(slot))
         .collect()
-}
-
-fn own_pidfd() -> Option<RawFd> {
-    static PIDFD: OnceLock<Option<OwnedFd>> = OnceLock::new();
-    PIDFD
-        .get_or_init(|| {
-            // SAFETY: pidfd_open on this process; the fd is owned from here on.
-            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
-            (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-        })
-        .as_ref()
-        .map(|fd| fd.as_raw_fd())
 }
 
 #[derive(Debug, Default)]
@@ -233,7 +164,7 @@ impl MemoryPool {
         }
         let dirty = std::mem::take(&mut slots.dirty);
         drop(slots);
-        let zeroed = zero_all(dirty, own_pidfd());
+        let zeroed = zero_all(dirty);
         if let Ok(mut slots) = self.slots.lock() {
             slots.free.extend(zeroed);
         }
@@ -245,6 +176,7 @@ impl MemoryPool {
     ///
     /// # Safety
     /// `definition`, when given, must be valid for as long as the memory lives.
+    #[allow(unsafe_code)] // wasmer's `Tunables` hands over the definition's location
     pub unsafe fn memory(
         self: &Arc<Self>,
         ty: &MemoryType,
@@ -262,12 +194,9 @@ impl MemoryPool {
         }
         let mut slot = self.take()?;
         let bytes = ty.minimum.bytes().0;
-        if let Err(e) = slot.set_accessible(bytes) {
-            drop(slot);
-            return Err(e);
-        }
+        slot.set_accessible(bytes)?;
         let value = VMMemoryDefinition {
-            base: slot.base.as_ptr(),
+            base: slot.base().as_ptr(),
             current_length: bytes,
         };
         let definition = match definition {
@@ -310,8 +239,10 @@ pub struct PooledMemory {
 
 // SAFETY: the definition pointer is owned by the instance that owns this
 // memory and moves with it, as for wasmer's own `VMOwnedMemory`.
+#[allow(unsafe_code)]
 unsafe impl Send for PooledMemory {}
 // SAFETY: as above; `&self` methods only read.
+#[allow(unsafe_code)]
 unsafe impl Sync for PooledMemory {}
 
 impl PooledMemory {
@@ -323,6 +254,9 @@ impl PooledMemory {
     }
 }
 
+// wasmer's `LinearMemory` hands out the definition as a raw pointer, which
+// `grow` updates.
+#[allow(unsafe_code)]
 impl LinearMemory for PooledMemory {
     fn ty(&self) -> MemoryType {
         MemoryType {
@@ -393,6 +327,7 @@ impl Drop for PooledMemory {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod tests {
     use super::*;
 

@@ -166,6 +166,7 @@ impl MemoryLimit {
     ///
     /// # Safety
     /// `location` must outlive the memory.
+    #[allow(unsafe_code)] // the location comes from wasmer's `Tunables`
     unsafe fn instance_memory(
         &self,
         ty: &MemoryType,
@@ -203,6 +204,9 @@ fn with_maximum(ty: &MemoryType, pages: u64) -> MemoryType {
     }
 }
 
+// wasmer's `Tunables` makes creating an instance's memories and tables
+// unsafe: they are handed the raw locations of their definitions.
+#[allow(unsafe_code)]
 impl Tunables for MemoryLimit {
     fn memory_style(&self, memory: &MemoryType) -> MemoryStyle {
         self.base.memory_style(memory)

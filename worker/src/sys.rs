@@ -1,0 +1,307 @@
+//! The worker's system calls, behind safe wrappers: every `unsafe` block of
+//! the worker but those that wasmer's own traits and APIs require (the
+//! `LinearMemory` and `Tunables` impls, artifact deserialisation) is here.
+//!
+//! - [`Reservation`]: an anonymous `PROT_NONE` mapping (`mmap`), made
+//!   accessible in part (`mprotect`), its pages given back (`madvise`), and
+//!   unmapped when dropped.
+//! - [`discard_all`]: many reservations' pages given back in one
+//!   `process_madvise` on [`own_pidfd`].
+//! - [`poll`] on one descriptor, and [`read_spare`], a `read(2)` into a
+//!   `Vec`'s spare capacity, for the connection's non-blocking socket.
+//! - [`extend_uninit`]: a `Vec` extended by whatever initialises its spare
+//!   capacity.
+//! - [`interrupt_filter`]: a wasmer trap handler that reads the program
+//!   counter from a signal's context.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::ops::Range;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::OnceLock;
+
+/// An anonymous private mapping of address space, `PROT_NONE` when made,
+/// unmapped when dropped. Nothing else refers to it: its bytes are reached
+/// only through the raw pointer [`Reservation::base`].
+#[derive(Debug)]
+pub struct Reservation {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a reservation is plain address space owned by one value; nothing
+// in it is tied to the thread that mapped it.
+unsafe impl Send for Reservation {}
+
+impl Reservation {
+    /// Reserves `len` bytes, none accessible (`MAP_NORESERVE`: no swap or
+    /// commit charge until pages are touched).
+    pub fn new(len: usize) -> io::Result<Self> {
+        // SAFETY: a fresh anonymous mapping at an address the kernel picks;
+        // it overlaps nothing that exists.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            base: NonNull::new(base.cast()).expect("mmap does not return null on success"),
+            len,
+        })
+    }
+
+    /// The first byte.
+    pub fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    /// Sets the protection of `range` (page-aligned, inside the
+    /// reservation): read-write, or none.
+    pub fn protect(&mut self, range: Range<usize>, read_write: bool) -> io::Result<()> {
+        assert!(
+            range.start <= range.end && range.end <= self.len,
+            "{range:?} outside a reservation of {} bytes",
+            self.len
+        );
+        let prot = if read_write {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_NONE
+        };
+        // SAFETY: `range` lies inside this reservation's own mapping (checked
+        // above), which no Rust reference points into.
+        let done = unsafe {
+            libc::mprotect(
+                self.base.as_ptr().add(range.start).cast(),
+                range.len(),
+                prot,
+            )
+        };
+        if done != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Gives the pages of `[0, len)` back to the kernel
+    /// (`MADV_DONTNEED`): they read as zeros after.
+    pub fn discard(&mut self, len: usize) -> io::Result<()> {
+        let len = len.min(self.len);
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: `[0, len)` is inside this reservation's own private
+        // anonymous mapping; `&mut self` means no one uses it meanwhile.
+        let done = unsafe { libc::madvise(self.base.as_ptr().cast(), len, libc::MADV_DONTNEED) };
+        if done != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // SAFETY: the whole mapping made in `Reservation::new`, unused from
+        // here on.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// The most ranges one `process_madvise` call takes (`UIO_MAXIOV`).
+pub const MAX_RANGES: usize = 1024;
+
+/// Gives back the pages of `[0, len)` of each reservation with one
+/// `process_madvise(MADV_DONTNEED)` through `pidfd` (this process's own);
+/// the bytes done. At most [`MAX_RANGES`] ranges; empty ones are skipped.
+pub fn discard_all(
+    pidfd: BorrowedFd<'_>,
+    reservations: &mut [(&mut Reservation, usize)],
+) -> io::Result<usize> {
+    let ranges: Vec<libc::iovec> = reservations
+        .iter()
+        .map(|(reservation, len)| (reservation.base, (*len).min(reservation.len)))
+        .filter(|(_, len)| *len > 0)
+        .map(|(base, len)| libc::iovec {
+            iov_base: base.as_ptr().cast(),
+            iov_len: len,
+        })
+        .collect();
+    if ranges.is_empty() {
+        return Ok(0);
+    }
+    if ranges.len() > MAX_RANGES {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: every range is inside a private anonymous mapping this process
+    // owns, borrowed mutably for the call; `ranges` outlives the call.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_process_madvise,
+            pidfd.as_raw_fd(),
+            ranges.as_ptr(),
+            ranges.len(),
+            libc::MADV_DONTNEED,
+            0,
+        )
+    };
+    if done < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(done as usize)
+}
+
+/// A pidfd of this process (`pidfd_open`), opened once; `None` where the
+/// kernel has none.
+pub fn own_pidfd() -> Option<BorrowedFd<'static>> {
+    static PIDFD: OnceLock<Option<OwnedFd>> = OnceLock::new();
+    PIDFD
+        .get_or_init(|| {
+            // SAFETY: pidfd_open of this process takes no pointers.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+            // SAFETY: a descriptor just opened, owned by nothing else.
+            (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+        })
+        .as_ref()
+        .map(|fd| fd.as_fd())
+}
+
+/// `poll(2)` on one descriptor for `events` (`POLLIN`, `POLLOUT`), at most
+/// `timeout_ms`: whether it is ready (or in error, or hung up).
+pub fn poll(fd: BorrowedFd<'_>, events: libc::c_short, timeout_ms: i32) -> io::Result<bool> {
+    let mut pollfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    match unsafe { libc::poll(&mut pollfd, 1, timeout_ms) } {
+        0 => Ok(false),
+        1.. => Ok(true),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Extends `out` by `len` bytes that `fill` initialises: it gets the first
+/// `len` bytes of the spare capacity and must return them initialised
+/// (the same slice, as `MaybeUninit::copy_from_slice` or wasmer's
+/// `read_uninit` do); a shorter slice extends `out` by its length.
+///
+/// # Panics
+/// When `fill` returns a slice other than the start of what it was given.
+pub fn extend_uninit<E>(
+    out: &mut Vec<u8>,
+    len: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<&mut [u8], E>,
+) -> Result<usize, E> {
+    out.reserve(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    let start = spare.as_ptr().cast::<u8>();
+    let filled = fill(spare)?;
+    assert!(
+        filled.as_ptr() == start && filled.len() <= len,
+        "extend_uninit: fill returned another slice"
+    );
+    let filled = filled.len();
+    // SAFETY: the `filled` bytes after the current length are initialised:
+    // they are the slice `fill` returned as `&mut [u8]` (checked above).
+    unsafe { out.set_len(out.len() + filled) };
+    Ok(filled)
+}
+
+/// `read(2)` from `fd` into the spare capacity of `buf`, at most all of
+/// it; the bytes read, which `buf` is extended by.
+pub fn read_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: read(2) writes at most `spare.len()` bytes into the spare
+    // capacity, which is valid for writes.
+    let done = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+    if done < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let done = done as usize;
+    // SAFETY: the kernel initialised the first `done` bytes of the spare
+    // capacity.
+    unsafe { buf.set_len(buf.len() + done) };
+    Ok(done)
+}
+
+/// A trap handler for a wasmer store: declares an interrupt (`SIGUSR1`)
+/// handled, so that wasmer does not unwind, unless `unwinds(pc)` holds for
+/// the program counter the signal interrupted (never when that is not
+/// known). Every other signal is left to wasmer. Runs in the signal
+/// handler: `unwinds` must not allocate or lock.
+pub fn interrupt_filter(
+    unwinds: impl Fn(usize) -> bool + Send + Sync + 'static,
+) -> impl Fn(libc::c_int, *const libc::siginfo_t, *const libc::c_void) -> bool + Send + Sync + 'static
+{
+    move |signal, _info, context| {
+        // SAFETY: wasmer calls a store's trap handler from its `SA_SIGINFO`
+        // signal handler, whose third argument is the interrupted thread's
+        // `ucontext_t`.
+        signal == libc::SIGUSR1 && !unsafe { interrupted_pc(context) }.is_some_and(&unwinds)
+    }
+}
+
+/// The program counter of the thread a signal interrupted; `None` where it
+/// is not known, or for a null `context`.
+///
+/// # Safety
+/// `context` must be null or the `ucontext_t` a `SA_SIGINFO` handler
+/// receives.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+unsafe fn interrupted_pc(context: *const libc::c_void) -> Option<usize> {
+    // SAFETY: the caller guarantees `context` is null or a `ucontext_t`.
+    let context = unsafe { context.cast::<libc::ucontext_t>().as_ref() }?;
+    #[cfg(target_arch = "x86_64")]
+    let pc = context.uc_mcontext.gregs[libc::REG_RIP as usize];
+    #[cfg(target_arch = "aarch64")]
+    let pc = context.uc_mcontext.pc;
+    Some(pc as usize)
+}
+
+/// See the Linux version: unknown here.
+///
+/// # Safety
+/// None needed; the same signature as the Linux version.
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+unsafe fn interrupted_pc(_context: *const libc::c_void) -> Option<usize> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extend_uninit_appends_what_fill_initialised() {
+        let mut out = b"ab".to_vec();
+        let n = extend_uninit(&mut out, 3, |spare| {
+            for (byte, value) in spare.iter_mut().zip(b"cd") {
+                byte.write(*value);
+            }
+            // SAFETY: the first two bytes were just written.
+            Ok::<_, ()>(unsafe { &mut *(std::ptr::from_mut(&mut spare[..2]) as *mut [u8]) })
+        })
+        .unwrap();
+        assert_eq!((n, out.as_slice()), (2, &b"abcd"[..]));
+    }
+}
