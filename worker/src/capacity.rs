@@ -9,6 +9,8 @@
 //! mmap fails with ENOMEM and wasmer and std abort; the worker stays below it
 //! instead.
 
+use crate::config::{DEFAULT_MAX_OPEN_CONNECTIONS, Limits};
+
 /// Descriptors kept for everything but connections (listeners, admin
 /// connections, the module, logs).
 pub const RESERVED_FDS: u64 = 64;
@@ -59,6 +61,68 @@ pub fn active_connections(
         (count.saturating_sub(RESERVED_MAPS) / per_active.max(1)).max(1)
     });
     u64::from(requested).min(maps).min(u64::from(open)) as u32
+}
+
+/// Raises `RLIMIT_NOFILE` ([`raise_nofile`]) and lowers
+/// `--max-open-connections` to what it allows ([`open_connections`]),
+/// warning when a value given on the command line is lowered.
+pub fn clamp_open(limits: &mut Limits) {
+    let nofile = raise_nofile();
+    let open = open_connections(limits.max_open_connections, nofile);
+    if open < limits.max_open_connections
+        && limits.max_open_connections != DEFAULT_MAX_OPEN_CONNECTIONS
+    {
+        tracing::warn!(
+            requested = limits.max_open_connections,
+            open,
+            nofile,
+            "--max-open-connections lowered to what RLIMIT_NOFILE allows"
+        );
+    }
+    limits.max_open_connections = open;
+}
+
+/// Lowers `--max-connections` to what `vm.max_map_count` allows for live
+/// instances of `module` (one memory, its tables) and to `--max-open-connections`.
+pub fn clamp_active(limits: &mut Limits, module: &nur_module::Module) {
+    let maps = max_map_count();
+    let per_active = maps_per_active(1, module.summary.tables.len() as u64);
+    let active = active_connections(
+        limits.max_connections,
+        maps,
+        limits.max_open_connections,
+        per_active,
+    );
+    if active < limits.max_connections {
+        tracing::warn!(
+            requested = limits.max_connections,
+            active,
+            max_map_count = maps,
+            maps_per_connection = per_active,
+            "--max-connections lowered to what vm.max_map_count and --max-open-connections allow"
+        );
+    }
+    limits.max_connections = active;
+}
+
+/// Warns when the instances at once, each up to `--memory-limit`, can use
+/// more memory than this process's cgroup allows: the kernel would OOM-kill
+/// the worker, and every connection with it.
+pub fn warn_if_above_cgroup(limits: &Limits) {
+    let Some(cgroup) = cgroup_memory_limit() else {
+        return;
+    };
+    let instances = u64::from(limits.max_connections).saturating_mul(limits.memory_limit);
+    if instances > cgroup {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            memory_limit = limits.memory_limit,
+            cgroup_memory_limit = cgroup,
+            "--max-connections x --memory-limit ({instances} bytes) is above the cgroup's memory \
+             limit ({cgroup} bytes): guests together can get the worker OOM-killed; lower either \
+             flag or raise the limit"
+        );
+    }
 }
 
 /// The memory limit of this process's cgroup, the smallest of its own and

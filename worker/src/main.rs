@@ -10,7 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use nur_worker::admin::{self, Status};
 use nur_worker::check;
-use nur_worker::config::{DEFAULT_MAX_OPEN_CONNECTIONS, Limits, ServeArgs};
+use nur_worker::config::ServeArgs;
 use nur_worker::connection::Context;
 use nur_worker::guest::Function;
 use nur_worker::{capacity, server, startup};
@@ -130,22 +130,10 @@ fn compile(url: &str, output: &std::path::Path) -> anyhow::Result<String> {
 }
 
 fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
-    let nofile = capacity::raise_nofile();
-    let limits = &mut args.limits;
-    let open = capacity::open_connections(limits.max_open_connections, nofile);
-    if open < limits.max_open_connections
-        && limits.max_open_connections != DEFAULT_MAX_OPEN_CONNECTIONS
-    {
-        tracing::warn!(
-            requested = limits.max_open_connections,
-            open,
-            nofile,
-            "--max-open-connections lowered to what RLIMIT_NOFILE allows"
-        );
-    }
-    limits.max_open_connections = open;
+    capacity::clamp_open(&mut args.limits);
+    let limits = &args.limits;
     // --max-connections is clamped once the module is known; never above this.
-    let threads = limits.max_connections.min(open) as usize + 4;
+    let threads = limits.max_connections.min(limits.max_open_connections) as usize + 4;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(threads)
@@ -156,50 +144,7 @@ fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-/// Lowers `--max-connections` to what `vm.max_map_count` allows for live
-/// instances of `module` (one memory, its tables) and to `--max-open-connections`.
-fn clamp_active(limits: &mut Limits, module: &nur_module::Module) {
-    let maps = capacity::max_map_count();
-    let per_active = capacity::maps_per_active(1, module.summary.tables.len() as u64);
-    let active = capacity::active_connections(
-        limits.max_connections,
-        maps,
-        limits.max_open_connections,
-        per_active,
-    );
-    if active < limits.max_connections {
-        tracing::warn!(
-            requested = limits.max_connections,
-            active,
-            max_map_count = maps,
-            maps_per_connection = per_active,
-            "--max-connections lowered to what vm.max_map_count and --max-open-connections allow"
-        );
-    }
-    limits.max_connections = active;
-}
-
-/// Warns when the instances at once, each up to `--memory-limit`, can use
-/// more memory than this process's cgroup allows: the kernel would OOM-kill
-/// the worker, and every connection with it.
-fn warn_if_above_cgroup(limits: &Limits) {
-    let Some(cgroup) = capacity::cgroup_memory_limit() else {
-        return;
-    };
-    let instances = u64::from(limits.max_connections).saturating_mul(limits.memory_limit);
-    if instances > cgroup {
-        tracing::warn!(
-            max_connections = limits.max_connections,
-            memory_limit = limits.memory_limit,
-            cgroup_memory_limit = cgroup,
-            "--max-connections x --memory-limit ({instances} bytes) is above the cgroup's memory \
-             limit ({cgroup} bytes): guests together can get the worker OOM-killed; lower either \
-             flag or raise the limit"
-        );
-    }
-}
-
-async fn serve_until_drained(mut args: ServeArgs) -> anyhow::Result<()> {
+async fn serve_until_drained(args: ServeArgs) -> anyhow::Result<()> {
     let status = Status::new();
     let admin = TcpListener::bind(args.admin_listen)
         .await
@@ -207,19 +152,14 @@ async fn serve_until_drained(mut args: ServeArgs) -> anyhow::Result<()> {
     let admin_addr = admin.local_addr()?;
     tokio::spawn(admin::serve(admin, status.clone()));
 
-    let module = tokio::select! {
-        module = startup::load_module(&args.module, args.static_credentials) => module?,
-        () = terminated() => return Ok(()),
+    let Some(prepared) = startup::prepare(&args, terminated()).await? else {
+        return Ok(());
     };
-    startup::verify_digest(&args.module, &module.sha256, args.sha256.as_deref())?;
-    clamp_active(&mut args.limits, &module);
-    warn_if_above_cgroup(&args.limits);
-    let name = args
-        .function_name
-        .clone()
-        .unwrap_or_else(|| function_name(&args.module));
-    let (function, origin, took) = startup::function(&args, &module, &name).await?;
-    status.metrics.compile_seconds.set(took.as_secs_f64());
+    status
+        .metrics
+        .compile_seconds
+        .set(prepared.took.as_secs_f64());
+    let (function, limits) = (prepared.function, prepared.limits);
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -228,16 +168,16 @@ async fn serve_until_drained(mut args: ServeArgs) -> anyhow::Result<()> {
         function = %function.name,
         listen = %listener.local_addr()?,
         admin = %admin_addr,
-        native_code = origin.as_str(),
-        load_ms = took.as_millis() as u64,
-        max_connections = args.limits.max_connections,
-        max_open_connections = args.limits.max_open_connections,
+        native_code = prepared.origin.as_str(),
+        load_ms = prepared.took.as_millis() as u64,
+        max_connections = limits.max_connections,
+        max_open_connections = limits.max_open_connections,
         "serving"
     );
     status.watch_deadlines(function.deadlines().clone());
     let ctx = Arc::new(Context {
         function: Arc::new(function),
-        limits: args.limits.clone(),
+        limits: limits.clone(),
         status: status.clone(),
     });
     status.set_ready(true);
@@ -254,7 +194,7 @@ async fn serve_until_drained(mut args: ServeArgs) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down: not ready, no new connections, draining");
     };
-    let max = args.limits.max_open_connections;
+    let max = limits.max_open_connections;
     let permits = server::run(listener, ctx, max, shutdown).await;
     if server::drain(&permits, max, args.shutdown_grace).await {
         tracing::info!("drained");
@@ -276,14 +216,4 @@ async fn terminated() {
         _ = term.recv() => {},
         _ = int.recv() => {},
     }
-}
-
-/// `examples/build/echo.wasm` -> `echo`.
-fn function_name(url: &str) -> String {
-    let file = url.rsplit('/').next().unwrap_or(url);
-    file.split('.')
-        .next()
-        .filter(|s| !s.is_empty())
-        .unwrap_or("function")
-        .to_string()
 }

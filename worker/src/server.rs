@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::admin::Status;
 use crate::connection::{self, Close, Context};
 
 /// Accepts connections until `shutdown` completes, at most `max_open` open at
@@ -70,17 +71,14 @@ async fn handle(
     serving: Arc<Semaphore>,
     open: OwnedSemaphorePermit,
 ) {
-    let started = Instant::now();
-    let metrics = &ctx.status.metrics;
-    metrics.connections.inc();
-    metrics.active.inc();
-    let deadline = started + ctx.limits.timeout;
+    let tracked = Tracked::new(&ctx, open);
+    let deadline = tracked.started + ctx.limits.timeout;
     let slot = match wait_for_turn(&socket, &ctx, &serving, deadline).await {
         Ok(slot) => slot,
-        Err(close) => return finish(&ctx, close, started, open),
+        Err(close) => return tracked.close(close),
     };
     let Some(stream) = socket.into_std().ok() else {
-        return finish(&ctx, Close::ClientGone, started, open);
+        return tracked.close(Close::ClientGone);
     };
     // The connection is served, recorded and released on the pool thread:
     // nothing waits for it here, so its end wakes no task.
@@ -93,8 +91,41 @@ async fn handle(
             Close::Internal
         });
         drop(slot);
-        finish(&ctx, close, started, open);
+        tracked.close(close);
     });
+}
+
+/// One open connection in the metrics, from accept to close: counted in
+/// `nur_connections_total` and `nur_connections_active` when made; its
+/// close reason and duration recorded, and no longer active, when closed.
+/// Holds the connection's open permit, released only after that.
+struct Tracked {
+    status: Arc<Status>,
+    started: Instant,
+    _open: OwnedSemaphorePermit,
+}
+
+impl Tracked {
+    fn new(ctx: &Context, open: OwnedSemaphorePermit) -> Self {
+        let metrics = &ctx.status.metrics;
+        metrics.connections.inc();
+        metrics.active.inc();
+        Self {
+            status: ctx.status.clone(),
+            started: Instant::now(),
+            _open: open,
+        }
+    }
+
+    /// Records the close and releases the connection's open permit.
+    fn close(self, close: Close) {
+        let metrics = &self.status.metrics;
+        metrics.close(close.reason());
+        metrics
+            .duration
+            .observe(self.started.elapsed().as_secs_f64());
+        metrics.active.dec();
+    }
 }
 
 /// Waits, without a thread, for the client's first bytes (or EOF) within the
@@ -121,12 +152,4 @@ async fn wait_for_turn(
         Ok(slot) => Ok(slot.expect("the semaphore is never closed")),
         Err(_) => Err(Close::Timeout),
     }
-}
-
-fn finish(ctx: &Context, close: Close, started: Instant, open: OwnedSemaphorePermit) {
-    let metrics = &ctx.status.metrics;
-    metrics.close(close.reason());
-    metrics.duration.observe(started.elapsed().as_secs_f64());
-    metrics.active.dec();
-    drop(open);
 }

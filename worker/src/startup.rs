@@ -1,19 +1,76 @@
-//! From `--module` to a [`Function`] ready to serve: fetch (retrying while
-//! storage is unreachable), verify the pinned digest, then load native code
+//! From `--module` to a [`Function`] ready to serve, in [`prepare`]: fetch
+//! (retrying while storage is unreachable), verify the pinned digest, lower
+//! `--max-connections` to what the module's instances allow
+//! ([`capacity::clamp_active`]), name the function, then load native code
 //! from an AOT artifact or the cache, or compile.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use nur_module::{Module, Policy, Settings, Source};
 
 use crate::artifact::{self, Cache};
-use crate::config::ServeArgs;
+use crate::capacity;
+use crate::config::{Limits, ServeArgs};
 use crate::guest::Function;
 
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const LAST_RETRY: Duration = Duration::from_secs(30);
+
+/// A function ready to serve, and what start-up found out on the way.
+pub struct Prepared {
+    pub function: Function,
+    /// `args.limits`, `--max-connections` lowered to what the module allows.
+    pub limits: Limits,
+    /// Where the native code came from.
+    pub origin: Origin,
+    /// Time from the start of [`function`] (the artifact's fetch included)
+    /// to native code ready: `nur_module_compile_seconds`.
+    pub took: Duration,
+}
+
+/// Everything between the flags and serving: loads and checks the module
+/// ([`load_module`], given up when `stop` completes first: then `None`),
+/// verifies `--sha256`, clamps the limits to the module
+/// ([`capacity::clamp_active`], [`capacity::warn_if_above_cgroup`]), names
+/// the function (`--function-name`, else the module's file name) and gets
+/// its native code ([`function`]).
+pub async fn prepare(
+    args: &ServeArgs,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<Option<Prepared>> {
+    let module = tokio::select! {
+        module = load_module(&args.module, args.static_credentials) => module?,
+        () = stop => return Ok(None),
+    };
+    verify_digest(&args.module, &module.sha256, args.sha256.as_deref())?;
+    let mut limits = args.limits.clone();
+    capacity::clamp_active(&mut limits, &module);
+    capacity::warn_if_above_cgroup(&limits);
+    let name = args
+        .function_name
+        .clone()
+        .unwrap_or_else(|| function_name(&args.module));
+    let (function, origin, took) = function(args, &limits, &module, &name).await?;
+    Ok(Some(Prepared {
+        function,
+        limits,
+        origin,
+        took,
+    }))
+}
+
+/// `examples/build/echo.wasm` -> `echo`.
+fn function_name(url: &str) -> String {
+    let file = url.rsplit('/').next().unwrap_or(url);
+    file.split('.')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("function")
+        .to_string()
+}
 
 /// Fetches and checks the module, retrying with backoff while the storage is
 /// unreachable; any other error (not found, access denied, not wasm, an ABI
@@ -77,15 +134,17 @@ impl Origin {
     }
 }
 
-/// Builds the function: from `--artifact` when given, else from the cache
-/// when there is a sound entry, else by compiling (and filling the cache).
-pub async fn function(
+/// Builds the function under `limits` (the clamped `args.limits`): from
+/// `--artifact` when given, else from the cache when there is a sound
+/// entry, else by compiling (and filling the cache).
+async fn function(
     args: &ServeArgs,
+    limits: &Limits,
     module: &Module,
     name: &str,
 ) -> anyhow::Result<(Function, Origin, Duration)> {
-    Function::check_limits(module, &args.limits)?;
-    let engine = Function::engine(&args.limits);
+    Function::check_limits(module, limits)?;
+    let engine = Function::engine(limits);
     let started = std::time::Instant::now();
     let artifact_bytes = match &args.artifact {
         Some(url) => {
@@ -122,6 +181,6 @@ pub async fn function(
         Ok((compiled, Origin::Compiled))
     })
     .await??;
-    let function = Function::new(engine, compiled, module, name, &args.limits);
+    let function = Function::new(engine, compiled, module, name, limits);
     Ok((function, origin, started.elapsed()))
 }
