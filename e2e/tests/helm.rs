@@ -1,3 +1,4 @@
+// One file on purpose: both tests walk the same install path on the test environment and share its helpers.
 //! The path a user takes, on the test environment (a real kube-apiserver
 //! with the controller-manager, kwok for pods, MinIO):
 //!
@@ -29,25 +30,13 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Api;
 use kube::api::{DynamicObject, GroupVersionKind, ListParams};
 use kube::discovery::ApiResource;
-use nur_e2e::{
-    Process, binary, chart_app_version, chart_dir, container_command, container_env,
-    container_port, exchange, free_port, http_get, workspace_root,
-};
-use nur_testkit::object_store::ObjectStoreExt;
-use nur_testkit::object_store::path::Path as Key;
-use nur_testkit::{TestEnv, TestNamespace, deployment_pinned, eventually, testenv};
+use nur_e2e::{chart_app_version, chart_dir, workspace_root};
+use nur_testkit::net::{exchange, free_port, http_get};
+use nur_testkit::pod::{container_command, container_env, container_port, probe_port};
+use nur_testkit::process::{Process, binary};
+use nur_testkit::{TestNamespace, crd, deployment_pinned, eventually, examples, store, testenv};
 
 const T: Duration = Duration::from_secs(90);
-
-fn example(name: &str) -> Vec<u8> {
-    let path = workspace_root().join("examples/build").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the examples with examples/build.sh",
-            path.display()
-        )
-    })
-}
 
 /// Runs a tool, panics with its output unless it succeeds; returns stdout.
 fn run(mut cmd: std::process::Command, stdin: Option<&str>) -> String {
@@ -134,23 +123,9 @@ fn start_worker(
         .http_get
         .as_ref()
         .unwrap();
-    let admin = match &probe.port {
-        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(name) => {
-            container_port(&c, name)
-        }
-        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p) => *p as u16,
-    };
+    let admin = probe_port(&c, &probe.port);
     worker.wait_http_ok(admin, probe.path.as_deref().unwrap(), T);
     (worker, c)
-}
-
-/// Uploads `bytes` under this test's prefix; returns the object's key.
-async fn upload(env: &TestEnv, key: &str, bytes: Vec<u8>) {
-    env.object_store()
-        .unwrap()
-        .put(&Key::from(key), bytes.into())
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
@@ -220,19 +195,9 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
 
     // The CRD from crds/ is served (helm keeps an existing one as it is).
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    eventually("CRD established", T, || {
-        let crds = crds.clone();
-        async move {
-            let c = crds.get("nurfunctions.nur.dev").await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    crd::wait_established(&admin, "nurfunctions.nur.dev", T)
+        .await
+        .unwrap();
 
     // The operator Deployment: ready (kwok), its own ServiceAccount.
     let op_name = format!("{release}-operator");
@@ -279,9 +244,9 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
     // 3. Upload echo.wasm and apply the example manifest, templated to this
     // test's bucket prefix and a free port.
     let prefix = format!("e2e/{}", ns.name());
-    let echo = example("echo.wasm");
+    let echo = examples::read("echo.wasm");
     let echo_digest = nur_module::sha256_hex(&echo);
-    upload(&env, &format!("{prefix}/echo.wasm"), echo).await;
+    store::put(&env, &format!("{prefix}/echo.wasm"), echo).await;
     let port = free_port();
     let manifest =
         std::fs::read_to_string(workspace_root().join("examples/manifests/echo.yaml")).unwrap();
@@ -351,7 +316,7 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
     // 5. The worker with exactly that pod spec serves a connection: the
     // client sends, half-closes, and gets its bytes back.
     let (worker, c) = start_worker(&d, &secrets, tmp.join(format!("{}-echo.log", ns.name())));
-    let reply = exchange(container_port(&c, "function"), b"hello, nur").unwrap();
+    let reply = exchange(("127.0.0.1", container_port(&c, "function")), b"hello, nur").unwrap();
     let reply = String::from_utf8_lossy(&reply);
     assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
     assert!(reply.ends_with("hello, nur"), "{reply}");
@@ -359,16 +324,16 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
 
     // 6. A new module under the same URL (the manifest pins no digest):
     // the operator rolls the Deployment, and its new pod spec serves it.
-    let hello = example("http-hello.wasm");
+    let hello = examples::read("http-hello.wasm");
     let hello_digest = nur_module::sha256_hex(&hello);
-    upload(&env, &format!("{prefix}/echo.wasm"), hello).await;
+    store::put(&env, &format!("{prefix}/echo.wasm"), hello).await;
     let d = deployment_pinned(&ns, "echo", &hello_digest, T)
         .await
         .unwrap();
     let f = wait_ready(&ns, "echo", &hello_digest, 2).await;
     assert_eq!(f.data["status"]["readyReplicas"], 2);
     let (worker, c) = start_worker(&d, &secrets, tmp.join(format!("{}-hello.log", ns.name())));
-    let reply = http_get(container_port(&c, "function"), "/rolled").unwrap();
+    let reply = http_get(("127.0.0.1", container_port(&c, "function")), "/rolled").unwrap();
     assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
     assert!(reply.ends_with("\r\n\r\nHello, /rolled!\n"), "{reply}");
     drop(worker);

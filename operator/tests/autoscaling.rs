@@ -13,12 +13,11 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use nur_operator::crd::NurFunction;
-use nur_testkit::object_store::ObjectStoreExt;
-use nur_testkit::object_store::path::Path as Key;
 use nur_testkit::{TestEnv, TestNamespace, eventually, testenv};
 
 mod support;
-use support::{Operator, install_crd};
+use nur_testkit::examples;
+use support::{Operator, install_crd, upload};
 
 /// Bound for each wait; generous for a loaded machine.
 const T: Duration = Duration::from_secs(90);
@@ -83,15 +82,7 @@ async fn hpa_scales_the_deployment_up_on_cpu_and_back_down() {
     let env = testenv!();
     install_crd(&env).await;
     let ns = env.namespace("op-autoscale").await.unwrap();
-    let path = format!("{}/../examples/build/echo.wasm", env!("CARGO_MANIFEST_DIR"));
-    let echo =
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}; run examples/build.sh"));
-    let key = format!("operator/{}/fn.wasm", ns.name());
-    env.object_store()
-        .unwrap()
-        .put(&Key::from(key.as_str()), echo.into())
-        .await
-        .unwrap();
+    let url = upload(&env, &ns, "fn.wasm", examples::read("echo.wasm")).await;
     let _op = Operator::start(&env, &ns);
 
     let f: NurFunction = serde_json::from_value(serde_json::json!({
@@ -99,7 +90,7 @@ async fn hpa_scales_the_deployment_up_on_cpu_and_back_down() {
         "kind": "NurFunction",
         "metadata": { "name": "busy" },
         "spec": {
-            "module": { "url": format!("s3://{}/{key}", env.bucket()) },
+            "module": { "url": url },
             "autoscaling": { "minReplicas": 1, "maxReplicas": 4, "targetCPUUtilizationPercentage": 50 },
             "resources": { "requests": { "cpu": "100m" } }
         },

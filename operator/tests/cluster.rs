@@ -1,3 +1,4 @@
+// One file on purpose: each test runs the real operator against the cluster through the same setup; split by topic would repeat it.
 //! The operator against the real test environment: a kube-apiserver with
 //! the controller-manager (Deployments, garbage collection) and kwok (pods go
 //! Ready), and MinIO for the modules. Each test runs the real `nur-operator`
@@ -20,6 +21,7 @@ use nur_operator::crd::NurFunction;
 use nur_testkit::{TestEnv, TestNamespace, eventually, testenv};
 
 mod support;
+use nur_testkit::examples;
 use support::*;
 
 /// A module that imports from WASI: breaks the ABI.
@@ -129,7 +131,7 @@ struct Started {
 async fn start_with_echo(env: &TestEnv, prefix: &str, key: &str) -> Started {
     install_crd(env).await;
     let ns = env.namespace(prefix).await.unwrap();
-    let echo = example("echo.wasm");
+    let echo = examples::read("echo.wasm");
     let digest = nur_module::sha256_hex(&echo);
     let url = upload(env, &ns, key, echo.clone()).await;
     let operator = Operator::start(env, &ns);
@@ -412,7 +414,7 @@ async fn one_leader_reconciles_and_a_standby_takes_over() {
     let env = testenv!();
     install_crd(&env).await;
     let ns = env.namespace("op-lease").await.unwrap();
-    let url = upload(&env, &ns, "fn.wasm", example("echo.wasm")).await;
+    let url = upload(&env, &ns, "fn.wasm", examples::read("echo.wasm")).await;
     let mut a = Some(Operator::start_as(&env, &ns, "op-a"));
     let mut b = Some(Operator::start_as(&env, &ns, "op-b"));
     create_function(
@@ -421,7 +423,7 @@ async fn one_leader_reconciles_and_a_standby_takes_over() {
         serde_json::json!({ "module": { "url": url } }),
     )
     .await;
-    let digest = nur_module::sha256_hex(&example("echo.wasm"));
+    let digest = nur_module::sha256_hex(&examples::read("echo.wasm"));
     deployment_with_digest(&ns, "first", &digest).await;
 
     let leases: Api<Lease> = Api::namespaced(ns.client(), ns.name());
@@ -603,7 +605,7 @@ async fn operator_runs_with_its_rbac_only() {
         .await
         .unwrap();
 
-    let echo = example("echo.wasm");
+    let echo = examples::read("echo.wasm");
     let digest = nur_module::sha256_hex(&echo);
     let url = upload(&env, &ns, "fn.wasm", echo).await;
     let _op = Operator::start_with(&env, &ns, "op-sa", &path);
@@ -682,7 +684,7 @@ async fn module_check_uses_the_credentials_secret() {
     let env = testenv!();
     install_crd(&env).await;
     let ns = env.namespace("op-creds").await.unwrap();
-    let echo = example("echo.wasm");
+    let echo = examples::read("echo.wasm");
     let digest = nur_module::sha256_hex(&echo);
     let url = upload(&env, &ns, "echo.wasm", echo).await;
     // The operator's own credentials are wrong: only a Secret can succeed.

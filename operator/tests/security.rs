@@ -1,11 +1,10 @@
+// One file on purpose: one test per promise of SECURITY.md, all with the same tenant setup.
 //! What a tenant who may create NurFunctions and Secrets in one namespace
 //! cannot make the operator do (SECURITY.md), against testenv's real API
 //! server and MinIO, with the real `nur-operator` binary and real sockets.
 
-#[path = "../../worker/tests/support/proxy.rs"]
-#[allow(dead_code)]
-mod proxy;
 mod support;
+use nur_testkit::examples;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -72,12 +71,12 @@ async fn wait_ready_condition(ns: &TestNamespace, name: &str, reason: &str) -> S
 async fn a_secret_cannot_make_the_operator_send_its_token() {
     let env = testenv!();
     let (ns, _op) = start(&env, "sec-token", &["--allow-local-storage"]).await;
-    let url = upload(&env, &ns, "echo.wasm", example("echo.wasm")).await;
+    let url = upload(&env, &ns, "echo.wasm", examples::read("echo.wasm")).await;
     // Where a tenant would want the operator's ServiceAccount token sent.
     let (port, seen) = silent_server();
     let token = std::env::temp_dir().join(format!("{}-token", ns.name()));
     std::fs::write(&token, "the-operators-token").unwrap();
-    let mut vars = store_variables(&env);
+    let mut vars = nur_testkit::store::aws_sorted(&env);
     vars.retain(|(k, _)| k != "AWS_ACCESS_KEY_ID" && k != "AWS_SECRET_ACCESS_KEY");
     vars.push((
         "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
@@ -205,7 +204,7 @@ async fn storage_that_never_answers_holds_no_reconcile_slot() {
     let env = testenv!();
     let (ns, _op) = start(&env, "sec-slow", &["--allow-local-storage"]).await;
     let (port, _) = silent_server();
-    let url = upload(&env, &ns, "echo.wasm", example("echo.wasm")).await;
+    let url = upload(&env, &ns, "echo.wasm", examples::read("echo.wasm")).await;
     for i in 0..10 {
         let slow = format!("http://127.0.0.1:{port}/m{i}.wasm");
         create_function(
@@ -231,7 +230,7 @@ async fn storage_that_never_answers_holds_no_reconcile_slot() {
 async fn risky_spec_fields_need_the_operators_flags() {
     let env = testenv!();
     let (ns, _op) = start(&env, "sec-spec", &["--allow-local-storage"]).await;
-    let url = upload(&env, &ns, "echo.wasm", example("echo.wasm")).await;
+    let url = upload(&env, &ns, "echo.wasm", examples::read("echo.wasm")).await;
     let module = serde_json::json!({ "url": url });
     let cases = [
         (
@@ -289,9 +288,9 @@ async fn risky_spec_fields_need_the_operators_flags() {
 async fn a_cached_check_is_not_shared_across_endpoints() {
     let env = testenv!();
     let (ns, _op) = start(&env, "sec-cache", &["--allow-local-storage"]).await;
-    let echo = example("echo.wasm");
+    let echo = examples::read("echo.wasm");
     let url = upload(&env, &ns, "echo.wasm", echo).await;
-    let store = store_variables(&env);
+    let store = nur_testkit::store::aws_sorted(&env);
     create_secret(&ns, "minio", &store).await;
     create_function(
         &ns,
@@ -394,8 +393,8 @@ async fn an_unreadable_secret_is_named_and_backed_off() {
         .await
         .unwrap();
     let op = Operator::start_with_args(&env, &ns, "op", &path, &[], &["--allow-local-storage"]);
-    let url = upload(&env, &ns, "echo.wasm", example("echo.wasm")).await;
-    create_secret(&ns, "store", &store_variables(&env)).await;
+    let url = upload(&env, &ns, "echo.wasm", examples::read("echo.wasm")).await;
+    create_secret(&ns, "store", &nur_testkit::store::aws_sorted(&env)).await;
     create_function(
         &ns,
         "locked",
@@ -427,7 +426,7 @@ async fn objects_without_nurs_labels_do_not_trigger_reconciles() {
         &["--allow-local-storage", "--recheck-seconds", "600"],
     )
     .await;
-    let url = upload(&env, &ns, "echo.wasm", example("echo.wasm")).await;
+    let url = upload(&env, &ns, "echo.wasm", examples::read("echo.wasm")).await;
     create_function(&ns, "fn", serde_json::json!({ "module": { "url": url } })).await;
     wait_condition(&ns, "fn", "Ready", |c| c.0 == "True").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -598,7 +597,7 @@ async fn a_leader_cut_off_steps_down_before_another_takes_over() {
         .find_map(|l| l.trim().strip_prefix("server: https://"))
         .unwrap()
         .to_string();
-    let api = proxy::Proxy::start(&server);
+    let api = nur_testkit::store::Proxy::start(&server);
     let through = std::env::temp_dir().join(format!("{}-kubeconfig", ns.name()));
     let proxied = api.url().replace("http://", "https://");
     std::fs::write(

@@ -6,9 +6,6 @@
 //! anything but the digest of a whole object; the status says what happened.
 //! Setup as in cluster.rs: the real `nur-operator` scoped to a namespace.
 
-#[path = "../../worker/tests/support/proxy.rs"]
-#[allow(dead_code)]
-mod proxy;
 mod support;
 
 use std::collections::BTreeSet;
@@ -17,20 +14,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, PostParams};
 use nur_operator::crd::NurFunction;
-use nur_testkit::object_store::ObjectStoreExt;
-use nur_testkit::object_store::path::Path as Key;
+use nur_testkit::examples;
+use nur_testkit::store::{self, Proxy};
 use nur_testkit::{TestEnv, TestNamespace, eventually, testenv};
-use proxy::Proxy;
-use support::{Operator, T, example, install_crd};
-
-/// Writes `bytes` at `key` straight to MinIO (not through the proxy).
-async fn put(env: &TestEnv, key: &str, bytes: Vec<u8>) {
-    env.object_store()
-        .unwrap()
-        .put(&Key::from(key), bytes.into())
-        .await
-        .unwrap();
-}
+use support::{Operator, T, install_crd};
 
 /// `nur-operator run` for `ns`, re-checking every 2 s, its S3 endpoint
 /// moved to `storage`.
@@ -86,9 +73,9 @@ async fn storage_outages_and_replacements_while_the_operator_rechecks() {
     let ns = env.namespace("op-storage-chaos").await.unwrap();
     let key = format!("operator/{}/fn.wasm", ns.name());
     let url = format!("s3://{}/{key}", env.bucket());
-    let modules = ["echo.wasm", "http-hello.wasm", "c-hello.wasm"].map(example);
+    let modules = ["echo.wasm", "http-hello.wasm", "c-hello.wasm"].map(examples::read);
     let digests = modules.clone().map(|m| nur_module::sha256_hex(&m));
-    put(&env, &key, modules[0].clone()).await;
+    store::put(&env, &key, modules[0].clone()).await;
     let storage = Proxy::start(env.s3_endpoint().trim_start_matches("http://"));
     let _operator = start_operator(&env, &ns, &storage);
     let f: NurFunction = serde_json::from_value(serde_json::json!({
@@ -117,7 +104,7 @@ async fn storage_outages_and_replacements_while_the_operator_rechecks() {
     assert!(message.contains(&url), "{message}");
     assert_eq!(pinned(&ns, "chaos").await, Some(digests[0].clone()));
     // A new upload while it is down; once it is back, the new module rolls.
-    put(&env, &key, modules[1].clone()).await;
+    store::put(&env, &key, modules[1].clone()).await;
     storage.set_down(false);
     rolled_to(&ns, "chaos", &digests[1]).await;
 
@@ -126,9 +113,9 @@ async fn storage_outages_and_replacements_while_the_operator_rechecks() {
     let (replacing, key2, next) = (env.clone(), key.clone(), modules[2].clone());
     storage.cut_response_after(8000, move || {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(put(&replacing, &key2, next));
+        runtime.block_on(store::put(&replacing, &key2, next));
     });
-    put(&env, &key, modules[0].clone()).await;
+    store::put(&env, &key, modules[0].clone()).await;
     eventually("the cut download", T, || async {
         storage.cut_done().then_some(())
     })
@@ -139,7 +126,7 @@ async fn storage_outages_and_replacements_while_the_operator_rechecks() {
     // A corrupt zstd upload is refused by name; the pods keep the last good module.
     let mut corrupt = zstd_frame_start();
     corrupt.extend_from_slice(&[0xff; 64]);
-    put(&env, &key, corrupt).await;
+    store::put(&env, &key, corrupt).await;
     let (_, reason, message) = eventually("ModuleValid=False", T, || async {
         let valid = module_valid(&ns, "chaos").await?;
         (valid.0 == "False").then_some(valid)

@@ -5,86 +5,27 @@
 //! and drains within terminationGracePeriodSeconds after SIGTERM.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use nur_operator::crd::NurFunction;
 use nur_operator::{deployment, meta::Input};
-use nur_testkit::object_store::ObjectStoreExt;
-use nur_testkit::object_store::path::Path as Key;
-use nur_testkit::testenv;
-
-/// target/debug/nur-worker next to this test's binary, built when missing.
-fn worker_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("nur-worker");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "nur-worker", "--bin", "nur-worker"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build -p nur-worker failed");
-    }
-    bin
-}
-
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn http(port: i32, request: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port as u16)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    s.write_all(request.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
-fn get(port: i32, path: &str) -> Option<String> {
-    http(
-        port,
-        &format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
-    )
-}
+use nur_testkit::net::{self, free_port, http_get};
+use nur_testkit::process::{Process, binary};
+use nur_testkit::{examples, store, testenv};
 
 #[test]
 fn worker_serves_with_exactly_the_pod_template() {
     let env = testenv!();
-    let echo = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/build/echo.wasm"
-    ))
-    .expect("examples/build/echo.wasm; build the examples with examples/build.sh");
+    let echo = examples::read("echo.wasm");
     let sha256 = nur_module::sha256_hex(&echo);
     let key = format!("operator/contract-{}/echo.wasm", std::process::id());
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(
-            env.object_store()
-                .unwrap()
-                .put(&Key::from(key.as_str()), echo.into()),
-        )
-        .unwrap();
-    let url = format!("s3://{}/{key}", env.bucket());
+    let url = store::put_blocking(&env, &key, echo);
 
     // A free port for the function (others on this machine may hold 8080);
     // the admin port is the template's fixed 9090.
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free = free_port();
     let f: NurFunction = serde_json::from_value(serde_json::json!({
         "apiVersion": "nur.dev/v1alpha1", "kind": "NurFunction",
         "metadata": { "name": "contract", "namespace": "fns", "uid": "u" },
@@ -102,11 +43,7 @@ fn worker_serves_with_exactly_the_pod_template() {
 
     // The Secret holds the object-store variables, as in a cluster; the pod
     // gets each allowed key as a variable, when the Secret has it.
-    let secret: HashMap<&String, &String> = env
-        .vars()
-        .iter()
-        .filter(|(k, _)| k.starts_with("AWS_"))
-        .collect();
+    let secret = store::aws(&env);
     assert!(c.env_from.is_none(), "no Secret is handed over whole");
     let mut variables = HashMap::new();
     for e in c.env.iter().flatten() {
@@ -119,7 +56,7 @@ fn worker_serves_with_exactly_the_pod_template() {
             .unwrap();
         assert_eq!((r.name.as_str(), r.optional), ("object-store", Some(true)));
         if let Some(v) = secret.get(&r.key) {
-            variables.insert(e.name.clone(), (*v).clone());
+            variables.insert(e.name.clone(), v.clone());
         }
     }
     assert_eq!(
@@ -145,53 +82,44 @@ fn worker_serves_with_exactly_the_pod_template() {
     let readyz = probe_path(&c.readiness_probe);
     let healthz = probe_path(&c.liveness_probe);
 
-    let mut child = Command::new(worker_binary());
-    child
+    let mut command = Command::new(binary("nur-worker"));
+    command
         .args(c.args.as_ref().unwrap())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(variables)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let mut worker = Worker(child.spawn().unwrap());
-
-    let start = Instant::now();
-    loop {
-        if get(admin, &readyz).is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-            break;
-        }
-        if let Some(status) = worker.0.try_wait().unwrap() {
-            panic!("worker exited before ready: {status}");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "worker not ready"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(get(admin, &healthz).unwrap().starts_with("HTTP/1.1 200"));
+        .envs(variables);
+    let log = std::env::temp_dir().join(format!("worker-contract-{}.log", std::process::id()));
+    let mut worker = Process::spawn(command, log);
+    worker.wait_http_ok(admin as u16, &readyz, Duration::from_secs(60));
+    assert!(
+        http_get(("127.0.0.1", admin as u16), &healthz)
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
 
     let body = "hello, nur";
-    let reply = http(
-        function,
+    let reply = net::request(
+        ("127.0.0.1", function as u16),
         &format!(
             "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
-        ),
+        )
+        .as_bytes(),
     )
     .unwrap();
+    let reply = String::from_utf8(reply).unwrap();
     assert!(reply.ends_with(body), "{reply}");
 
     // SIGTERM: not ready at once, exit 0 well within the grace period.
     let grace = pod.termination_grace_period_seconds.unwrap();
     let status = Command::new("kill")
-        .args(["-TERM", &worker.0.id().to_string()])
+        .args(["-TERM", &worker.pid().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let start = Instant::now();
     let exit = loop {
-        if let Some(s) = worker.0.try_wait().unwrap() {
+        if let Some(s) = worker.try_wait() {
             break s;
         }
         assert!(

@@ -15,19 +15,27 @@
 //! `.testenv/env` is missing, skips the test with a loud message, unless
 //! `NUR_REQUIRE_TESTENV=1` (CI sets it), in which case the test fails.
 //!
-//! Layout: everything is in this file: env loading, clients, namespaces,
-//! polling helpers.
+//! Layout, by topic:
+//!
+//! - this file: the [`TestEnv`] (env loading, clients, namespaces);
+//! - [`envfile`]: `.testenv/env` parsing; [`wait`]: polling helpers;
+//! - [`net`]: a free port, a raw HTTP GET, one request/answer exchange;
+//! - [`process`]: a child killed on drop, with its log; a built binary;
+//! - [`store`]: uploads to the test bucket, the AWS variables, the
+//!   fault-injecting TCP [`store::Proxy`];
+//! - [`examples`]: a built example from `examples/build/`;
+//! - [`crd`]: install a CRD and wait until it is Established;
+//! - [`pod`]: a container's command, env and ports from a pod spec.
 
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::api::{ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use object_store::ObjectStore;
@@ -37,6 +45,21 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 pub use k8s_openapi;
 pub use kube;
 pub use object_store;
+
+pub mod crd;
+pub mod envfile;
+pub mod examples;
+pub mod namespace;
+pub mod net;
+pub mod pod;
+pub mod process;
+pub mod store;
+pub mod wait;
+
+pub use envfile::parse_env;
+pub use namespace::TestNamespace;
+use namespace::{random_suffix, sanitize};
+pub use wait::{deployment_pinned, eventually};
 
 /// Everything the tests need to reach the running test environment.
 #[derive(Debug, Clone)]
@@ -352,78 +375,6 @@ impl TestEnv {
     }
 }
 
-/// A namespace that is deleted (in the background) when dropped. Set
-/// `NUR_TESTENV_KEEP_NAMESPACES=1` to keep it for debugging.
-pub struct TestNamespace {
-    name: String,
-    client: Client,
-    kubeconfig: PathBuf,
-    keep: bool,
-}
-
-impl TestNamespace {
-    /// The namespace's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// An admin client (default namespace: this one is not set; use
-    /// `Api::namespaced(ns.client(), ns.name())`).
-    pub fn client(&self) -> Client {
-        self.client.clone()
-    }
-
-    /// `Api<K>` in this namespace with the admin client.
-    pub fn api<K>(&self) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        <K as kube::Resource>::DynamicType: Default,
-    {
-        Api::namespaced(self.client.clone(), &self.name)
-    }
-}
-
-impl Drop for TestNamespace {
-    fn drop(&mut self) {
-        if self.keep {
-            eprintln!("nur-testkit: keeping namespace {}", self.name);
-            return;
-        }
-        // Drop cannot await, and the test's runtime may be shutting down:
-        // delete from a separate thread with its own runtime and client.
-        let name = self.name.clone();
-        let kubeconfig = self.kubeconfig.clone();
-        let res = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(err)?;
-            rt.block_on(async move {
-                install_crypto_provider();
-                let kc = Kubeconfig::read_from(kubeconfig).map_err(err)?;
-                let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                    .await
-                    .map_err(err)?;
-                let client = Client::try_from(cfg).map_err(err)?;
-                match Api::<Namespace>::all(client)
-                    .delete(&name, &DeleteParams::background())
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                    Err(e) => Err(err(e)),
-                }
-            })
-        })
-        .join();
-        match res {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("nur-testkit: deleting namespace {}: {e}", self.name),
-            Err(_) => eprintln!("nur-testkit: deleting namespace {} panicked", self.name),
-        }
-    }
-}
-
 /// Selects rustls' aws-lc-rs provider for the process, once. Both kube and
 /// object_store use rustls; when the workspace enables more than one
 /// provider, rustls cannot pick one by itself.
@@ -432,142 +383,4 @@ pub fn install_crypto_provider() {
     ONCE.call_once(|| {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     });
-}
-
-/// Polls `f` every 100 ms until it returns `Some`, for at most `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T, Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if start.elapsed() > timeout {
-            return Err(Error(format!(
-                "timed out after {timeout:?} waiting for {what}"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Parses `KEY=value` lines; values may be single- or double-quoted;
-/// `export ` prefixes and `#` comments are ignored.
-pub fn parse_env(text: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else {
-            continue;
-        };
-        out.insert(k.trim().to_string(), unquote(v.trim()));
-    }
-    out
-}
-
-fn unquote(v: &str) -> String {
-    if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
-        return v[1..v.len() - 1].replace("\\\"", "\"");
-    }
-    if !v.contains('\'') {
-        return v.to_string();
-    }
-    // POSIX single quotes, including the '\'' idiom.
-    let mut out = String::new();
-    let mut in_q = false;
-    let mut chars = v.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => in_q = !in_q,
-            '\\' if !in_q => {
-                if let Some(n) = chars.next() {
-                    out.push(n);
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn sanitize(s: &str) -> String {
-    let s: String = s
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let s = s.trim_matches('-');
-    s.chars()
-        .take(30)
-        .collect::<String>()
-        .trim_end_matches('-')
-        .to_string()
-}
-
-fn random_suffix() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    format!("{:08x}", h.finish() as u32)
-}
-
-/// Waits (at most `timeout`) until Deployment `name` in `ns` runs its first
-/// container with `--sha256 SHA256`, the worker's module pin; returns it.
-pub async fn deployment_pinned(
-    ns: &TestNamespace,
-    name: &str,
-    sha256: &str,
-    timeout: Duration,
-) -> Result<k8s_openapi::api::apps::v1::Deployment, Error> {
-    eventually(
-        &format!("Deployment {name} pinned to {sha256}"),
-        timeout,
-        || {
-            let api = ns.api::<k8s_openapi::api::apps::v1::Deployment>();
-            async move {
-                let d = api.get_opt(name).await.ok()??;
-                let args = d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
-                    .args
-                    .clone()?;
-                args.windows(2)
-                    .any(|w| w[0] == "--sha256" && w[1] == sha256)
-                    .then_some(d)
-            }
-        },
-    )
-    .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_env_file() {
-        let v =
-            parse_env("# c\nKUBECONFIG=/a/b\nexport X='it'\\''s'\nY=\"q\"\nAWS_ALLOW_HTTP=true\n");
-        assert_eq!(v["KUBECONFIG"], "/a/b");
-        assert_eq!(v["X"], "it's");
-        assert_eq!(v["Y"], "q");
-        assert_eq!(v["AWS_ALLOW_HTTP"], "true");
-    }
-
-    #[test]
-    fn namespace_names_are_valid() {
-        assert_eq!(sanitize("Deploy_GC::x"), "deploy-gc--x");
-        assert!(sanitize(&"a".repeat(100)).len() <= 30);
-    }
 }

@@ -1,3 +1,4 @@
+// One file on purpose: each test proves one piece of the same test environment, and they share its setup.
 //! Proves the test environment is the real thing: a kube-apiserver with RBAC,
 //! CRDs and subresources, a controller-manager that turns Deployments into
 //! ReplicaSets and garbage-collects them, ServiceAccount tokens, MinIO, kubectl
@@ -89,25 +90,9 @@ async fn crd_with_structural_schema_status_and_scale() {
             }]
         }
     }));
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let pp = PatchParams::apply("nur-testkit").force();
-    crds.patch("widgets.testenv.nur.dev", &pp, &Patch::Apply(&crd))
+    nur_testkit::crd::install(&env, &crd, "nur-testkit", T)
         .await
         .unwrap();
-    eventually("CRD Established", T, || {
-        let crds = crds.clone();
-        async move {
-            let c = crds.get("widgets.testenv.nur.dev").await.ok()?;
-            let established = c
-                .status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            established.then_some(())
-        }
-    })
-    .await
-    .unwrap();
 
     let gvk = GroupVersionKind::gvk("testenv.nur.dev", "v1", "Widget");
     let ar = ApiResource::from_gvk_with_plural(&gvk, "widgets");

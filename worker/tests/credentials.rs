@@ -10,9 +10,10 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use nur_testkit::examples;
+use nur_testkit::store::{aws, upload};
 use nur_testkit::testenv;
-use support::storage::{aws, upload};
-use support::{Worker, example};
+use support::Worker;
 
 /// A listener that counts the connections made to it.
 fn credentials_service() -> (String, Arc<AtomicUsize>) {
@@ -48,7 +49,7 @@ fn hostile_environment(env: &nur_testkit::TestEnv, uri: &str) -> HashMap<String,
 #[test]
 fn static_credentials_never_follow_a_credentials_uri() {
     let env = testenv!();
-    let echo = std::fs::read(example("echo.wasm")).unwrap();
+    let echo = std::fs::read(examples::path("echo.wasm")).unwrap();
     let url = upload(&env, "credentials", "echo.wasm", echo);
     let (uri, seen) = credentials_service();
     let vars = hostile_environment(&env, &uri);
@@ -74,7 +75,7 @@ fn without_the_flag_the_environment_is_the_operators_choice() {
     // The worker's own environment (workload identity) is followed as each
     // store's from_env reads it: this is what --static-credentials turns off.
     let env = testenv!();
-    let echo = std::fs::read(example("echo.wasm")).unwrap();
+    let echo = std::fs::read(examples::path("echo.wasm")).unwrap();
     let url = upload(&env, "credentials", "echo2.wasm", echo);
     let (uri, seen) = credentials_service();
     let mut command = Worker::command(url.as_ref(), &[]);

@@ -8,7 +8,8 @@ use std::net::Shutdown;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Worker, example, read_to_close};
+use nur_testkit::examples;
+use support::{Worker, read_to_close};
 
 fn curl(worker: &Worker, args: &[&str], path: &str) -> String {
     let out = Command::new("curl")
@@ -23,7 +24,7 @@ fn curl(worker: &Worker, args: &[&str], path: &str) -> String {
 
 #[test]
 fn echo_answers_the_first_chunk_as_http() {
-    let worker = Worker::start(&example("echo.wasm"), &[]);
+    let worker = Worker::start(&examples::path("echo.wasm"), &[]);
     assert_eq!(
         worker.request(b"hi"),
         b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi"
@@ -40,7 +41,7 @@ fn echo_answers_the_first_chunk_as_http() {
 
 #[test]
 fn http_hello_accumulates_a_request_across_chunks() {
-    let worker = Worker::start(&example("http-hello.wasm"), &[]);
+    let worker = Worker::start(&examples::path("http-hello.wasm"), &[]);
     let response = curl(&worker, &[], "/world");
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
     assert!(response.ends_with("\r\n\r\nHello, /world!\n"), "{response}");
@@ -62,7 +63,7 @@ fn http_hello_accumulates_a_request_across_chunks() {
 
 #[test]
 fn stream_answers_every_chunk_as_it_arrives() {
-    let worker = Worker::start(&example("stream.wat"), &[]);
+    let worker = Worker::start(&examples::path("stream.wat"), &[]);
     let mut stream = worker.connect();
     stream.write_all(b"hello ").unwrap();
     let mut first = [0; 6];
@@ -84,7 +85,7 @@ fn stream_answers_every_chunk_as_it_arrives() {
 
 #[test]
 fn c_hello_answers() {
-    let worker = Worker::start(&example("c-hello.wasm"), &[]);
+    let worker = Worker::start(&examples::path("c-hello.wasm"), &[]);
     let response = curl(&worker, &[], "/");
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
     assert!(response.ends_with("hello from C\n"), "{response}");
@@ -92,7 +93,7 @@ fn c_hello_answers() {
 
 #[test]
 fn markdown_renders_a_posted_document() {
-    let worker = Worker::start(&example("markdown.wasm"), &[]);
+    let worker = Worker::start(&examples::path("markdown.wasm"), &[]);
     let response = curl(
         &worker,
         &[

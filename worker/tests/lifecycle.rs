@@ -7,13 +7,14 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{BIN, Worker, example, read_to_close, wat};
+use nur_testkit::examples;
+use support::{BIN, Worker, read_to_close, wat};
 
 const MINIMAL: &str = r#"(func (export "poll_stream") (param i32 i32) (call $end))"#;
 
 #[test]
 fn health_and_readiness() {
-    let worker = Worker::start(&example("echo.wasm"), &[]);
+    let worker = Worker::start(&examples::path("echo.wasm"), &[]);
     assert_eq!(worker.admin_get("/healthz"), (200, "ok\n".into()));
     assert_eq!(worker.admin_get("/readyz"), (200, "ready\n".into()));
     let (status, metrics) = worker.admin_get("/metrics");
@@ -33,7 +34,10 @@ fn health_and_readiness() {
 
 #[test]
 fn sigterm_turns_readiness_off_stops_listening_and_lets_in_flight_requests_finish() {
-    let mut worker = Worker::start(&example("http-hello.wasm"), &["--shutdown-grace", "20s"]);
+    let mut worker = Worker::start(
+        &examples::path("http-hello.wasm"),
+        &["--shutdown-grace", "20s"],
+    );
     let mut in_flight = worker.connect();
     in_flight.write_all(b"GET /late HTTP/1.1\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(200));
@@ -60,7 +64,7 @@ fn sigterm_turns_readiness_off_stops_listening_and_lets_in_flight_requests_finis
 #[test]
 fn after_the_grace_period_the_worker_exits_anyway() {
     let mut worker = Worker::start(
-        &example("http-hello.wasm"),
+        &examples::path("http-hello.wasm"),
         &["--shutdown-grace", "500ms", "--idle-timeout", "60s"],
     );
     let mut stuck = worker.connect();
@@ -82,7 +86,7 @@ fn after_the_grace_period_the_worker_exits_anyway() {
 
 #[test]
 fn a_pinned_digest_that_differs_is_refused_with_both_digests() {
-    let path = example("echo.wasm");
+    let path = examples::path("echo.wasm");
     let actual = nur_module::sha256_hex(&std::fs::read(&path).unwrap());
     let wrong = "0".repeat(64);
     let failed = Worker::try_start(&path, &["--sha256", &wrong])
@@ -130,7 +134,7 @@ fn every_flag_is_also_an_environment_variable() {
 
 #[test]
 fn check_summarises_a_good_module() {
-    let (code, out) = support::check(&example("echo.wasm"));
+    let (code, out) = support::check(&examples::path("echo.wasm"));
     assert_eq!(code, 0, "{out}");
     for line in [
         "memory    17 pages (1.1 MiB) initial, no maximum",

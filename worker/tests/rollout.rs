@@ -18,8 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::proxy::pipe;
-use support::{Worker, example};
+use nur_testkit::examples;
+use nur_testkit::store::proxy::pipe;
+use support::Worker;
 
 /// How often the balancer probes each backend's /readyz.
 const PROBE_PERIOD: Duration = Duration::from_millis(200);
@@ -239,7 +240,7 @@ fn request(addr: SocketAddr, input: &[u8]) -> std::io::Result<Vec<u8>> {
 #[test]
 fn a_rolling_update_under_constant_load_fails_no_connection() {
     let args = ["--shutdown-grace", "10s", "--drain-delay", "2s"];
-    let echo = example("echo.wasm");
+    let echo = examples::path("echo.wasm");
     let old = Worker::start(&echo, &args);
     let mut draining = Worker::start(&echo, &args);
     let balancer = Balancer::start();

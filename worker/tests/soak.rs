@@ -3,11 +3,12 @@
 
 mod support;
 
-use support::{Worker, example};
+use nur_testkit::examples;
+use support::Worker;
 
 #[test]
 fn a_thousand_sequential_and_two_hundred_concurrent_connections_leak_nothing() {
-    let worker = Worker::start(&example("echo.wasm"), &[]);
+    let worker = Worker::start(&examples::path("echo.wasm"), &[]);
     let expected = |input: &[u8]| {
         let mut response =
             format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", input.len()).into_bytes();
@@ -48,7 +49,7 @@ fn a_thousand_sequential_and_two_hundred_concurrent_connections_leak_nothing() {
 
 #[test]
 fn silent_connections_hold_no_thread() {
-    let worker = Worker::start(&example("echo.wasm"), &["--idle-timeout", "30s"]);
+    let worker = Worker::start(&examples::path("echo.wasm"), &["--idle-timeout", "30s"]);
     let threads = || {
         let status = std::fs::read_to_string(format!("/proc/{}/status", worker.pid())).unwrap();
         let line = status.lines().find(|l| l.starts_with("Threads:")).unwrap();

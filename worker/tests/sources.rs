@@ -5,21 +5,24 @@ mod support;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nur_testkit::examples;
+use nur_testkit::net::free_port;
+use nur_testkit::net::get;
+use nur_testkit::store::Proxy;
+use nur_testkit::store::aws;
 use nur_testkit::{TestEnv, testenv};
-use support::proxy::Proxy;
-use support::storage::aws;
-use support::{BIN, Worker, example, http_get};
+use support::{BIN, Worker};
 
 const ECHO: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi";
 
 /// Uploads `bytes` under a key unique to this test; returns the s3:// URL.
 fn upload(env: &TestEnv, name: &str, bytes: Vec<u8>) -> String {
-    support::storage::upload(env, "sources", name, bytes)
+    nur_testkit::store::upload(env, "sources", name, bytes)
 }
 
 fn serve(
@@ -33,7 +36,7 @@ fn serve(
 }
 
 fn echo_bytes() -> Vec<u8> {
-    std::fs::read(example("echo.wasm")).unwrap()
+    examples::read("echo.wasm")
 }
 
 #[test]
@@ -85,19 +88,11 @@ fn a_missing_object_and_wrong_credentials_are_named() {
     failed.assert_refused(&format!("{url}: access denied"));
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn storage_down_at_start_then_up_the_worker_becomes_ready() {
     let env = testenv!();
     let url = upload(&env, "late.wasm", echo_bytes());
-    let storage = Proxy::start(&support::storage::minio(&env));
+    let storage = Proxy::start(&nur_testkit::store::minio(&env));
     storage.set_down(true);
     let (listen, admin) = (free_port(), free_port());
     let mut vars = aws(&env);
@@ -110,18 +105,18 @@ fn storage_down_at_start_then_up_the_worker_becomes_ready() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let admin = format!("127.0.0.1:{admin}").parse().unwrap();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
     let until = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(admin).is_err() && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
-        http_get(admin, "/readyz").0,
+        get(admin, "/readyz").unwrap().0,
         503,
         "not ready while storage is down"
     );
-    assert_eq!(http_get(admin, "/healthz").0, 200);
+    assert_eq!(get(admin, "/healthz").unwrap().0, 200);
     assert!(
         child.try_wait().unwrap().is_none(),
         "the worker keeps retrying"
@@ -129,7 +124,7 @@ fn storage_down_at_start_then_up_the_worker_becomes_ready() {
 
     storage.set_down(false);
     let until = Instant::now() + Duration::from_secs(40);
-    while http_get(admin, "/readyz").0 != 200 {
+    while get(admin, "/readyz").unwrap().0 != 200 {
         assert!(Instant::now() < until, "the worker did not become ready");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -151,7 +146,7 @@ fn native_code(worker: &Worker) -> String {
 fn the_cache_is_used_and_a_corrupt_entry_is_recompiled() {
     let dir = tempfile::tempdir().unwrap();
     let args = ["--cache-dir", dir.path().to_str().unwrap()];
-    let echo = example("echo.wasm");
+    let echo = examples::path("echo.wasm");
     let first = Worker::start(&echo, &args);
     assert_eq!(native_code(&first), "compiled");
     drop(first);
@@ -199,7 +194,7 @@ fn an_ahead_of_time_artifact_is_served_only_when_its_digest_is_pinned() {
     let out = Command::new(BIN)
         .args([
             "compile",
-            example("echo.wasm").to_str().unwrap(),
+            examples::path("echo.wasm").to_str().unwrap(),
             "-o",
             file.to_str().unwrap(),
         ])
@@ -212,7 +207,7 @@ fn an_ahead_of_time_artifact_is_served_only_when_its_digest_is_pinned() {
 
     let artifact = upload(&env, "echo.artifact", bytes);
     let vars = aws(&env);
-    let module = example("echo.wasm");
+    let module = examples::path("echo.wasm");
     let module = module.to_str().unwrap();
     let worker = serve(
         &vars,
@@ -239,7 +234,7 @@ fn an_ahead_of_time_artifact_is_served_only_when_its_digest_is_pinned() {
         failed.logs
     );
 
-    let other = example("c-hello.wasm");
+    let other = examples::path("c-hello.wasm");
     let failed = serve(
         &vars,
         other.to_str().unwrap(),

@@ -8,31 +8,22 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::TcpListener;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use nur_testkit::examples;
+use nur_testkit::net::free_port;
+use nur_testkit::net::get;
+use nur_testkit::store::Proxy;
+use nur_testkit::store::{self as storage, aws};
 use nur_testkit::{TestEnv, testenv};
-use support::proxy::Proxy;
-use support::storage::{self, aws};
-use support::{BIN, Worker, example, http_get};
+use support::{BIN, Worker};
 
 const ECHO: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi";
 
 fn upload(env: &TestEnv, name: &str, bytes: Vec<u8>) -> String {
     storage::upload(env, "storage-chaos", name, bytes)
-}
-
-fn read(file: &str) -> Vec<u8> {
-    std::fs::read(example(file)).unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The AWS_* variables, with the endpoint moved to `proxy`.
@@ -86,13 +77,13 @@ fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool
 
 fn readyz(admin: std::net::SocketAddr) -> Option<u16> {
     std::net::TcpStream::connect(admin).ok()?;
-    Some(http_get(admin, "/readyz").0)
+    Some(get(admin, "/readyz").unwrap().0)
 }
 
 #[test]
 fn storage_lost_mid_download_and_back_the_worker_serves_the_whole_module() {
     let env = testenv!();
-    let echo = read("echo.wasm");
+    let echo = examples::read("echo.wasm");
     let digest = nur_module::sha256_hex(&echo);
     let url = upload(&env, "cut.wasm", echo.clone());
     let proxy = Proxy::start(&storage::minio(&env));
@@ -119,13 +110,16 @@ fn storage_lost_mid_download_and_back_the_worker_serves_the_whole_module() {
         .wait_log(&["storage unreachable", &url], Duration::from_secs(1))
         .expect("the outage is logged with the URL");
     assert!(line.contains("retry_in_ms"), "{line}");
-    assert_eq!(http_get(admin, "/readyz").0, 200);
+    assert_eq!(get(admin, "/readyz").unwrap().0, 200);
 }
 
 #[test]
 fn an_object_replaced_mid_download_is_never_half_loaded() {
     let env = testenv!();
-    let (old, new) = (read("http-hello.wasm"), read("echo.wasm"));
+    let (old, new) = (
+        examples::read("http-hello.wasm"),
+        examples::read("echo.wasm"),
+    );
     let (old_digest, new_digest) = (nur_module::sha256_hex(&old), nur_module::sha256_hex(&new));
     let url = upload(&env, "replaced.wasm", old.clone());
     let key = storage::key(&env, &url);
@@ -134,7 +128,7 @@ fn an_object_replaced_mid_download_is_never_half_loaded() {
     let replace = |proxy: &Proxy| {
         let (env, key, new) = (env.clone(), key.clone(), new.clone());
         proxy.cut_response_after(8000, move || {
-            storage::put(&env, &key, new);
+            storage::put_blocking(&env, &key, new);
         });
     };
 
@@ -157,7 +151,7 @@ fn an_object_replaced_mid_download_is_never_half_loaded() {
     eprintln!("check of an object replaced mid-download: exit {code}: {out}");
 
     // A worker retries, and serves the new object whole: its pin matches.
-    storage::put(&env, &key, old);
+    storage::put_blocking(&env, &key, old);
     replace(&proxy);
     let worker = Worker::spawn({
         let mut command = Worker::command(url.as_ref(), &["--sha256", &new_digest]);
@@ -169,7 +163,7 @@ fn an_object_replaced_mid_download_is_never_half_loaded() {
     assert_eq!(worker.request(b"hi"), ECHO, "the new module answers");
 
     // Pinned to the old object, the same race is refused with both digests.
-    storage::put(&env, &key, read("http-hello.wasm"));
+    storage::put_blocking(&env, &key, examples::read("http-hello.wasm"));
     replace(&proxy);
     let mut command = Worker::command(url.as_ref(), &["--sha256", &old_digest]);
     command.envs(&vars);
@@ -182,7 +176,7 @@ fn an_object_replaced_mid_download_is_never_half_loaded() {
 #[test]
 fn a_corrupt_zstd_object_is_refused_with_its_name() {
     let env = testenv!();
-    let mut corrupt = zstd::encode_all(&read("echo.wasm")[..], 3).unwrap();
+    let mut corrupt = zstd::encode_all(&examples::read("echo.wasm")[..], 3).unwrap();
     corrupt.truncate(corrupt.len() / 2);
     let url = upload(&env, "corrupt.wasm.zst", corrupt);
     let vars = aws(&env);

@@ -3,72 +3,39 @@
 //! one namespace, NurFunctions created and their conditions read.
 #![allow(dead_code)] // each test file uses a different part
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, CustomResourceExt};
+use kube::CustomResourceExt;
+use kube::api::PostParams;
 use nur_operator::crd::NurFunction;
-use nur_testkit::object_store::ObjectStoreExt;
-use nur_testkit::object_store::path::Path as Key;
+use nur_testkit::net::{self, free_port};
+use nur_testkit::process::Process;
+use nur_testkit::store;
 use nur_testkit::{TestEnv, TestNamespace, eventually};
 
 /// How long a test waits for a condition.
 pub const T: Duration = Duration::from_secs(60);
 
-pub fn example(name: &str) -> Vec<u8> {
-    let path = format!("{}/../examples/build/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}; build the examples with examples/build.sh"))
-}
-
 /// Uploads `bytes` to a key unique to `ns`; returns the s3:// URL.
 pub async fn upload(env: &TestEnv, ns: &TestNamespace, name: &str, bytes: Vec<u8>) -> String {
-    let key = format!("operator/{}/{name}", ns.name());
-    env.object_store()
-        .unwrap()
-        .put(&Key::from(key.as_str()), bytes.into())
-        .await
-        .unwrap();
-    format!("s3://{}/{key}", env.bucket())
+    store::put(env, &format!("operator/{}/{name}", ns.name()), bytes).await
 }
 
 /// Applies the CRD (as `nur-operator crd` prints it) and waits until it is
 /// served.
 pub async fn install_crd(env: &TestEnv) {
-    let client = env.client().await.unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let pp = PatchParams::apply("nur-operator-tests").force();
-    crds.patch(
-        "nurfunctions.nur.dev",
-        &pp,
-        &Patch::Apply(&NurFunction::crd()),
-    )
-    .await
-    .unwrap();
-    eventually("CRD Established", T, || {
-        let crds = crds.clone();
-        async move {
-            let c = crds.get("nurfunctions.nur.dev").await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    nur_testkit::crd::install(env, &NurFunction::crd(), "nur-operator-tests", T)
+        .await
+        .unwrap();
 }
 
 /// The `nur-operator run` process, killed on drop.
 pub struct Operator {
-    child: Child,
+    process: Process,
     /// Port of its /healthz, /readyz and /metrics.
     health: u16,
-    log: std::path::PathBuf,
 }
 
 impl Operator {
@@ -115,18 +82,15 @@ impl Operator {
         extra: &[(&str, &str)],
         args: &[&str],
     ) -> Operator {
-        let health = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let health = free_port();
         let log = std::env::temp_dir().join(format!("{}-{name}.log", ns.name()));
         // Re-check every 2 s unless `args` says otherwise.
         let recheck = match args.contains(&"--recheck-seconds") {
             true => &[][..],
             false => &["--recheck-seconds", "2"][..],
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_nur-operator"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nur-operator"));
+        command
             .args([
                 "run",
                 "--namespace",
@@ -144,18 +108,15 @@ impl Operator {
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", name)
             .env("NUR_LOG", "info,nur_operator=debug")
-            .envs(extra.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        eprintln!("operator {name} log: {}", log.display());
-        Operator { child, health, log }
+            .envs(extra.iter().copied());
+        eprintln!("operator {name}:");
+        let process = Process::spawn(command, log);
+        Operator { process, health }
     }
 
     /// Its log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 
     /// The port of its /healthz, /readyz and /metrics.
@@ -165,31 +126,17 @@ impl Operator {
 
     /// Whether the process has exited.
     pub fn exited(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_some()
+        self.process.exited()
     }
 
     /// Its process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// GET `path` on the admin port: (status code, body).
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.health)).ok()?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
-            .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let code = out.split_whitespace().nth(1)?.parse().ok()?;
-        Some((code, out.split_once("\r\n\r\n")?.1.to_string()))
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        net::get(("127.0.0.1", self.health), path)
     }
 }
 
@@ -274,18 +221,6 @@ pub async fn create_secret<K: AsRef<str>, V: AsRef<str>>(
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
-}
-
-/// The testenv variables of MinIO (AWS_*), as a credentials Secret holds them.
-pub fn store_variables(env: &TestEnv) -> Vec<(String, String)> {
-    let mut vars: Vec<(String, String)> = env
-        .vars()
-        .iter()
-        .filter(|(k, _)| k.starts_with("AWS_"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    vars.sort();
-    vars
 }
 
 /// A metric's value from an operator's /metrics, 0 when absent.

@@ -2,7 +2,6 @@
 //! without stopping the server other tests share: it can be down (every
 //! connection cut, new ones closed at once) and come back, and it can cut one
 //! response partway, after running a hook (e.g. replacing the object).
-//! Standard library only: operator/tests includes this file too.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -21,6 +20,7 @@ struct State {
     cut: Mutex<Option<(usize, Hook)>>,
 }
 
+/// The proxy; clones share it.
 #[derive(Clone)]
 pub struct Proxy {
     pub addr: SocketAddr,

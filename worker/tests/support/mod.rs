@@ -2,12 +2,9 @@
 //! talks to it over real sockets.
 #![allow(dead_code)]
 
-pub mod proxy;
-pub mod storage;
-
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,19 +23,6 @@ pub fn wat(body: &str) -> String {
   (func (export "alloc") (param i32) (result i32) (i32.const 1024))
   {body})"#
     )
-}
-
-/// A built example, e.g. `example("echo.wasm")`.
-pub fn example(file: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/build")
-        .join(file);
-    assert!(
-        path.exists(),
-        "{} is missing: build the examples first (examples/build.sh, or make test)",
-        path.display()
-    );
-    path
 }
 
 /// Writes a module to a temporary file.
@@ -242,7 +226,7 @@ impl Worker {
 
     /// GET on the admin port: (status, body).
     pub fn admin_get(&self, path: &str) -> (u16, String) {
-        http_get(self.admin, path)
+        nur_testkit::net::get(self.admin, path).expect("GET on the admin port")
     }
 
     /// The value of one metric sample, e.g. `nur_guest_traps_total{kind="unreachable"}`.
@@ -308,36 +292,8 @@ impl Drop for Worker {
 
 /// Reads until the peer closes (or resets); panics on a read timeout.
 pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0; 64 * 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
-            Err(e) => panic!("reading from the worker: {e} (after {} bytes)", out.len()),
-        }
-    }
-}
-
-/// A minimal HTTP/1.1 GET: (status, body).
-pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let response = String::from_utf8(read_to_close(&mut stream)).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    nur_testkit::net::read_to_close(stream)
+        .unwrap_or_else(|e| panic!("reading from the worker: {e}"))
 }
 
 /// Runs `nur-worker check` on a file: (exit code, stdout + stderr).
