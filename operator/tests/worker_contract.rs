@@ -100,7 +100,7 @@ fn worker_serves_with_exactly_the_pod_template() {
     let body = "hello, nur";
     let reply = net::request(
         ("127.0.0.1", function as u16),
-        &format!(
+        format!(
             "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         )
