@@ -130,15 +130,9 @@ pub enum Violation {
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::ForeignImport { module, name } => write!(
-                f,
-                "import {module}.{name}: only functions from \"{IMPORT_MODULE}\" may be imported{}",
-                if module.starts_with("wasi") {
-                    " (WASI is not supported yet)"
-                } else {
-                    ""
-                }
-            ),
+            Self::ForeignImport { module, name } => {
+                write!(f, "import {module}.{name}: {}", foreign_import_rule(module))
+            }
             Self::UnknownImport { name } => write!(
                 f,
                 "import {IMPORT_MODULE}.{name}: no such host function; \"{IMPORT_MODULE}\" provides nur_send, nur_log and nur_end"
@@ -198,12 +192,59 @@ pub enum AbiError {
     Violations(Vec<Violation>),
 }
 
+/// The violations, each once, separated by `; `. Foreign imports are
+/// grouped by module, in the order of their first appearance: a Go WASI
+/// module breaks one rule, not seventeen ("imports from
+/// wasi_snapshot_preview1 (17): sched_yield, proc_exit, ...: only functions
+/// from "nur" may be imported (WASI is not supported yet)").
 fn join(violations: &[Violation]) -> String {
-    violations
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    let mut foreign: Vec<(&str, Vec<&str>)> = Vec::new();
+    for violation in violations {
+        if let Violation::ForeignImport { module, name } = violation {
+            match foreign.iter_mut().find(|(m, _)| m == module) {
+                Some((_, names)) => names.push(name),
+                None => foreign.push((module, vec![name])),
+            }
+        }
+    }
+    let mut parts: Vec<String> = Vec::new();
+    for violation in violations {
+        let text = match violation {
+            Violation::ForeignImport { module, .. } => {
+                let Some(at) = foreign.iter().position(|(m, _)| m == module) else {
+                    continue; // already written with the first of its module
+                };
+                let (module, names) = foreign.remove(at);
+                if names.len() == 1 {
+                    violation.to_string()
+                } else {
+                    format!(
+                        "imports from {module} ({}): {}: {}",
+                        names.len(),
+                        names.join(", "),
+                        foreign_import_rule(module)
+                    )
+                }
+            }
+            other => other.to_string(),
+        };
+        if !parts.contains(&text) {
+            parts.push(text);
+        }
+    }
+    parts.join("; ")
+}
+
+/// Why an import from `module` is refused.
+fn foreign_import_rule(module: &str) -> String {
+    format!(
+        "only functions from \"{IMPORT_MODULE}\" may be imported{}",
+        if module.starts_with("wasi") {
+            " (WASI is not supported yet)"
+        } else {
+            ""
+        }
+    )
 }
 
 /// An import of a valid module.
@@ -512,6 +553,33 @@ mod tests {
     fn invalid_binary_is_refused() {
         let err = check(b"\0asm\x01\0\0\0\x01\x05").unwrap_err();
         assert!(matches!(err, AbiError::Invalid(_)), "{err}");
+    }
+
+    #[test]
+    fn foreign_imports_are_grouped_by_module_each_problem_once() {
+        let foreign = |module: &str, name: &str| Violation::ForeignImport {
+            module: module.to_string(),
+            name: name.to_string(),
+        };
+        let missing = Violation::MissingExport {
+            name: "alloc".to_string(),
+            expected: "a function (i32) -> (i32)".to_string(),
+        };
+        let errors = AbiError::Violations(vec![
+            foreign("wasi_snapshot_preview1", "sched_yield"),
+            foreign("env", "abort"),
+            foreign("wasi_snapshot_preview1", "proc_exit"),
+            missing.clone(),
+            foreign("wasi_snapshot_preview1", "fd_write"),
+            missing,
+        ]);
+        assert_eq!(
+            errors.to_string(),
+            "breaks the Nur ABI: imports from wasi_snapshot_preview1 (3): sched_yield, \
+             proc_exit, fd_write: only functions from \"nur\" may be imported (WASI is not \
+             supported yet); import env.abort: only functions from \"nur\" may be imported; \
+             missing export alloc: expected a function (i32) -> (i32)"
+        );
     }
 
     #[test]

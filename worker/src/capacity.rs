@@ -8,6 +8,8 @@
 //! tables (a large table is a mapping of its own). Past `vm.max_map_count`
 //! mmap fails with ENOMEM and wasmer and std abort; the worker stays below it
 //! instead.
+//!
+//! The design overview is in `docs/ARCHITECTURE.md`.
 
 use crate::config::{DEFAULT_MAX_OPEN_CONNECTIONS, Limits};
 

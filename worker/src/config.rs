@@ -79,7 +79,8 @@ pub struct Limits {
 
     /// Connections served at once, each with a live instance and a thread;
     /// more are accepted and wait, without a thread, for a slot. Clamped at
-    /// start to what vm.max_map_count allows (about 12 mappings each).
+    /// start to what vm.max_map_count allows (12 mappings each, plus one per
+    /// table of the module).
     #[arg(long, env = "NUR_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 

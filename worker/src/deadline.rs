@@ -1,5 +1,7 @@
 //! The per-connection deadline for guest code.
 //!
+//! The design overview is in `docs/ARCHITECTURE.md`; this is the detail.
+//!
 //! One timer task per process (on the tokio runtime) holds every armed
 //! deadline in order. When a deadline passes it interrupts that guest's store
 //! through wasmer's host interrupt, and keeps interrupting it every few

@@ -1,15 +1,21 @@
 //! `nur-worker`: serves one Nur WebAssembly function over TCP.
 //!
+//! The design (threads, capacity, the memory pool, deadlines, `unsafe`
+//! code) is described once, in `docs/ARCHITECTURE.md`; each module's own
+//! documentation covers the detail of its part.
+//!
 //! Layout:
-//! - `main.rs`: the command line (`serve`, `check`), logging, start and drain;
+//! - `main.rs`: the command line (`serve`, `check`, `compile`), logging,
+//!   start and drain;
 //!   everything else is this library, so benchmarks can reach it.
 //! - [`config`]: flags and their environment variables.
 //! - [`guest`]: the module compiled once, and one instance per connection
 //!   with the host functions of the ABI; [`tunables`] caps its memory,
 //!   [`pool`] reuses memories and
 //!   [`deadline`] interrupts it at the connection's deadline.
-//! - [`startup`]: fetch with retries, digest pin, native code from an
-//!   [`artifact`] (AOT or the cache) or compiled.
+//! - [`startup`]: [`startup::prepare`]: fetch with retries, digest pin, the
+//!   limits clamped to the module ([`capacity`]), the function's name,
+//!   native code from an [`artifact`] (AOT or the cache) or compiled.
 //! - [`server`]: the accept loop and drain; [`connection`]: one connection on
 //!   its own blocking-pool thread; [`capacity`]: how many connections the
 //!   process's limits allow.

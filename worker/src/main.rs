@@ -65,7 +65,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", causes(&e));
                 ExitCode::FAILURE
             }
         },
@@ -75,18 +75,36 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", causes(&e));
                 ExitCode::FAILURE
             }
         },
         Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                tracing::error!("{e:#}");
+                tracing::error!("{}", causes(&e));
                 ExitCode::FAILURE
             }
         },
     }
+}
+
+/// `e` and its causes, as `{e:#}` prints them, but a cause whose text the
+/// error before it already ends with is not repeated (a module's
+/// `LoadError` names its `AbiError`, which is also its source).
+fn causes(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn init_logging(format: LogFormat) {

@@ -78,7 +78,7 @@ impl Metrics {
         );
         registry.register(
             "module_compile_seconds",
-            "Time spent compiling the module at start",
+            "Time spent at start getting the module's native code: fetching --artifact, loading the cache or compiling",
             compile_seconds.clone(),
         );
         Self {

@@ -1,5 +1,7 @@
 //! Reused linear memories, so that a connection's instance maps nothing.
 //!
+//! The design overview is in `docs/ARCHITECTURE.md`; this is the detail.
+//!
 //! wasmer's own memories reserve 8 GiB of address space (the 4 GiB a 32-bit
 //! index reaches plus a 4 GiB guard, so compiled code needs no bounds checks)
 //! with `mmap` and give it back with `munmap`, per instance. Both take the

@@ -1,5 +1,7 @@
 //! The accept loop and the drain.
 //!
+//! The design overview is in `docs/ARCHITECTURE.md`; this is the detail.
+//!
 //! Two limits: at most `--max-open-connections` open connections (more wait
 //! in the listen backlog), and at most `--max-connections` of them served at
 //! once, each with a live instance on its own thread of tokio's blocking

@@ -181,3 +181,33 @@ fn check_refuses_a_second_memory_and_shared_memory() {
         assert!(out.contains(message), "{message:?} missing from\n{out}");
     }
 }
+
+#[test]
+fn check_prints_each_problem_once_with_foreign_imports_grouped() {
+    // What a Go WASI module looks like to the check, shortened to three imports.
+    let module = r#"(module
+      (import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))
+      (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "alloc") (param i32) (result i32) i32.const 0)
+      (func (export "poll_stream") (param i32 i32)))"#;
+    let file = tempfile::Builder::new().suffix(".wat").tempfile().unwrap();
+    std::fs::write(file.path(), module).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nur-worker"))
+        .arg("check")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        text.trim(),
+        format!(
+            "error: {}: breaks the Nur ABI: imports from wasi_snapshot_preview1 (3): \
+             sched_yield, proc_exit, fd_write: only functions from \"nur\" may be imported \
+             (WASI is not supported yet)",
+            file.path().display()
+        )
+    );
+}
