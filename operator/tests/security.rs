@@ -1,7 +1,8 @@
-// One file on purpose: one test per promise of SECURITY.md, all with the same tenant setup.
 //! What a tenant who may create NurFunctions and Secrets in one namespace
 //! cannot make the operator do (SECURITY.md), against testenv's real API
 //! server and MinIO, with the real `nur-operator` binary and real sockets.
+//! One file on purpose (over 400 lines): one test per promise of
+//! SECURITY.md, all with the same tenant setup.
 
 mod support;
 use nur_testkit::examples;

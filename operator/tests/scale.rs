@@ -1,0 +1,84 @@
+//! Many functions, one module: the storage requests a re-check period costs
+//! do not grow with the number of functions that share a module.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use nur_testkit::{examples, testenv};
+
+use support::*;
+
+/// An S3 endpoint serving `module` at every key, counting HEAD requests.
+fn counting_store(module: Vec<u8>) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let heads = Arc::new(AtomicUsize::new(0));
+    let count = heads.clone();
+    let etag = format!("\"{}\"", &nur_module::sha256_hex(&module)[..32]);
+    std::thread::spawn(move || {
+        for mut socket in listener.incoming().flatten() {
+            let mut head = [0; 8192];
+            let n = socket.read(&mut head).unwrap_or(0);
+            let is_head = head[..n].starts_with(b"HEAD ");
+            if is_head {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\netag: {etag}\r\ncontent-length: {}\r\n\
+                 last-modified: Tue, 01 Dec 2026 12:00:00 GMT\r\nconnection: close\r\n\r\n",
+                module.len()
+            );
+            let _ = socket.write_all(answer.as_bytes());
+            if !is_head {
+                let _ = socket.write_all(&module);
+            }
+        }
+    });
+    (endpoint, heads)
+}
+
+#[tokio::test]
+async fn functions_sharing_a_module_share_its_re_checks() {
+    let env = testenv!();
+    install_crd(&env).await;
+    let ns = env.namespace("scale-share").await.unwrap();
+    let (endpoint, heads) = counting_store(examples::read("echo.wasm"));
+    create_secret(
+        &ns,
+        "store",
+        &[
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    )
+    .await;
+    let _op = Operator::start_with_args(
+        &env,
+        &ns,
+        "op",
+        &env.kubeconfig(),
+        &[],
+        &["--allow-local-storage"],
+    );
+    let spec = serde_json::json!({
+        "module": { "url": "s3://fns/echo.wasm", "credentialsSecret": "store" }
+    });
+    for i in 0..20 {
+        create_function(&ns, &format!("f{i}"), spec.clone()).await;
+    }
+    for i in 0..20 {
+        wait_condition(&ns, &format!("f{i}"), "ModuleValid", |c| c.1 == "Checked").await;
+    }
+    // Three re-check periods of 2 s: 20 functions asking alone would be 60.
+    let before = heads.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let asked = heads.load(Ordering::SeqCst) - before;
+    eprintln!("HEAD requests in 3 re-check periods for 20 functions: {asked}");
+    assert!(asked <= 8, "{asked} HEAD requests");
+}
