@@ -29,7 +29,7 @@
 //! anywhere but in the module's own compiled functions is declared handled
 //! and dropped, and the thread carries on. Compiled wasm holds no host lock
 //! or borrow, so unwinding there is safe. A guest in a wasm loop is caught
-//! by the next interrupt (every [`RETRY`]); a guest looping over host calls
+//! by the next interrupt (every `RETRY`, 5 ms); a guest looping over host calls
 //! is stopped by the host functions themselves, which check the deadline
 //! and trap with `timeout` (see `guest.rs`); a dropped interrupt also leaves
 //! the store marked, and wasmer raises `timeout` as that host call returns.

@@ -9,7 +9,7 @@
 //! every CPU the worker runs on: that was the largest single cost of a
 //! connection.
 //!
-//! Here a memory is a [`Slot`]: one such reservation, made once and kept. When
+//! Here a memory is a `Slot`: one such reservation, made once and kept. When
 //! an instance's memory is dropped its slot is set aside as dirty; once
 //! [`BATCH`] are dirty, their accessible pages are handed back to the kernel
 //! together, with one `process_madvise(MADV_DONTNEED)` over all of them (so
@@ -137,7 +137,8 @@ impl MemoryPool {
     }
 
     /// Zeroed slots ready now.
-    pub fn free_slots(&self) -> usize {
+    #[cfg(test)]
+    fn free_slots(&self) -> usize {
         self.slots.lock().map_or(0, |slots| slots.free.len())
     }
 
@@ -228,7 +229,7 @@ enum Definition {
     Host(Box<UnsafeCell<VMMemoryDefinition>>),
 }
 
-/// A linear memory on a pooled [`Slot`], static style (no bounds checks in
+/// A linear memory on a pooled `Slot`, static style (no bounds checks in
 /// compiled code: everything past the current size is `PROT_NONE`).
 #[derive(Debug)]
 pub struct PooledMemory {

@@ -26,7 +26,7 @@ pub struct Prepared {
     pub limits: Limits,
     /// Where the native code came from.
     pub origin: Origin,
-    /// Time from the start of [`function`] (the artifact's fetch included)
+    /// Time from the start of `function` (the artifact's fetch included)
     /// to native code ready: `nur_module_compile_seconds`.
     pub took: Duration,
 }
@@ -36,7 +36,7 @@ pub struct Prepared {
 /// verifies `--sha256`, clamps the limits to the module
 /// ([`capacity::clamp_active`], [`capacity::warn_if_above_cgroup`]), names
 /// the function (`--function-name`, else the module's file name) and gets
-/// its native code ([`function`]).
+/// its native code (`function`).
 pub async fn prepare(
     args: &ServeArgs,
     stop: impl Future<Output = ()>,
