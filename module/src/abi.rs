@@ -1,5 +1,8 @@
 //! The Nur function ABI, version 1, as a check over a module's bytes.
 //!
+//! Over 400 lines on purpose: each rule, its message and its unit test
+//! belong together (the tests are the last 200 lines).
+//!
 //! A module may import only `nur.nur_send`, `nur.nur_log` and `nur.nur_end`
 //! with their exact signatures, and must export `memory`, `alloc` and
 //! `poll_stream` with theirs (`_initialize`, when exported, takes and returns

@@ -1,5 +1,8 @@
 //! Where a module comes from, and fetching its bytes with `object_store`.
 //!
+//! Over 400 lines on purpose: one parse covers files and four stores, each
+//! with its own builder, and one fetch path streams all of them.
+//!
 //! A source is a local path, or a URL: `file://`, `s3://bucket/key`,
 //! `gs://bucket/key`, `az://container/key` (also `abfs(s)://`, `azure://`),
 //! `http(s)://`. Cloud credentials and endpoints come from the standard

@@ -1,5 +1,8 @@
 //! The `NurFunction` custom resource (`nur.dev/v1alpha1`).
 //!
+//! Over 400 lines on purpose: most of it is the doc comments `kubectl
+//! explain` shows, and the CRD's own tests.
+//!
 //! Every doc comment on a spec field becomes its `kubectl explain` text, so
 //! each one says what the field does and what happens when it is left out.
 

@@ -9,8 +9,9 @@
 //!   start and drain;
 //!   everything else is this library, so benchmarks can reach it.
 //! - [`config`]: flags and their environment variables.
-//! - [`guest`]: the module compiled once, and one instance per connection
-//!   with the host functions of the ABI; [`tunables`] caps its memory,
+//! - [`guest`]: the module compiled once, and one instance per connection;
+//!   `host.rs` (private): the ABI's host functions; [`fault`]: how a guest
+//!   fails; [`tunables`] caps its memory,
 //!   [`pool`] reuses memories and
 //!   [`deadline`] interrupts it at the connection's deadline.
 //! - [`startup`]: [`startup::prepare`]: fetch with retries, digest pin, the
@@ -36,7 +37,9 @@ pub mod check;
 pub mod config;
 pub mod connection;
 pub mod deadline;
+pub mod fault;
 pub mod guest;
+mod host;
 pub mod metrics;
 pub mod pool;
 pub mod server;

@@ -1,5 +1,8 @@
 //! Reused linear memories, so that a connection's instance maps nothing.
 //!
+//! Over 400 lines on purpose: the slot policy and the `LinearMemory` it
+//! hands out are one unit; its tests are the last 90 lines.
+//!
 //! The design overview is in `docs/ARCHITECTURE.md`; this is the detail.
 //!
 //! wasmer's own memories reserve 8 GiB of address space (the 4 GiB a 32-bit
