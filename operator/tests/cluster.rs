@@ -14,7 +14,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use nur_operator::crd::NurFunction;
@@ -556,7 +555,6 @@ async fn operator_runs_with_its_rbac_only() {
     let env = testenv!();
     install_crd(&env).await;
     let ns = env.namespace("op-rbac").await.unwrap();
-    let admin = env.client().await.unwrap();
 
     // The chart's ClusterRole and leader-election Role, as helm renders
     // them for a release "nur-operator" in this namespace; the ClusterRole
@@ -589,21 +587,9 @@ async fn operator_runs_with_its_rbac_only() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
-        "metadata": { "name": "nur-operator" },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "nur-operator" },
-        "subjects": [{ "kind": "ServiceAccount", "name": "nur-operator", "namespace": ns.name() }]
-    }))
-    .unwrap();
-    ns.api::<RoleBinding>()
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
     // A kubeconfig with the ServiceAccount's token and nothing else.
-    let path = std::env::temp_dir().join(format!("{}-kubeconfig", ns.name()));
-    env.kubeconfig_for_service_account(&admin, ns.name(), "nur-operator", &path)
-        .await
-        .unwrap();
+    let path =
+        service_account_kubeconfig(&env, &ns, "nur-operator", "ClusterRole", "nur-operator").await;
 
     let echo = examples::read("echo.wasm");
     let digest = nur_module::sha256_hex(&echo);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::Role;
 use kube::api::{Patch, PatchParams, PostParams};
 use nur_operator::crd::NurFunction;
 use nur_testkit::object_store::ObjectStoreExt;
@@ -359,7 +359,6 @@ async fn an_unreadable_secret_is_named_and_backed_off() {
     let env = testenv!();
     install_crd(&env).await;
     let ns = env.namespace("sec-rbac").await.unwrap();
-    let admin = env.client().await.unwrap();
     // Everything the operator needs but reading Secrets.
     let role: Role = serde_json::from_value(serde_json::json!({
         "metadata": { "name": "no-secrets" },
@@ -379,20 +378,7 @@ async fn an_unreadable_secret_is_named_and_backed_off() {
         .create(&PostParams::default(), &role)
         .await
         .unwrap();
-    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
-        "metadata": { "name": "no-secrets" },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "no-secrets" },
-        "subjects": [{ "kind": "ServiceAccount", "name": "op", "namespace": ns.name() }]
-    }))
-    .unwrap();
-    ns.api::<RoleBinding>()
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
-    let path = std::env::temp_dir().join(format!("{}-kubeconfig", ns.name()));
-    env.kubeconfig_for_service_account(&admin, ns.name(), "op", &path)
-        .await
-        .unwrap();
+    let path = service_account_kubeconfig(&env, &ns, "op", "Role", "no-secrets").await;
     let op = Operator::start_with_args(&env, &ns, "op", &path, &[], &["--allow-local-storage"]);
     let url = upload(&env, &ns, "echo.wasm", examples::read("echo.wasm")).await;
     create_secret(&ns, "store", &nur_testkit::store::aws_sorted(&env)).await;

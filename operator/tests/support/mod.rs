@@ -230,3 +230,32 @@ pub fn metric(op: &Operator, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// Binds ServiceAccount `account` of `ns` to `role` (`kind` Role or
+/// ClusterRole) in `ns`, and writes a kubeconfig with its token and nothing
+/// else; returns the kubeconfig's path.
+pub async fn service_account_kubeconfig(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    account: &str,
+    kind: &str,
+    role: &str,
+) -> std::path::PathBuf {
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding =
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": format!("{account}-{role}") },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role },
+            "subjects": [{ "kind": "ServiceAccount", "name": account, "namespace": ns.name() }]
+        }))
+        .unwrap();
+    ns.api::<k8s_openapi::api::rbac::v1::RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let path = std::env::temp_dir().join(format!("{}-{account}-kubeconfig", ns.name()));
+    let admin = env.client().await.unwrap();
+    env.kubeconfig_for_service_account(&admin, ns.name(), account, &path)
+        .await
+        .unwrap();
+    path
+}
