@@ -6,3 +6,10 @@
 bench:
 	CLIENTS="$(CLIENTS)" DURATION="$(DURATION)" WARMUP="$(WARMUP)" IDLE_CONNS="$(IDLE_CONNS)" \
 	  bash bench/run.sh
+
+## The operator at N functions (default 1000) on the test environment:
+## `make testenv bench-operator FUNCTIONS=1000`.
+.PHONY: bench-operator
+bench-operator:
+	cargo build --release -p nur-operator -p nur-bench --bin nur-operator --bin nur-bench-operator
+	target/release/nur-bench-operator --functions $(or $(FUNCTIONS),1000) --operator target/release/nur-operator
