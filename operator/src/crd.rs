@@ -231,7 +231,11 @@ impl ServiceType {
 }
 
 /// The Service in front of the worker pods.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("!has(self.headless) || !self.headless || !has(self.type) || self.type == 'ClusterIP'")
+        .message("a headless Service is of type ClusterIP")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
     /// ClusterIP, NodePort or LoadBalancer. Default: ClusterIP. Other types
@@ -245,6 +249,16 @@ pub struct ServiceSpec {
     /// operator runs with --allow-service-annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
+
+    /// A headless Service (clusterIP: None): DNS names the pods, and the
+    /// function holds no ClusterIP, for a function reached only through a
+    /// gateway that connects to pods directly. Default: false, a ClusterIP,
+    /// so that clients in the cluster reach the function through the Service
+    /// with nothing else installed. A Service's clusterIP cannot change:
+    /// switching an existing function shows Ready=False (ApplyFailed) until
+    /// its Service is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headless: Option<bool>,
 }
 
 /// Limits the worker enforces.
@@ -384,6 +398,7 @@ mod tests {
             "!(has(self.replicas) && has(self.autoscaling))",
             "self.port != 9090",
             "self.maxReplicas >= self.minReplicas",
+            "a headless Service is of type ClusterIP",
             "Default: 8080",
             "targetCPUUtilizationPercentage",
         ] {

@@ -16,6 +16,7 @@ pub fn build(input: &Input) -> Service {
         metadata,
         spec: Some(ServiceSpec {
             type_: Some(svc.type_.unwrap_or_default().as_str().into()),
+            cluster_ip: svc.headless.unwrap_or(false).then(|| "None".into()),
             selector: Some(input.selector_labels()),
             ports: Some(vec![ServicePort {
                 name: Some("function".into()),
@@ -107,5 +108,30 @@ spec:
             ),
         );
         assert_eq!(endpoint(&input), "echo.fns.svc:7000");
+    }
+
+    #[test]
+    fn headless_holds_no_cluster_ip() {
+        let f = function(
+            "apiVersion: nur.dev/v1alpha1\nkind: NurFunction\n\
+             spec: {module: {url: s3://b/k}, service: {headless: true}}",
+        );
+        let input = Input::new(&f, IMAGE).unwrap().with_digest(DIGEST);
+        assert_object(
+            &build(&input),
+            &format!(
+                r#"
+apiVersion: v1
+kind: Service
+metadata:{META}
+spec:
+  type: ClusterIP
+  clusterIP: None
+  selector: {{app.kubernetes.io/name: nur-function, app.kubernetes.io/instance: echo}}
+  ports:
+  - {{name: function, port: 8080, targetPort: function, protocol: TCP}}
+"#
+            ),
+        );
     }
 }
