@@ -28,7 +28,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::apply::{self, api};
+use crate::apply::{self, Applied, api};
 use crate::crd::{NurFunction, NurFunctionStatus};
 use crate::health::Metrics;
 use crate::meta::{FIELD_MANAGER, Input, InvalidSpec, MANAGED_BY_SELECTOR};
@@ -119,20 +119,36 @@ impl Error {
     }
 }
 
+/// The watch caches of the owned kinds, with what was last applied.
+pub struct OwnedObjects {
+    pub deployments: Applied<Deployment>,
+    pub services: Applied<Service>,
+    pub hpas: Applied<HorizontalPodAutoscaler>,
+    pub pdbs: Applied<PodDisruptionBudget>,
+}
+
 /// Shared state of the reconcilers.
 pub struct Context {
     client: Client,
     config: Config,
     recorder: Recorder,
     modules: ModuleChecker,
+    owned: OwnedObjects,
     /// Consecutive failures per object, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
     metrics: Arc<Metrics>,
 }
 
 impl Context {
-    /// A context for `client`; `identity` names this replica in Events.
-    pub fn new(client: Client, config: Config, metrics: Arc<Metrics>, identity: String) -> Self {
+    /// A context for `client` over the caches of `owned`; `identity` names
+    /// this replica in Events.
+    pub fn new(
+        client: Client,
+        config: Config,
+        metrics: Arc<Metrics>,
+        identity: String,
+        owned: OwnedObjects,
+    ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: Some(identity),
@@ -142,6 +158,7 @@ impl Context {
             client,
             modules: ModuleChecker::new(config.storage, config.storage_bound, config.recheck),
             config,
+            owned,
             failures: Mutex::default(),
             metrics,
         }
@@ -167,21 +184,30 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, identity
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
-    let owned = owned_watch();
+    // Owned objects: Nur's only (by label), each kind cached, so that an
+    // object as last applied is read from the cache and not applied again.
+    let applies = &metrics.applies;
+    let (deployments, deployments_cache) = owned_stream::<Deployment>(&client, &ns, applies);
+    let (services, services_cache) = owned_stream::<Service>(&client, &ns, applies);
+    let (hpas, hpas_cache) = owned_stream::<HorizontalPodAutoscaler>(&client, &ns, applies);
+    let (pdbs, pdbs_cache) = owned_stream::<PodDisruptionBudget>(&client, &ns, applies);
+    let owned = OwnedObjects {
+        deployments: deployments_cache,
+        services: services_cache,
+        hpas: hpas_cache,
+        pdbs: pdbs_cache,
+    };
     Controller::for_stream(functions, reader)
-        .owns(api::<Deployment>(&client, ns.as_deref()), owned.clone())
-        .owns(api::<Service>(&client, ns.as_deref()), owned.clone())
-        .owns(
-            api::<HorizontalPodAutoscaler>(&client, ns.as_deref()),
-            owned.clone(),
-        )
-        .owns(api::<PodDisruptionBudget>(&client, ns.as_deref()), owned)
+        .owns_stream(deployments)
+        .owns_stream(services)
+        .owns_stream(hpas)
+        .owns_stream(pdbs)
         .with_config(kube::runtime::controller::Config::default().concurrency(8))
         .shutdown_on_signal()
         .run(
             reconcile,
             error_policy,
-            Arc::new(Context::new(client, config, metrics, identity)),
+            Arc::new(Context::new(client, config, metrics, identity, owned)),
         )
         .for_each(|res| async move {
             match res {
@@ -190,6 +216,23 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, identity
             }
         })
         .await;
+}
+
+/// A cached watch of the owned objects of kind `K`, as a trigger stream.
+fn owned_stream<K: apply::Owned>(
+    client: &Client,
+    namespace: &Option<String>,
+    applies: &prometheus_client::metrics::counter::Counter,
+) -> (
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    Applied<K>,
+) {
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api::<K>(client, namespace.as_deref()), owned_watch())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    (stream, Applied::new(reader, applies.clone()))
 }
 
 fn key(f: &NurFunction) -> String {
@@ -246,13 +289,13 @@ async fn reconcile_stages(f: &NurFunction, ctx: &Context) -> Result<Action, Erro
     let pdb = pdb::build(&input);
     // Stage 3: server-side apply.
     let applied = async {
-        let applied = apply::apply(&ctx.client, &input, &deployment).await?;
-        apply::apply(&ctx.client, &input, &service).await?;
-        apply::apply_or_delete(&ctx.client, &input, hpa).await?;
-        apply::apply_or_delete(&ctx.client, &input, pdb).await?;
+        let owned = &ctx.owned;
+        let applied = apply::apply(&ctx.client, &input, &deployment, &owned.deployments).await?;
+        apply::apply(&ctx.client, &input, &service, &owned.services).await?;
+        apply::apply_or_delete(&ctx.client, &input, hpa, &owned.hpas).await?;
+        apply::apply_or_delete(&ctx.client, &input, pdb, &owned.pdbs).await?;
         Ok::<_, apply::Error>(applied)
     };
-    ctx.metrics.applies.inc_by(2);
     let applied = match applied.await {
         Ok(applied) => applied,
         Err(e) => {

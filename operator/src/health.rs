@@ -65,7 +65,11 @@ impl Default for Metrics {
             "Reconciles that found a module that cannot be served",
             module_problems.clone(),
         );
-        registry.register("applies", "Objects applied server-side", applies.clone());
+        registry.register(
+            "applies",
+            "Objects applied server-side (an object as last applied is not)",
+            applies.clone(),
+        );
         registry.register(
             "leader",
             "Whether this replica holds the leader Lease",

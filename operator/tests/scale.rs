@@ -82,3 +82,51 @@ async fn functions_sharing_a_module_share_its_re_checks() {
     eprintln!("HEAD requests in 3 re-check periods for 20 functions: {asked}");
     assert!(asked <= 8, "{asked} HEAD requests");
 }
+
+#[tokio::test]
+async fn a_function_at_rest_is_not_rewritten_and_drift_is_repaired() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Patch, PatchParams};
+    use nur_operator::crd::NurFunction;
+    let env = testenv!();
+    install_crd(&env).await;
+    let ns = env.namespace("scale-rest").await.unwrap();
+    let url = upload(&env, &ns, "echo.wasm", examples::read("echo.wasm")).await;
+    let op = Operator::start_with_args(
+        &env,
+        &ns,
+        "op",
+        &env.kubeconfig(),
+        &[],
+        &["--allow-local-storage"],
+    );
+    create_function(&ns, "calm", serde_json::json!({ "module": { "url": url } })).await;
+    wait_condition(&ns, "calm", "Ready", |c| c.0 == "True").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Three re-check periods of 2 s with nothing changing: no apply, and
+    // the function itself (its status) is not written.
+    let applies = metric(&op, "nur_operator_applies_total");
+    let version = |f: NurFunction| f.metadata.resource_version.unwrap();
+    let before = version(ns.api::<NurFunction>().get("calm").await.unwrap());
+    let reconciles = metric(&op, "nur_operator_reconciles_total");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(metric(&op, "nur_operator_reconciles_total") >= reconciles + 2.0);
+    assert_eq!(metric(&op, "nur_operator_applies_total"), applies);
+    assert_eq!(
+        version(ns.api::<NurFunction>().get("calm").await.unwrap()),
+        before
+    );
+    // Someone scales the Deployment by hand: it is applied again.
+    let patch = serde_json::json!({ "spec": { "replicas": 4 } });
+    ns.api::<Deployment>()
+        .patch("calm", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    nur_testkit::eventually("replicas restored", T, || async {
+        let d = ns.api::<Deployment>().get("calm").await.ok()?;
+        (d.spec?.replicas == Some(1)).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(metric(&op, "nur_operator_applies_total") > applies);
+}
