@@ -365,13 +365,7 @@ async fn abi_breaking_module_is_refused_without_a_deployment() {
 
     // Several re-checks later there is still no Deployment or Service.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(
-        ns.api::<Deployment>()
-            .get_opt("wasi")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!has_deployment(&ns, "wasi").await);
     assert!(ns.api::<Service>().get_opt("wasi").await.unwrap().is_none());
 }
 
@@ -655,16 +649,9 @@ async fn unreachable_storage_is_reported_and_retried() {
     })
     .await
     .unwrap();
-    assert!(
-        ns.api::<Deployment>()
-            .get_opt("down")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!has_deployment(&ns, "down").await);
 }
 
-/// A Secret `name` in `ns` with these variables.
 #[tokio::test]
 async fn module_check_uses_the_credentials_secret() {
     let env = testenv!();
@@ -732,13 +719,7 @@ async fn module_check_uses_the_credentials_secret() {
     assert_eq!(status, "False");
     assert!(message.contains("late"), "{message}");
     for name in ["denied", "later"] {
-        assert!(
-            ns.api::<Deployment>()
-                .get_opt(name)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!has_deployment(&ns, name).await);
     }
     // The missing Secret appears: the next re-check rolls the function out.
     create_secret(&ns, "late", &store).await;

@@ -58,14 +58,7 @@ async fn functions_sharing_a_module_share_its_re_checks() {
         ],
     )
     .await;
-    let _op = Operator::start_with_args(
-        &env,
-        &ns,
-        "op",
-        &env.kubeconfig(),
-        &[],
-        &["--allow-local-storage"],
-    );
+    let _op = Operator::start(&env, &ns);
     let spec = serde_json::json!({
         "module": { "url": "s3://fns/echo.wasm", "credentialsSecret": "store" }
     });
@@ -92,14 +85,7 @@ async fn a_function_at_rest_is_not_rewritten_and_drift_is_repaired() {
     install_crd(&env).await;
     let ns = env.namespace("scale-rest").await.unwrap();
     let url = upload(&env, &ns, "echo.wasm", examples::read("echo.wasm")).await;
-    let op = Operator::start_with_args(
-        &env,
-        &ns,
-        "op",
-        &env.kubeconfig(),
-        &[],
-        &["--allow-local-storage"],
-    );
+    let op = Operator::start(&env, &ns);
     create_function(&ns, "calm", serde_json::json!({ "module": { "url": url } })).await;
     wait_condition(&ns, "calm", "Ready", |c| c.0 == "True").await;
     tokio::time::sleep(Duration::from_secs(3)).await;

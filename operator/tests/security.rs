@@ -105,13 +105,7 @@ async fn a_secret_cannot_make_the_operator_send_its_token() {
         0,
         "the operator called the URI"
     );
-    assert!(
-        ns.api::<Deployment>()
-            .get_opt("thief")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!has_deployment(&ns, "thief").await);
 }
 
 #[tokio::test]
@@ -257,13 +251,7 @@ async fn risky_spec_fields_need_the_operators_flags() {
     for (name, _, want) in &cases {
         let message = wait_ready_condition(&ns, name, "SpecNotAllowed").await;
         assert!(message.contains(want), "{name}: {message}");
-        assert!(
-            ns.api::<Deployment>()
-                .get_opt(name)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!has_deployment(&ns, name).await);
     }
     // A name no Service can have gets a status too.
     let long = "a".repeat(70);
@@ -539,14 +527,7 @@ async fn a_lease_renewed_on_a_slow_clock_is_not_taken() {
             }
         })
     };
-    let op = Operator::start_with_args(
-        &env,
-        &ns,
-        "op",
-        &env.kubeconfig(),
-        &[],
-        &["--allow-local-storage"],
-    );
+    let op = Operator::start(&env, &ns);
     tokio::time::sleep(Duration::from_secs(6)).await;
     let holder = leases
         .get("nur-operator")

@@ -259,3 +259,12 @@ pub async fn service_account_kubeconfig(
         .unwrap();
     path
 }
+
+/// Whether Deployment `name` exists in `ns`.
+pub async fn has_deployment(ns: &TestNamespace, name: &str) -> bool {
+    ns.api::<Deployment>()
+        .get_opt(name)
+        .await
+        .unwrap()
+        .is_some()
+}
