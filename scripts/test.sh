@@ -17,6 +17,13 @@ missing=()
 command -v curl >/dev/null || missing+=(curl)
 command -v clang >/dev/null || missing+=(clang)
 command -v wasm-ld >/dev/null || missing+=(lld)
+# testenv's real node: containerd 1.6 with runc, iptables and conntrack for
+# kube-proxy, binutils' strip for the images it imports.
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || missing+=(runc)
+command -v iptables >/dev/null || missing+=(iptables)
+command -v conntrack >/dev/null || missing+=(conntrack)
+command -v strip >/dev/null || missing+=(binutils)
 if ((${#missing[@]})); then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
@@ -43,6 +50,8 @@ if ! wait "$testenv_build"; then
   echo "make testenv-build failed" >&2
   exit 1
 fi
+# Starts the control plane, MinIO and the real node, and imports the images
+# of the binaries just built (no second build).
 make testenv
 set -a
 # shellcheck disable=SC1091

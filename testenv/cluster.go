@@ -79,11 +79,24 @@ func (k *cluster) logReady(f string, a ...any) {
 
 // startAPIServer runs kube-apiserver in this process and waits for /readyz.
 func (k *cluster) startAPIServer() {
+	if err := os.WriteFile(k.c.path("admission.yaml"), []byte(fmt.Sprintf(admissionConfig, k.c.path("podnodeselector.yaml"))), 0o644); err != nil {
+		fatalf("%v", err)
+	}
+	if err := os.WriteFile(k.c.path("podnodeselector.yaml"), []byte(fmt.Sprintf(podNodeSelectorConfig, kwokNodeSelector)), 0o644); err != nil {
+		fatalf("%v", err)
+	}
+	// Without the real node everything stays on loopback; with it, pods
+	// reach the API server at the node's address (the `kubernetes`
+	// Service's endpoint).
+	bind, advertise, endpoints := "127.0.0.1", "127.0.0.1", "none"
+	if k.c.node {
+		bind, advertise, endpoints = "0.0.0.0", nodeIP, "lease"
+	}
 	api := apiserver.NewAPIServerCommand()
 	api.SetArgs([]string{
 		"--etcd-servers=" + fmt.Sprintf("http://127.0.0.1:%d", k.c.etcdPort),
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
+		"--bind-address=" + bind,
+		"--advertise-address=" + advertise,
 		"--secure-port=" + strconv.Itoa(k.c.apiPort),
 		"--tls-cert-file=" + k.p.serverCert,
 		"--tls-private-key-file=" + k.p.serverKey,
@@ -95,7 +108,16 @@ func (k *cluster) startAPIServer() {
 		// As large as a real cluster's: a thousand functions need a
 		// thousand ClusterIPs.
 		"--service-cluster-ip-range=10.96.0.0/16",
-		"--endpoint-reconciler-type=none",
+		"--endpoint-reconciler-type=" + endpoints,
+		// kubectl logs/exec: the API server authenticates to the kubelet
+		// with the admin certificate.
+		"--kubelet-client-certificate=" + k.p.adminCert,
+		"--kubelet-client-key=" + k.p.adminKey,
+		"--kubelet-preferred-address-types=InternalIP",
+		// Each namespace's pods go to kwok's fake node unless the
+		// namespace asks for the real node (testenv's README).
+		"--enable-admission-plugins=PodNodeSelector",
+		"--admission-control-config-file=" + k.c.path("admission.yaml"),
 		// No node-lifecycle controller runs, so nothing would lift the
 		// not-ready taint this plugin puts on the new fake node.
 		"--disable-admission-plugins=TaintNodesByCondition",
@@ -120,6 +142,17 @@ func (k *cluster) startAPIServer() {
 	}
 	k.logReady("kube-apiserver ready at %s", k.server)
 }
+
+const admissionConfig = `apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: PodNodeSelector
+  path: %s
+`
+
+const podNodeSelectorConfig = `podNodeSelectorPluginConfig:
+  clusterDefaultNodeSelector: %q
+`
 
 func (k *cluster) child(name, bin string, args, env []string) {
 	cmd, err := startChild(k.c, name, bin, args, env, k.childDone)
@@ -199,6 +232,10 @@ func (k *cluster) startSchedulerAndKwok() {
 func (k *cluster) startMinIO() {
 	c := k.c
 	k.s3.endpoint = fmt.Sprintf("http://127.0.0.1:%d", c.minioPort)
+	listen := "127.0.0.1"
+	if c.node {
+		listen = "" // also on the node's address, for pods
+	}
 	var err error
 	k.s3.user, k.s3.pass, err = minioCreds(c.path("pki", "minio.creds"))
 	if err != nil {
@@ -208,7 +245,7 @@ func (k *cluster) startMinIO() {
 		fatalf("%v", err)
 	}
 	k.child("minio", c.minioBin, []string{"server", "--quiet",
-		"--address", fmt.Sprintf("127.0.0.1:%d", c.minioPort),
+		"--address", fmt.Sprintf("%s:%d", listen, c.minioPort),
 		"--console-address", fmt.Sprintf("127.0.0.1:%d", c.minioPort+1),
 		c.path("data", "minio")},
 		[]string{"MINIO_ROOT_USER=" + k.s3.user, "MINIO_ROOT_PASSWORD=" + k.s3.pass,
@@ -314,8 +351,11 @@ func (k *cluster) registerMetrics() error {
 }
 
 // stopChildren sends SIGTERM to every child, and SIGKILL to those still
-// running after 10 s.
+// running after 10 s; then it sweeps what the real node leaves behind.
 func (k *cluster) stopChildren() {
+	if k.c.node {
+		defer sweepNode(k.c)
+	}
 	for _, ch := range k.children {
 		if ch.Process != nil {
 			_ = ch.Process.Signal(syscall.SIGTERM)

@@ -7,10 +7,12 @@
 //	nur-testenv wait --dir .testenv                wait until `up` is ready
 //	nur-testenv down --dir .testenv                stop a running `up`
 //	nur-testenv kubectl ...                        kubectl (also when argv[0] is "kubectl")
-//	nur-testenv kube-controller-manager|kube-scheduler|kwok ...  used by `up`
+//	nur-testenv import-image --dir .testenv --image REF=BINARY[,ARG...]  into the real node
+//	nur-testenv kube-controller-manager|kube-scheduler|kwok|kubelet|kube-proxy ...  used by `up`
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,6 +22,8 @@ import (
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 	kcm "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	kubeproxy "k8s.io/kubernetes/cmd/kube-proxy/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
 )
@@ -45,6 +49,14 @@ func main() {
 		os.Exit(runScheduler(rest))
 	case "kwok":
 		os.Exit(runKwok(rest))
+	case "kubelet":
+		os.Args = append([]string{"kubelet"}, rest...)
+		os.Exit(cli.Run(kubelet.NewKubeletCommand(context.Background())))
+	case "kube-proxy":
+		os.Args = append([]string{"kube-proxy"}, rest...)
+		os.Exit(cli.Run(kubeproxy.NewProxyCommand()))
+	case "import-image":
+		os.Exit(cmdImport(rest))
 	case "up":
 		os.Exit(cmdUp(rest))
 	case "start":

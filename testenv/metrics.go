@@ -33,11 +33,12 @@ import (
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 )
 
-// A fake metrics-server. There is no kubelet, so no real usage to report:
-// the metrics.k8s.io/v1beta1 API here serves, for every Running pod, the
-// usage written in the pod's annotations (0 when absent). The
-// HorizontalPodAutoscaler controller and `kubectl top` read it through the
-// apiserver's aggregator like the real one.
+// testenv's metrics-server: the metrics.k8s.io/v1beta1 API, read by the
+// HorizontalPodAutoscaler controller and `kubectl top` through the
+// apiserver's aggregator like the real one. Pods on the real node report
+// the usage their kubelet measures (kubelet_stats.go); kwok's pods, which
+// run nothing, report the usage written in their annotations (0 when
+// absent).
 const (
 	cpuAnnotation    = "testenv.nur.dev/cpu"
 	memoryAnnotation = "testenv.nur.dev/memory"
@@ -59,12 +60,13 @@ func init() {
 }
 
 type metricsServer struct {
-	cs kubernetes.Interface
+	cs      kubernetes.Interface
+	kubelet *kubeletStats // nil without the real node
 }
 
 // startMetricsServer listens on 127.0.0.1:port (TLS, a throwaway
 // self-signed certificate) and serves in the background.
-func startMetricsServer(port int, cs kubernetes.Interface) error {
+func startMetricsServer(port int, cs kubernetes.Interface, kubelet *kubeletStats) error {
 	cert, err := selfSignedCert()
 	if err != nil {
 		return err
@@ -74,7 +76,7 @@ func startMetricsServer(port int, cs kubernetes.Interface) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           &metricsServer{cs: cs},
+		Handler:           &metricsServer{cs: cs, kubelet: kubelet},
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -253,7 +255,7 @@ func (s *metricsServer) podList(ctx context.Context, ns string, req *http.Reques
 	}
 	out := &metricsv1beta1.PodMetricsList{}
 	for i := range pods.Items {
-		if m := podMetrics(&pods.Items[i]); m != nil {
+		if m := s.podMetrics(ctx, &pods.Items[i]); m != nil {
 			out.Items = append(out.Items, *m)
 		}
 	}
@@ -263,7 +265,7 @@ func (s *metricsServer) podList(ctx context.Context, ns string, req *http.Reques
 func (s *metricsServer) pod(ctx context.Context, ns, name string) (runtime.Object, error) {
 	pod, err := s.cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 	if err == nil {
-		if m := podMetrics(pod); m != nil {
+		if m := s.podMetrics(ctx, pod); m != nil {
 			return m, nil
 		}
 	} else if !apierrors.IsNotFound(err) {
@@ -272,12 +274,24 @@ func (s *metricsServer) pod(ctx context.Context, ns, name string) (runtime.Objec
 	return nil, apierrors.NewNotFound(metricsv1beta1.Resource("pods"), name)
 }
 
-// podMetrics is the usage of a Running pod: its annotations' values on its
-// first container, 0 on the others; nil for a pod in any other phase (the
-// real metrics-server has nothing for those either).
-func podMetrics(pod *corev1.Pod) *metricsv1beta1.PodMetrics {
+// podMetrics is the usage of a Running pod: on the real node, what its
+// kubelet measured (nil while it has no figures, as metrics-server); on
+// kwok's node, its annotations' values on its first container, 0 on the
+// others; nil for a pod in any other phase (the real metrics-server has
+// nothing for those either).
+func (s *metricsServer) podMetrics(ctx context.Context, pod *corev1.Pod) *metricsv1beta1.PodMetrics {
 	if pod.Status.Phase != corev1.PodRunning || len(pod.Spec.Containers) == 0 {
 		return nil
+	}
+	var measured map[string]corev1.ResourceList
+	if pod.Spec.NodeName == realNodeName && s.kubelet != nil {
+		var err error
+		if measured, err = s.kubelet.containers(ctx, pod.Namespace, pod.Name); err != nil {
+			logf("metrics API: %v", err)
+		}
+		if len(measured) < len(pod.Spec.Containers) {
+			return nil
+		}
 	}
 	m := &metricsv1beta1.PodMetrics{
 		ObjectMeta: metav1.ObjectMeta{
@@ -289,7 +303,9 @@ func podMetrics(pod *corev1.Pod) *metricsv1beta1.PodMetrics {
 	}
 	for i, c := range pod.Spec.Containers {
 		cpu, mem := resource.MustParse("0"), resource.MustParse("0")
-		if i == 0 {
+		if u, ok := measured[c.Name]; ok {
+			cpu, mem = u[corev1.ResourceCPU], u[corev1.ResourceMemory]
+		} else if i == 0 && measured == nil {
 			cpu, mem = annotated(pod, cpuAnnotation), annotated(pod, memoryAnnotation)
 		}
 		m.Containers = append(m.Containers, metricsv1beta1.ContainerMetrics{
@@ -358,7 +374,7 @@ func (s *metricsServer) usageByNode(ctx context.Context) (map[string]corev1.Reso
 	out := map[string]corev1.ResourceList{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		m := podMetrics(p)
+		m := s.podMetrics(ctx, p)
 		if m == nil || p.Spec.NodeName == "" {
 			continue
 		}

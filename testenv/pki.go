@@ -42,8 +42,37 @@ func newPKI(dir string) *pki {
 	}
 }
 
+// serverIPs are the addresses the API server is reached at: loopback, the
+// real node's address and the `kubernetes` Service's ClusterIP.
+func serverIPs() []net.IP {
+	return []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1"), net.ParseIP(nodeIP), net.ParseIP("10.96.0.1")}
+}
+
+// coversServerIPs says whether the server certificate at path names every
+// address of serverIPs (an older set is issued again).
+func coversServerIPs(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return false
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return false
+	}
+	for _, ip := range serverIPs() {
+		if cert.VerifyHostname(ip.String()) != nil {
+			return false
+		}
+	}
+	return true
+}
+
 func (p *pki) ensure() error {
-	if fileExists(p.caCert) && fileExists(p.serverCert) && fileExists(p.adminCert) && fileExists(p.saKey) && fileExists(p.saPub) {
+	if fileExists(p.caCert) && fileExists(p.serverCert) && fileExists(p.adminCert) && fileExists(p.saKey) && fileExists(p.saPub) && coversServerIPs(p.serverCert) {
 		return nil
 	}
 	if err := os.MkdirAll(p.dir, 0o700); err != nil {
@@ -98,7 +127,7 @@ func (p *pki) ensure() error {
 		Subject:     pkix.Name{CommonName: "kube-apiserver"},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1"), net.ParseIP("10.0.0.1")},
+		IPAddresses: serverIPs(),
 	}, p.serverCert, p.serverKey); err != nil {
 		return err
 	}

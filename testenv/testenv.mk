@@ -3,8 +3,11 @@
 #   make testenv        build what is missing, start everything, return when ready
 #   make testenv-down   stop it
 #   make testenv-build  only build (cached by version under $(TESTENV_CACHE))
-# After `make testenv`: .testenv/env (KUBECONFIG, AWS_*, NUR_TEST_BUCKET),
-# .testenv/kubeconfig, .testenv/bin/{kubectl,helm,minio,nur-testenv}.
+#   make testenv-images import the operator and worker images (built from
+#                       this checkout) into the real node; part of `make testenv`
+# After `make testenv`: .testenv/env (KUBECONFIG, AWS_*, NUR_TEST_BUCKET,
+# NUR_TESTENV_NODE...), .testenv/kubeconfig,
+# .testenv/bin/{kubectl,helm,minio,nur-testenv}.
 
 TESTENV_SRC   := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 TESTENV_DIR   ?= $(CURDIR)/.testenv
@@ -13,6 +16,9 @@ TESTENV_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nur-testenv
 # MinIO has no semver tags; this is the module version of its last commit
 # on the Go module proxy (2026-02-12).
 MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
+
+# The CNI plugins of the real node (bridge, host-local, loopback, portmap).
+CNI_VERSION ?= v1.9.1
 
 # Extra flags for `nur-testenv up`, e.g. TESTENV_UP_FLAGS=--kwok=false
 # (no scheduler/kwok: pods stay Pending). See `nur-testenv up -h`.
@@ -50,10 +56,18 @@ TESTENV_KEY    := $(shell cat $(TESTENV_SRC)/go.mod $(TESTENV_SRC)/go.sum $(TEST
 TESTENV_BIN    := $(TESTENV_CACHE)/nur-testenv-$(TESTENV_KEY)
 TESTENV_HELM   := $(TESTENV_CACHE)/helm-$(TESTENV_MODKEY)
 TESTENV_MINIO  := $(TESTENV_CACHE)/minio-$(MINIO_VERSION)
+TESTENV_CNI    := $(TESTENV_CACHE)/cni-$(CNI_VERSION)
+TESTENV_PAUSE  := $(TESTENV_CACHE)/pause-$(shell cat $(TESTENV_SRC)/pause/main.go | sha256sum | cut -c1-12)
+CNI_PLUGINS    := plugins/main/bridge plugins/main/loopback plugins/ipam/host-local plugins/meta/portmap
 
-.PHONY: testenv testenv-down testenv-build
+# The images the chart names (tag: the chart's appVersion), carrying the
+# binaries of this checkout's debug build with their shared libraries.
+NUR_IMAGE_TAG    := $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' $(TESTENV_SRC)/../charts/nur/Chart.yaml)
+NUR_TARGET_DIR   := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
-testenv-build: $(TESTENV_BIN) $(TESTENV_HELM) $(TESTENV_MINIO)
+.PHONY: testenv testenv-down testenv-build testenv-images
+
+testenv-build: $(TESTENV_BIN) $(TESTENV_HELM) $(TESTENV_MINIO) $(TESTENV_CNI)/portmap $(TESTENV_PAUSE)
 
 $(TESTENV_BIN):
 	@mkdir -p $(TESTENV_CACHE)
@@ -73,13 +87,37 @@ $(TESTENV_MINIO):
 	cd $(TESTENV_CACHE) && GOBIN=$(TESTENV_CACHE)/gobin-minio $(TESTENV_GO) install -trimpath -ldflags='-s -w' github.com/minio/minio@$(MINIO_VERSION) \
 	  && mv $(TESTENV_CACHE)/gobin-minio/minio $@
 
-testenv: testenv-build
+$(TESTENV_CNI)/portmap:
+	@mkdir -p $(TESTENV_CNI).tmp
+	@echo "testenv: building CNI plugins $(CNI_VERSION)"
+	cd $(TESTENV_CACHE) && GOBIN=$(TESTENV_CNI).tmp CGO_ENABLED=0 $(TESTENV_GO) install -trimpath -ldflags='-s -w' \
+	  $(foreach p,$(CNI_PLUGINS),github.com/containernetworking/plugins/$(p)@$(CNI_VERSION)) \
+	  && rm -rf $(TESTENV_CNI) && mv $(TESTENV_CNI).tmp $(TESTENV_CNI)
+
+$(TESTENV_PAUSE):
+	@mkdir -p $(TESTENV_CACHE)
+	cd $(TESTENV_SRC) && CGO_ENABLED=0 $(TESTENV_GO) $(TESTENV_BUILD) -ldflags='-s -w' -o $@.tmp ./pause && mv $@.tmp $@
+
+testenv: testenv-start testenv-images
+
+.PHONY: testenv-start
+testenv-start: testenv-build
 	@mkdir -p $(TESTENV_DIR)/bin && printf '*\n' > $(TESTENV_DIR)/.gitignore
 	@ln -sfn $(TESTENV_BIN) $(TESTENV_DIR)/bin/nur-testenv
 	@ln -sfn $(TESTENV_BIN) $(TESTENV_DIR)/bin/kubectl
 	@ln -sfn $(TESTENV_HELM) $(TESTENV_DIR)/bin/helm
 	@ln -sfn $(TESTENV_MINIO) $(TESTENV_DIR)/bin/minio
-	@$(TESTENV_DIR)/bin/nur-testenv start --dir $(TESTENV_DIR) --minio $(TESTENV_DIR)/bin/minio $(TESTENV_UP_FLAGS)
+	@$(TESTENV_DIR)/bin/nur-testenv start --dir $(TESTENV_DIR) --minio $(TESTENV_DIR)/bin/minio \
+	  --cni-bin $(TESTENV_CNI) --pause $(TESTENV_PAUSE) $(TESTENV_UP_FLAGS)
+
+# Without a real node (not root, no containerd) there is nothing to import.
+testenv-images: testenv-start
+	@if grep -q '^NUR_TESTENV_NODE=' $(TESTENV_DIR)/env; then \
+	  cargo build --locked -p nur-operator -p nur-worker && \
+	  $(TESTENV_DIR)/bin/nur-testenv import-image --dir $(TESTENV_DIR) \
+	    --image ghcr.io/nur-dev/nur-operator:$(NUR_IMAGE_TAG)=$(NUR_TARGET_DIR)/debug/nur-operator,run \
+	    --image ghcr.io/nur-dev/nur-worker:$(NUR_IMAGE_TAG)=$(NUR_TARGET_DIR)/debug/nur-worker; \
+	fi
 
 testenv-down:
 	@if [ -x $(TESTENV_DIR)/bin/nur-testenv ]; then $(TESTENV_DIR)/bin/nur-testenv down --dir $(TESTENV_DIR); \

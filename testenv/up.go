@@ -32,6 +32,10 @@ type config struct {
 	minioPort    int
 	minioBin     string
 	kwok         bool
+	node         bool
+	nodeMode     string
+	cniBin       string
+	pauseBin     string
 	bucket       string
 	region       string
 	readyTimeout time.Duration
@@ -48,6 +52,9 @@ func parseFlags(name string, args []string) *config {
 	fs.IntVar(&c.minioPort, "minio-port", envInt("NUR_TESTENV_MINIO_PORT", 19000), "MinIO S3 port on 127.0.0.1 (console is +1)")
 	fs.StringVar(&c.minioBin, "minio", "", "path to the minio binary (empty: no MinIO)")
 	fs.BoolVar(&c.kwok, "kwok", true, "run kube-scheduler and kwok with one fake node, so pods get Running/Ready")
+	fs.StringVar(&c.nodeMode, "node", "auto", "run the real node (containerd, kubelet, kube-proxy): auto (when root with containerd, runc, iptables and the CNI plugins), true, false")
+	fs.StringVar(&c.cniBin, "cni-bin", "", "directory of the CNI plugins (bridge, host-local, loopback, portmap)")
+	fs.StringVar(&c.pauseBin, "pause", "", "the pause binary for the node's sandbox image")
 	fs.StringVar(&c.bucket, "bucket", "nur-test", "bucket created in MinIO")
 	fs.StringVar(&c.region, "region", "us-east-1", "S3 region")
 	fs.DurationVar(&c.readyTimeout, "timeout", 5*time.Minute, "wait: how long to wait for readiness")
@@ -58,6 +65,25 @@ func parseFlags(name string, args []string) *config {
 	}
 	c.dir = abs
 	return c
+}
+
+// decideNode sets c.node from --node: auto runs it where it can run.
+func (c *config) decideNode() {
+	why := nodeUnavailable(c)
+	switch c.nodeMode {
+	case "false":
+		c.node = false
+	case "true":
+		if why != "" {
+			fatalf("--node=true: the real node cannot run here: %s", why)
+		}
+		c.node = true
+	default:
+		c.node = why == ""
+		if why != "" {
+			logf("no real node: %s (pods run on kwok's fake node only)", why)
+		}
+	}
 }
 
 func envInt(k string, def int) int {
@@ -85,12 +111,16 @@ func cmdUp(args []string) int {
 	// (Pdeathsig); keep this goroutine, which starts them all, on one thread
 	// for the life of the process.
 	runtime.LockOSThread()
+	c.decideNode()
 	k := newCluster(c)
 	defer os.Remove(c.path("ready"))
 	defer k.cancel()
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 
+	if c.node {
+		k.prepareNode()
+	}
 	etcd, err := startEtcd(c)
 	if err != nil {
 		fatalf("etcd: %v", err)
@@ -98,7 +128,13 @@ func cmdUp(args []string) int {
 	defer etcd.Close()
 	k.logReady("etcd ready on 127.0.0.1:%d", c.etcdPort)
 	k.startAPIServer()
-	if err := startMetricsServer(c.metricsPort, k.cs); err != nil {
+	var kubelet *kubeletStats
+	if c.node {
+		if kubelet, err = newKubeletStats(k.p); err != nil {
+			fatalf("metrics API: %v", err)
+		}
+	}
+	if err := startMetricsServer(c.metricsPort, k.cs, kubelet); err != nil {
 		fatalf("metrics API: %v", err)
 	}
 	k.startControllerManager()
@@ -109,7 +145,10 @@ func cmdUp(args []string) int {
 		k.startMinIO()
 	}
 	defer k.stopChildren()
-	steps := []func() error{k.waitMinIO, k.waitControllerManager, k.waitKwok, k.registerMetrics}
+	if c.node {
+		k.startNode()
+	}
+	steps := []func() error{k.waitMinIO, k.waitControllerManager, k.waitKwok, k.waitNode, k.registerMetrics}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			logf("%v", err)
@@ -291,7 +330,16 @@ func writeEnv(c *config, endpoint, user, pass string) error {
 	kv("NUR_TESTENV_DIR", c.dir)
 	kv("NUR_TESTENV_BIN", c.path("bin"))
 	kv("NUR_TESTENV_KWOK", strconv.FormatBool(c.kwok))
+	if c.node {
+		// The real node, and the namespace annotation that puts a
+		// namespace's pods on it.
+		kv("NUR_TESTENV_NODE", realNodeName)
+		kv("NUR_TESTENV_NODE_SELECTOR", realNodeSelector)
+	}
 	if endpoint != "" {
+		if c.node {
+			kv("NUR_TEST_IN_CLUSTER_ENDPOINT", fmt.Sprintf("http://%s:%d", nodeIP, c.minioPort))
+		}
 		kv("AWS_ENDPOINT_URL", endpoint)
 		kv("AWS_ACCESS_KEY_ID", user)
 		kv("AWS_SECRET_ACCESS_KEY", pass)

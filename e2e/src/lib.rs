@@ -12,6 +12,9 @@
 //!   ServiceAccount with the chart's args, an example uploaded to MinIO and
 //!   `kubectl apply`d, the worker serving with the pod spec the operator
 //!   wrote, a new upload rolling out, `helm uninstall`.
+//! - `tests/node.rs`: the same path on testenv's real node, with the images
+//!   testenv imported: real pods behind a real Service's ClusterIP, a
+//!   rollout under load, the HPA on measured CPU, an OOM kill.
 //! - `src/lib.rs` (this file): what both share and is e2e's own: the
 //!   workspace's paths, the chart, multi-document YAML. Binaries, child
 //!   processes, raw TCP clients and containers run as local processes are

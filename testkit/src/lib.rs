@@ -316,14 +316,43 @@ impl TestEnv {
     }
 
     /// A fresh namespace named `nur-test-PREFIX-RANDOM`, deleted when the
-    /// returned guard is dropped.
+    /// returned guard is dropped. Its pods go to kwok's fake node.
     pub async fn namespace(&self, prefix: &str) -> Result<TestNamespace, Error> {
+        self.namespace_with(prefix, None).await
+    }
+
+    /// Like [`TestEnv::namespace`], but its pods go to the real node
+    /// (kubelet, containerd, runc): real containers of the images testenv
+    /// imported, on pod IPs routed from this host. An error when the test
+    /// environment runs without one (not root, no containerd).
+    pub async fn namespace_on_real_node(&self, prefix: &str) -> Result<TestNamespace, Error> {
+        let selector = self.var("NUR_TESTENV_NODE_SELECTOR").ok_or_else(|| {
+            Error(
+                "the test environment has no real node (.testenv/env has no \
+                 NUR_TESTENV_NODE_SELECTOR): `make testenv` as root with containerd, runc, \
+                 iptables and conntrack installed; see .testenv/logs/testenv.log"
+                    .into(),
+            )
+        })?;
+        self.namespace_with(prefix, Some(selector.to_string()))
+            .await
+    }
+
+    async fn namespace_with(
+        &self,
+        prefix: &str,
+        node_selector: Option<String>,
+    ) -> Result<TestNamespace, Error> {
         let client = self.client().await?;
         let name = format!("nur-test-{}-{}", sanitize(prefix), random_suffix());
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 labels: Some([("nur.dev/test".to_string(), "true".to_string())].into()),
+                // PodNodeSelector admission: every pod of the namespace.
+                annotations: node_selector.map(|s| {
+                    [("scheduler.alpha.kubernetes.io/node-selector".to_string(), s)].into()
+                }),
                 ..Default::default()
             },
             ..Default::default()
