@@ -58,3 +58,30 @@ pub fn yaml_documents(text: &str) -> Vec<serde_json::Value> {
         .filter(|v| !v.is_null())
         .collect()
 }
+
+/// Runs a tool (kubectl, helm) with `stdin`; panics with its output unless
+/// it succeeds; returns its stdout.
+pub fn run(mut cmd: std::process::Command, stdin: Option<&str>) -> String {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(stdin.unwrap_or("").as_bytes())
+        .expect("write the tool's stdin");
+    let out = child.wait_with_output().expect("wait for the tool");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("the tool prints UTF-8")
+}

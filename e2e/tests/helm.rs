@@ -30,37 +30,13 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Api;
 use kube::api::{DynamicObject, GroupVersionKind, ListParams};
 use kube::discovery::ApiResource;
-use nur_e2e::{chart_app_version, chart_dir, workspace_root};
+use nur_e2e::{chart_app_version, chart_dir, run, workspace_root};
 use nur_testkit::net::{exchange, free_port, http_get};
 use nur_testkit::pod::{container_command, container_env, container_port, probe_port};
 use nur_testkit::process::{Process, binary};
 use nur_testkit::{TestNamespace, crd, deployment_pinned, eventually, examples, store, testenv};
 
 const T: Duration = Duration::from_secs(90);
-
-/// Runs a tool, panics with its output unless it succeeds; returns stdout.
-fn run(mut cmd: std::process::Command, stdin: Option<&str>) -> String {
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    {
-        use std::io::Write;
-        let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 async fn nurfunctions(ns: &TestNamespace) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("nur.dev", "v1alpha1", "NurFunction");

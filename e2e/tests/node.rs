@@ -26,38 +26,11 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Api;
 use kube::api::{DynamicObject, GroupVersionKind, ListParams, WatchEvent, WatchParams};
 use kube::discovery::ApiResource;
-use nur_e2e::{chart_dir, workspace_root};
+use nur_e2e::{chart_dir, run, workspace_root};
 use nur_testkit::net::exchange;
 use nur_testkit::{TestEnv, TestNamespace, eventually, examples, store, testenv};
 
 const T: Duration = Duration::from_secs(120);
-
-/// Runs a tool with `stdin`, panics with its output unless it succeeds;
-/// returns stdout.
-fn run(mut cmd: std::process::Command, stdin: &str) -> String {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// A namespace on the real node with the object-store Secret pods use
 /// (MinIO at the address pods reach it), and the chart installed into it,
@@ -85,7 +58,7 @@ async fn install(env: &TestEnv, prefix: &str) -> TestNamespace {
     ] {
         secret.arg(format!("--from-literal={k}={}", env.var(k).unwrap()));
     }
-    run(secret, "");
+    run(secret, None);
     // ClusterRole and ClusterRoleBinding are cluster-scoped: the release
     // name is unique per run.
     let release = format!("nur-{}", ns.name().rsplit('-').next().unwrap());
@@ -98,7 +71,7 @@ async fn install(env: &TestEnv, prefix: &str) -> TestNamespace {
         .args(["--set", "operator.recheckSeconds=2"])
         // MinIO is at a private address of this machine.
         .args(["--set", "operator.storage.allowLocalStorage=true"]);
-    let out = run(helm, "");
+    let out = run(helm, None);
     assert!(out.contains("STATUS: deployed"), "{out}");
     ns
 }
@@ -188,10 +161,19 @@ fn manifest(env: &TestEnv, file: &str, prefix: &str) -> String {
     )
 }
 
+/// A NurFunction `name` of the module at `url` (with the object-store
+/// Secret) on port 8080, with `spec` (YAML lines at the spec's indent).
+fn function(name: &str, url: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: nur.dev/v1alpha1\nkind: NurFunction\nmetadata: {{name: {name}}}\nspec:\n  \
+         module: {{url: {url}, credentialsSecret: object-store}}\n  port: 8080\n{spec}"
+    )
+}
+
 fn apply(env: &TestEnv, ns: &TestNamespace, yaml: &str) -> String {
     let mut apply = env.kubectl();
     apply.args(["apply", "-n", ns.name(), "-f", "-"]);
-    run(apply, yaml)
+    run(apply, Some(yaml))
 }
 
 /// Connections from a few threads to `addr`, one after another, until
@@ -420,18 +402,12 @@ async fn the_autoscaler_scales_a_busy_function_on_the_cpu_its_pods_use() {
     apply(
         &env,
         &ns,
-        &format!(
-            "apiVersion: nur.dev/v1alpha1
-kind: NurFunction
-metadata: {{name: burn}}
-spec:
-  module: {{url: {url}, credentialsSecret: object-store}}
-  port: 8080
-  autoscaling: {{minReplicas: 1, maxReplicas: 3, targetCPUUtilizationPercentage: 50}}
-  resources:
-    requests: {{cpu: 50m, memory: 32Mi}}
-    limits: {{memory: 256Mi}}
-"
+        &function(
+            "burn",
+            &url,
+            "  autoscaling: {minReplicas: 1, maxReplicas: 3, targetCPUUtilizationPercentage: 50}
+  resources: {requests: {cpu: 50m, memory: 32Mi}, limits: {memory: 256Mi}}
+",
         ),
     );
     wait_ready(&ns, "burn", &digest, 1).await;
@@ -521,19 +497,13 @@ async fn a_worker_over_its_container_memory_limit_is_restarted_while_the_service
     apply(
         &env,
         &ns,
-        &format!(
-            "apiVersion: nur.dev/v1alpha1
-kind: NurFunction
-metadata: {{name: grow}}
-spec:
-  module: {{url: {url}, credentialsSecret: object-store}}
-  port: 8080
-  replicas: 2
-  limits: {{memory: 256Mi}}
-  resources:
-    requests: {{cpu: 50m, memory: 64Mi}}
-    limits: {{memory: 96Mi}}
-"
+        &function(
+            "grow",
+            &url,
+            "  replicas: 2
+  limits: {memory: 256Mi}
+  resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {memory: 96Mi}}
+",
         ),
     );
     wait_ready(&ns, "grow", &digest, 2).await;
