@@ -74,10 +74,13 @@ fn a_thousand_host_call_loops_past_a_5ms_timeout_leave_the_worker_serving() {
         done.store(true, Ordering::SeqCst);
         assert!(monitor.join().unwrap() > 0);
     });
-    assert_eq!(
-        worker.wait_metric("nur_guest_traps_total{kind=\"timeout\"}", 1000.0),
-        1000.0
-    );
+    // Each loop ended by its deadline: closed for timeout, as a timeout
+    // trap at a safe point, or, when the deadline passed before the guest
+    // ran at all (a loaded machine: 64 clients on 2 cores), without one.
+    let closes = worker.wait_metric("nur_connection_closes_total{reason=\"timeout\"}", 1000.0);
+    let traps = worker.metric("nur_guest_traps_total{kind=\"timeout\"}");
+    assert_eq!(closes, 1000.0, "{traps} timeout traps");
+    assert!(traps > 900.0, "{traps} timeout traps");
     assert!(
         worker.alive(),
         "the worker died: {}",
