@@ -161,13 +161,28 @@ fn manifest(env: &TestEnv, file: &str, prefix: &str) -> String {
     )
 }
 
-/// A NurFunction `name` of the module at `url` (with the object-store
-/// Secret) on port 8080, with `spec` (YAML lines at the spec's indent).
-fn function(name: &str, url: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: nur.dev/v1alpha1\nkind: NurFunction\nmetadata: {{name: {name}}}\nspec:\n  \
-         module: {{url: {url}, credentialsSecret: object-store}}\n  port: 8080\n{spec}"
-    )
+/// Uploads `module` under the namespace's prefix of the test bucket and
+/// applies NurFunction `name` of it (with the object-store Secret) on port
+/// 8080, with `spec` (YAML lines at the spec's indent); returns the
+/// module's digest.
+async fn deploy(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    name: &str,
+    module: Vec<u8>,
+    spec: &str,
+) -> String {
+    let digest = nur_module::sha256_hex(&module);
+    let url = store::put(env, &format!("node/{}/{name}.wasm", ns.name()), module).await;
+    apply(
+        env,
+        ns,
+        &format!(
+            "apiVersion: nur.dev/v1alpha1\nkind: NurFunction\nmetadata: {{name: {name}}}\nspec:\n  \
+             module: {{url: {url}, credentialsSecret: object-store}}\n  port: 8080\n{spec}"
+        ),
+    );
+    digest
 }
 
 fn apply(env: &TestEnv, ns: &TestNamespace, yaml: &str) -> String {
@@ -395,21 +410,16 @@ fn burn_module(iterations: u32) -> Vec<u8> {
 async fn the_autoscaler_scales_a_busy_function_on_the_cpu_its_pods_use() {
     let env = testenv!();
     let ns = install(&env, "node-hpa").await;
-    let prefix = format!("node/{}", ns.name());
-    let module = burn_module(20_000_000);
-    let digest = nur_module::sha256_hex(&module);
-    let url = store::put(&env, &format!("{prefix}/burn.wasm"), module).await;
-    apply(
+    let digest = deploy(
         &env,
         &ns,
-        &function(
-            "burn",
-            &url,
-            "  autoscaling: {minReplicas: 1, maxReplicas: 3, targetCPUUtilizationPercentage: 50}
+        "burn",
+        burn_module(20_000_000),
+        "  autoscaling: {minReplicas: 1, maxReplicas: 3, targetCPUUtilizationPercentage: 50}
   resources: {requests: {cpu: 50m, memory: 32Mi}, limits: {memory: 256Mi}}
 ",
-        ),
-    );
+    )
+    .await;
     wait_ready(&ns, "burn", &digest, 1).await;
     let hpas = ns.api::<HorizontalPodAutoscaler>();
     let addr = cluster_ip(&ns, "burn", b"x", b"burnt").await;
@@ -488,24 +498,19 @@ fn grow_module(pages: u32) -> Vec<u8> {
 async fn a_worker_over_its_container_memory_limit_is_restarted_while_the_service_serves() {
     let env = testenv!();
     let ns = install(&env, "node-oom").await;
-    let prefix = format!("node/{}", ns.name());
     // 192 MiB of wasm memory, allowed by limits.memory (256Mi), in a
     // container limited to 96Mi.
-    let module = grow_module(3 * 1024);
-    let digest = nur_module::sha256_hex(&module);
-    let url = store::put(&env, &format!("{prefix}/grow.wasm"), module).await;
-    apply(
+    let digest = deploy(
         &env,
         &ns,
-        &function(
-            "grow",
-            &url,
-            "  replicas: 2
+        "grow",
+        grow_module(3 * 1024),
+        "  replicas: 2
   limits: {memory: 256Mi}
   resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {memory: 96Mi}}
 ",
-        ),
-    );
+    )
+    .await;
     wait_ready(&ns, "grow", &digest, 2).await;
     let addr = cluster_ip(&ns, "grow", b"hello", b"ok").await;
     let reply = exchange(addr, b"hello").unwrap();
