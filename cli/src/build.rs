@@ -74,19 +74,30 @@ pub fn build_dir(root: &Path) -> PathBuf {
     root.join(".nur").join("build")
 }
 
-/// Builds the functions, each on a thread of its own; the results in the
-/// functions' order.
+/// Builds the functions, as many at once as the machine has cores (a
+/// toolchain uses more than one, and more builds at once only compete);
+/// the results in the functions' order.
 pub fn build_all(root: &Path, functions: &[Function]) -> Vec<Result<Built, BuildError>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(functions.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::with_capacity(functions.len()));
     std::thread::scope(|s| {
-        let handles: Vec<_> = functions
-            .iter()
-            .map(|f| s.spawn(move || build(root, f)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a build thread panicked"))
-            .collect()
-    })
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(f) = functions.get(i) else { break };
+                    let built = build(root, f);
+                    results.lock().unwrap().push((i, built));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Builds one function.

@@ -26,55 +26,11 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Api;
 use kube::api::{DynamicObject, GroupVersionKind, ListParams, WatchEvent, WatchParams};
 use kube::discovery::ApiResource;
-use nur_e2e::{chart_dir, run, workspace_root};
+use nur_e2e::{install_on_real_node as install, run, workspace_root};
 use nur_testkit::net::exchange;
 use nur_testkit::{TestEnv, TestNamespace, eventually, examples, store, testenv};
 
 const T: Duration = Duration::from_secs(120);
-
-/// A namespace on the real node with the object-store Secret pods use
-/// (MinIO at the address pods reach it), and the chart installed into it,
-/// watching it. Returns once the operator pod is Ready.
-async fn install(env: &TestEnv, prefix: &str) -> TestNamespace {
-    let ns = env.namespace_on_real_node(prefix).await.unwrap();
-    let endpoint = env
-        .var("NUR_TEST_IN_CLUSTER_ENDPOINT")
-        .expect(".testenv/env names MinIO's address for pods");
-    let mut secret = env.kubectl();
-    secret.args([
-        "create",
-        "secret",
-        "generic",
-        "object-store",
-        "-n",
-        ns.name(),
-    ]);
-    secret.arg(format!("--from-literal=AWS_ENDPOINT_URL={endpoint}"));
-    for k in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-        "AWS_ALLOW_HTTP",
-    ] {
-        secret.arg(format!("--from-literal={k}={}", env.var(k).unwrap()));
-    }
-    run(secret, None);
-    // ClusterRole and ClusterRoleBinding are cluster-scoped: the release
-    // name is unique per run.
-    let release = format!("nur-{}", ns.name().rsplit('-').next().unwrap());
-    let mut helm = env.helm();
-    helm.args(["install", &release])
-        .arg(chart_dir())
-        .args(["--namespace", ns.name(), "--wait", "--timeout", "2m"])
-        .args(["--set", &format!("operator.watchNamespace={}", ns.name())])
-        .args(["--set", "operator.envFrom[0].secretRef.name=object-store"])
-        .args(["--set", "operator.recheckSeconds=2"])
-        // MinIO is at a private address of this machine.
-        .args(["--set", "operator.storage.allowLocalStorage=true"]);
-    let out = run(helm, None);
-    assert!(out.contains("STATUS: deployed"), "{out}");
-    ns
-}
 
 async fn nurfunctions(ns: &TestNamespace) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("nur.dev", "v1alpha1", "NurFunction");

@@ -379,6 +379,34 @@ impl Source {
         }
     }
 
+    /// Writes `bytes` as the object (a file is written in place).
+    pub async fn put(&self, bytes: Vec<u8>) -> Result<(), SourceError> {
+        match &self.location {
+            Location::File(path) => tokio::fs::write(path, bytes)
+                .await
+                .map_err(|e| self.io_error(e)),
+            Location::Object { store, path } => store
+                .put(path, bytes.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| self.error(e)),
+        }
+    }
+
+    /// Deletes the object; one that is not there is not an error.
+    pub async fn delete(&self) -> Result<(), SourceError> {
+        let result = match &self.location {
+            Location::File(path) => tokio::fs::remove_file(path)
+                .await
+                .map_err(|e| self.io_error(e)),
+            Location::Object { store, path } => store.delete(path).await.map_err(|e| self.error(e)),
+        };
+        match result {
+            Err(SourceError::NotFound { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
     fn file_version(&self, meta: &std::fs::Metadata) -> Result<String, SourceError> {
         let modified = meta.modified().map_err(|e| self.io_error(e))?;
         Ok(format!("{}-{modified:?}", meta.len()))

@@ -313,7 +313,11 @@ async fn reconcile_stages(f: &NurFunction, ctx: &Context) -> Result<Action, Erro
             "rolling to sha256:{} ({} bytes) from {}",
             module.sha256, module.size, f.spec.module.url
         );
-        publish(ctx, f, EventType::Normal, "ModuleRollout", "Apply", note).await;
+        // One action per digest: the event recorder folds events of the
+        // same action and reason into one series that keeps the first
+        // note, which would show a later rollout as the first one.
+        let action = format!("Rollout-{}", &module.sha256[..12]);
+        publish(ctx, f, EventType::Normal, "ModuleRollout", &action, note).await;
     }
     patch_status(ctx, f, &status).await?;
     Ok(recheck)

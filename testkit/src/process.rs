@@ -20,11 +20,13 @@ pub fn binary(name: &str) -> PathBuf {
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join(name);
     if !bin.exists() {
+        // The package of each binary is named after it, but `nur`'s.
+        let package = if name == "nur" { "nur-cli" } else { name };
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", name, "--bin", name])
+            .args(["build", "-p", package, "--bin", name])
             .status()
             .unwrap();
-        assert!(status.success(), "cargo build -p {name} failed");
+        assert!(status.success(), "cargo build -p {package} failed");
     }
     bin
 }

@@ -1,0 +1,158 @@
+//! `nur call NAME`: sends bytes (or an HTTP/1.1 request) to a ready pod
+//! of the function through a port-forward via the API server, and returns
+//! what the function answers until it closes the connection.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::status::{self, StatusError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    #[error("function {name} has no ready pod: `nur status {name}` says why")]
+    NoReadyPod { name: String },
+    #[error("port-forward to pod {pod}: {cause}")]
+    Forward { pod: String, cause: String },
+    #[error("--http wants `METHOD /path` (e.g. 'GET /hello'), not {0:?}")]
+    BadRequestLine(String),
+    #[error("no answer from {pod} within {timeout:?} (the function's --timeout closes it sooner)")]
+    Timeout { pod: String, timeout: Duration },
+}
+
+/// What to send.
+pub enum Input {
+    /// These bytes, as they are.
+    Bytes(Vec<u8>),
+    /// An HTTP/1.1 request `METHOD /path` with these bytes as its body.
+    Http { request_line: String, body: Vec<u8> },
+}
+
+/// The bytes of `input` for function `name` (an HTTP request gets `Host:
+/// NAME`, `Connection: close` and, with a body, `Content-Length`).
+pub fn encode(input: Input, name: &str) -> Result<Vec<u8>, CallError> {
+    match input {
+        Input::Bytes(b) => Ok(b),
+        Input::Http { request_line, body } => {
+            let mut parts = request_line.split_whitespace();
+            let (Some(method), Some(path), None) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(CallError::BadRequestLine(request_line));
+            };
+            if !path.starts_with('/') || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(CallError::BadRequestLine(request_line));
+            }
+            let mut out =
+                format!("{method} {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n");
+            if !body.is_empty() || !matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS") {
+                out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+            }
+            out.push_str("\r\n");
+            let mut out = out.into_bytes();
+            out.extend_from_slice(&body);
+            Ok(out)
+        }
+    }
+}
+
+/// Sends `bytes` to a ready pod of `name` and reads the answer until the
+/// function ends the connection, or `timeout`.
+pub async fn call(
+    cluster: &Cluster,
+    name: &str,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, CallError> {
+    let f = status::get(cluster, name).await?;
+    let pod = status::pods(cluster, name)
+        .await
+        .map_err(StatusError::from)?
+        .into_iter()
+        .find(status::pod_ready)
+        .and_then(|p| p.metadata.name)
+        .ok_or_else(|| CallError::NoReadyPod { name: name.into() })?;
+    let port = u16::try_from(f.spec.port).unwrap_or(8080);
+    let forward_error = |cause: String| CallError::Forward {
+        pod: pod.clone(),
+        cause,
+    };
+    let mut forwarder = cluster
+        .api::<Pod>()
+        .portforward(&pod, &[port])
+        .await
+        .map_err(|e| match e {
+            kube::Error::Api(s) => forward_error(s.message),
+            other => forward_error(crate::cluster::chain(&other)),
+        })?;
+    let mut stream = forwarder
+        .take_stream(port)
+        .ok_or_else(|| forward_error("no stream for the port".into()))?;
+    let exchange = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| CallError::Timeout {
+            pod: pod.clone(),
+            timeout,
+        })?
+        .map_err(|e| forward_error(e.to_string()))?;
+    drop(stream);
+    forwarder.abort();
+    Ok(answer)
+}
+
+impl From<ClusterError> for CallError {
+    fn from(e: ClusterError) -> Self {
+        CallError::Status(StatusError::Cluster(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_requests_are_well_formed_and_bad_ones_named() {
+        let get = encode(
+            Input::Http {
+                request_line: "GET /hello".into(),
+                body: vec![],
+            },
+            "cowsay",
+        )
+        .unwrap();
+        assert_eq!(
+            get,
+            b"GET /hello HTTP/1.1\r\nHost: cowsay\r\nConnection: close\r\n\r\n"
+        );
+        let post = encode(
+            Input::Http {
+                request_line: "POST /moo".into(),
+                body: b"hi".to_vec(),
+            },
+            "cowsay",
+        )
+        .unwrap();
+        assert!(post.ends_with(b"Content-Length: 2\r\n\r\nhi"));
+        for bad in ["/hello", "get /x", "GET hello", "GET /a b"] {
+            let e = encode(
+                Input::Http {
+                    request_line: bad.into(),
+                    body: vec![],
+                },
+                "x",
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("METHOD /path"), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! `nur rm NAME`: deletes the NurFunction (the operator's objects go with
+//! it, by owner reference). Its module stays in the store, unless
+//! `--purge` and no other function of the namespace serves the same bytes.
+
+use kube::api::{DeleteParams, ListParams};
+
+use crate::cluster::Cluster;
+use crate::status::{self, StatusError};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RmError {
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    #[error("{name} is deleted, but its module is not: {source}")]
+    Purge { name: String, source: StoreError },
+}
+
+/// What `nur rm` did with the module.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Module {
+    /// Left in the store (no `--purge`).
+    Kept(String),
+    /// Deleted from the store.
+    Purged(String),
+    /// Left because these functions serve it too.
+    Shared(String, Vec<String>),
+}
+
+pub async fn rm(cluster: &Cluster, name: &str, purge: bool) -> Result<Module, RmError> {
+    let f = status::get(cluster, name).await?;
+    let url = f.spec.module.url.clone();
+    cluster
+        .functions()
+        .delete(name, &DeleteParams::foreground())
+        .await
+        .map_err(|e| StatusError::Cluster(cluster.error(e)))?;
+    if !purge {
+        return Ok(Module::Kept(url));
+    }
+    let others: Vec<String> = cluster
+        .functions()
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| StatusError::Cluster(cluster.error(e)))?
+        .items
+        .into_iter()
+        .filter(|o| o.spec.module.url == url && o.metadata.name.as_deref() != Some(name))
+        .filter_map(|o| o.metadata.name)
+        .collect();
+    if !others.is_empty() {
+        return Ok(Module::Shared(url, others));
+    }
+    Store::delete(&url).await.map_err(|source| RmError::Purge {
+        name: name.into(),
+        source,
+    })?;
+    Ok(Module::Purged(url))
+}
