@@ -9,6 +9,7 @@
 //	nur-testenv kubectl ...                        kubectl (also when argv[0] is "kubectl")
 //	nur-testenv import-image --dir .testenv --image REF=BINARY[,ARG...]  into the real node
 //	nur-testenv kube-controller-manager|kube-scheduler|kwok|kubelet|kube-proxy ...  used by `up`
+//	nur-testenv kube-apiserver ...                 a second API server (tests of a cluster without Nur)
 package main
 
 import (
@@ -21,6 +22,7 @@ import (
 	"k8s.io/component-base/logs"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
+	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	kcm "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	kubeproxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
@@ -42,6 +44,11 @@ func main() {
 	case "kubectl":
 		os.Args = append([]string{"kubectl"}, rest...)
 		runKubectl()
+	case "kube-apiserver":
+		// A second API server for tests that need a cluster without
+		// Nur's CRD (testkit's TestEnv::bare_api_server).
+		os.Args = append([]string{"kube-apiserver"}, rest...)
+		os.Exit(cli.Run(apiserver.NewAPIServerCommand()))
 	case "kube-controller-manager":
 		os.Args = append([]string{"kube-controller-manager"}, rest...)
 		os.Exit(cli.Run(kcm.NewControllerManagerCommand()))

@@ -330,6 +330,7 @@ func writeEnv(c *config, endpoint, user, pass string) error {
 	kv("NUR_TESTENV_DIR", c.dir)
 	kv("NUR_TESTENV_BIN", c.path("bin"))
 	kv("NUR_TESTENV_KWOK", strconv.FormatBool(c.kwok))
+	kv("NUR_TESTENV_ETCD", fmt.Sprintf("http://127.0.0.1:%d", c.etcdPort))
 	if c.node {
 		// The real node, and the namespace annotation that puts a
 		// namespace's pods on it.

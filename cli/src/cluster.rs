@@ -85,10 +85,12 @@ impl Cluster {
     pub fn error(&self, error: kube::Error) -> ClusterError {
         let url = self.url.clone();
         match error {
+            // An unknown resource type (an object that is not there says
+            // `nurfunctions.nur.dev "NAME" not found`).
             kube::Error::Api(s)
                 if s.code == 404
-                    && s.message
-                        .contains("the server could not find the requested resource") =>
+                    && (s.message.contains("page not found")
+                        || s.message.contains("could not find the requested resource")) =>
             {
                 ClusterError::NoCrd { url }
             }

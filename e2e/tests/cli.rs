@@ -187,6 +187,37 @@ async fn nur_deploys_the_original_nurfile_and_calls_logs_redeploys_and_removes()
     assert!(logged.contains(" cowsay-"), "the pod: {logged}");
     assert!(logged.contains(" [conn "), "the connection: {logged}");
 
+    // `nur logs -f` shows a call's line as it comes.
+    let mut follow = Command::new(binary("nur"))
+        .args(["logs", "-f", "cowsay", "--since", "1s"])
+        .current_dir(d)
+        .env("KUBECONFIG", env.kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    ok(nur(&env, d, &["call", "cowsay", "--data", "followed"]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let seen = std::iter::from_fn(|| {
+        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .ok()
+    })
+    .find(|l| l.contains("cowsay: 8 bytes"));
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    let seen = seen.expect("`nur logs -f` showed the call's line within 30s");
+    assert!(seen.contains(" [conn "), "{seen}");
+
     // A redeploy with nothing changed uploads nothing and changes nothing.
     let before = generations(&ns).await;
     let versions_before = versions(&ns).await;
@@ -313,6 +344,24 @@ async fn nur_deploys_the_original_nurfile_and_calls_logs_redeploys_and_removes()
     assert!(err.contains("no function \"echo\" in namespace"), "{err}");
     let ls = ok(nur(&env, d, &["ls"]));
     assert!(!ls.contains("echo"), "{ls}");
+}
+
+#[tokio::test]
+async fn nur_on_a_cluster_without_nur_says_to_install_the_chart() {
+    let env = testenv!();
+    let bare = env.bare_api_server().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["ls"][..], &["status", "x"]] {
+        let mut cmd = Command::new(binary("nur"));
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env("KUBECONFIG", &bare.kubeconfig);
+        let err = failed(cmd.output().unwrap());
+        assert!(
+            err.contains("has no NurFunction resource (the CRD nurfunctions.nur.dev is not installed): install Nur with `helm install nur charts/nur`"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

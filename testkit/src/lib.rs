@@ -25,6 +25,7 @@
 //!   fault-injecting TCP [`store::Proxy`];
 //! - [`examples`]: a built example from `examples/build/`;
 //! - [`crd`]: install a CRD and wait until it is Established;
+//! - [`bare`]: a second API server on the same etcd with nothing installed;
 //! - [`pod`]: a container's command, env and ports from a pod spec.
 
 #![forbid(unsafe_code)]
@@ -46,6 +47,7 @@ pub use k8s_openapi;
 pub use kube;
 pub use object_store;
 
+pub mod bare;
 pub mod crd;
 pub mod envfile;
 pub mod examples;
