@@ -61,6 +61,8 @@ pub struct Config {
     pub storage_bound: Duration,
     /// Which risky spec fields functions may set.
     pub spec_policy: SpecPolicy,
+    /// The gateway's TCP route ports (a route outside is not taken).
+    pub tcp_ports: std::ops::RangeInclusive<u16>,
 }
 
 impl Config {
@@ -88,6 +90,7 @@ impl Default for Config {
             storage: Self::tenant_storage(),
             storage_bound: Duration::from_secs(30),
             spec_policy: SpecPolicy::default(),
+            tcp_ports: crate::routes::DEFAULT_TCP_PORTS,
         }
     }
 }
@@ -134,6 +137,8 @@ pub struct Context {
     recorder: Recorder,
     modules: ModuleChecker,
     owned: OwnedObjects,
+    /// Every watched NurFunction, for who holds which route.
+    functions: reflector::Store<NurFunction>,
     /// Consecutive failures per object, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
     metrics: Arc<Metrics>,
@@ -148,6 +153,7 @@ impl Context {
         metrics: Arc<Metrics>,
         identity: String,
         owned: OwnedObjects,
+        functions: reflector::Store<NurFunction>,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -159,6 +165,7 @@ impl Context {
             modules: ModuleChecker::new(config.storage, config.storage_bound, config.recheck),
             config,
             owned,
+            functions,
             failures: Mutex::default(),
             metrics,
         }
@@ -197,6 +204,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, identity
         hpas: hpas_cache,
         pdbs: pdbs_cache,
     };
+    let all_functions = reader.clone();
     Controller::for_stream(functions, reader)
         .owns_stream(deployments)
         .owns_stream(services)
@@ -207,7 +215,14 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, identity
         .run(
             reconcile,
             error_policy,
-            Arc::new(Context::new(client, config, metrics, identity, owned)),
+            Arc::new(Context::new(
+                client,
+                config,
+                metrics,
+                identity,
+                owned,
+                all_functions,
+            )),
         )
         .for_each(|res| async move {
             match res {
@@ -233,6 +248,21 @@ fn owned_stream<K: apply::Owned>(
         .reflect(writer)
         .touched_objects();
     (stream, Applied::new(reader, applies.clone()))
+}
+
+/// What `f`'s routes come to among every watched function.
+fn route_outcome(ctx: &Context, f: &NurFunction) -> crate::routes::Outcome {
+    let all = ctx.functions.state();
+    let mut functions: Vec<&NurFunction> = all
+        .iter()
+        .map(|a| a.as_ref())
+        .filter(|o| key(o) != key(f))
+        .collect();
+    functions.push(f);
+    let (_, mut outcomes) = crate::routes::build(functions, &ctx.config.tcp_ports);
+    outcomes
+        .remove(&key(f))
+        .unwrap_or(crate::routes::Outcome::NoRoutes)
 }
 
 fn key(f: &NurFunction) -> String {
@@ -306,6 +336,7 @@ async fn reconcile_stages(f: &NurFunction, ctx: &Context) -> Result<Action, Erro
     };
     // Stage 4: status.
     let status = status::servable(f, &input, &module, &applied);
+    let status = status::routed(f, status, &route_outcome(ctx, f));
     let digest =
         |s: Option<&NurFunctionStatus>| s.and_then(|s| s.module.as_ref()).map(|m| m.digest.clone());
     if digest(f.status.as_ref()) != digest(Some(&status)) {

@@ -136,6 +136,14 @@ pub struct NurFunctionSpec {
     /// Extra annotations on the worker pods. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_annotations: Option<BTreeMap<String, String>>,
+
+    /// Where nur-gateway routes connections to this function: HTTP by
+    /// host, path prefix and method, TLS by server name, or a gateway port
+    /// of its own. A route another function already holds is not taken
+    /// (the older function keeps it; Routed=False, RouteConflict). Default:
+    /// none; the function is reached through its Service only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<RoutesSpec>,
 }
 
 /// Where the module is and how to check it.
@@ -177,6 +185,85 @@ pub struct ModuleSpec {
     /// their environment (workload identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
+}
+
+/// The gateway's routes to a function.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(
+        "(has(self.http) && size(self.http) > 0) || (has(self.tls) && size(self.tls) > 0) || has(self.tcp)"
+    )
+        .message("routes needs at least one http, tls or tcp route")
+)]
+pub struct RoutesSpec {
+    /// HTTP/1.1 routes, matched on the request line and the Host header;
+    /// the longest matching pathPrefix wins. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub http: Vec<HttpRoute>,
+
+    /// TLS routes by the ClientHello's server name; the gateway passes the
+    /// bytes through and never decrypts. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub tls: Vec<TlsRoute>,
+
+    /// A gateway port that carries this function's connections alone.
+    /// Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpRoute>,
+}
+
+/// An HTTP route. Every field narrows it; with none it takes every request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRoute {
+    /// The Host header the request must carry (without a port), a DNS name
+    /// in lower case. Default: any host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+    ))]
+    #[schemars(length(max = 253))]
+    pub host: Option<String>,
+
+    /// The start of the request path, from `/`. `/hello` takes `/hello`,
+    /// `/hello/` and `/hello/x`, not `/helloworld`. Default: `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/[^\s?#]*$"))]
+    #[schemars(length(max = 1024))]
+    pub path_prefix: Option<String>,
+
+    /// The request methods taken, in upper case (GET, POST...). Default:
+    /// any method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 16), inner(regex(pattern = r"^[A-Z]{1,16}$")))]
+    pub methods: Option<Vec<String>>,
+}
+
+/// A TLS route.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsRoute {
+    /// The server name (SNI) of the ClientHello, a DNS name in lower case.
+    /// Required.
+    #[schemars(regex(
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+    ))]
+    #[schemars(length(min = 1, max = 253))]
+    pub sni: String,
+}
+
+/// A TCP route.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpRoute {
+    /// The gateway port, within the gateway's --tcp-ports range (the
+    /// chart's gateway.tcpPorts, default 7000-7009); outside it the route
+    /// shows Routed=False (PortOutOfRange). Required.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
 }
 
 /// CPU-based autoscaling.

@@ -12,6 +12,8 @@
 //!   (stage 1: the module, with the credentials Secret, cached and bounded),
 //!   [`apply`] (stage 3: server-side apply), [`status`] (stage 4, pure) and
 //!   [`reason`] (every condition reason).
+//! - [`routes`]: which function holds each gateway route (pure; the
+//!   Routed condition here, the routing table in nur-gateway).
 //! - [`leader`]: leader election on a Lease; [`health`]: /healthz, /readyz
 //!   and /metrics of the operator itself.
 #![forbid(unsafe_code)]
@@ -27,6 +29,7 @@ pub mod meta;
 pub mod module_check;
 pub mod pdb;
 pub mod reason;
+pub mod routes;
 pub mod service;
 pub mod spec_policy;
 pub mod status;

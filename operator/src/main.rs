@@ -50,6 +50,10 @@ struct RunArgs {
     /// (a bare number is seconds).
     #[arg(long, alias = "recheck-seconds", env = "NUR_RECHECK", default_value = "60s", value_parser = duration)]
     recheck: Duration,
+    /// The gateway's TCP route ports, as nur-gateway's --tcp-ports: a
+    /// function's TCP route outside them shows Routed=False.
+    #[arg(long, env = "NUR_GATEWAY_TCP_PORTS", default_value = "7000-7009", value_parser = nur_operator::routes::parse_port_range)]
+    gateway_tcp_ports: std::ops::RangeInclusive<u16>,
     /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, env = "NUR_HEALTH_LISTEN", default_value = "0.0.0.0:8081")]
     health_listen: SocketAddr,
@@ -215,6 +219,7 @@ fn config(args: &RunArgs) -> controller::Config {
             service_types: args.spec.allow_service_types.clone(),
             allow_service_annotations: args.spec.allow_service_annotations,
         },
+        tcp_ports: args.gateway_tcp_ports.clone(),
     }
 }
 

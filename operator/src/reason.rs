@@ -36,6 +36,12 @@ pub enum Reason {
     /// The credentials Secret could not be read from the API server.
     CredentialsUnreadable,
     StorageUnreachable,
+    /// Every route of the function is held by it.
+    Routed,
+    /// A route is held by an older function.
+    RouteConflict,
+    /// A TCP route outside the gateway's ports.
+    PortOutOfRange,
 }
 
 impl Reason {
@@ -61,6 +67,9 @@ impl Reason {
             Self::CredentialsKeyNotAllowed => "CredentialsKeyNotAllowed",
             Self::CredentialsUnreadable => "CredentialsUnreadable",
             Self::StorageUnreachable => "StorageUnreachable",
+            Self::Routed => "Routed",
+            Self::RouteConflict => "RouteConflict",
+            Self::PortOutOfRange => "PortOutOfRange",
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::crd::{ModuleStatus, NurFunction, NurFunctionStatus};
 use crate::meta::{Input, selector_string};
 use crate::module_check::{ModuleProblem, Servable};
 use crate::reason::Reason;
+use crate::routes::Outcome;
 use crate::service;
 
 /// The condition types the operator writes.
@@ -21,6 +22,8 @@ pub enum ConditionType {
     Available,
     /// Every desired pod serves the current module.
     Ready,
+    /// The gateway holds every route of the function.
+    Routed,
 }
 
 impl ConditionType {
@@ -29,6 +32,7 @@ impl ConditionType {
             Self::ModuleValid => "ModuleValid",
             Self::Available => "Available",
             Self::Ready => "Ready",
+            Self::Routed => "Routed",
         }
     }
 }
@@ -154,6 +158,38 @@ pub fn unreachable(f: &NurFunction, reason: Reason, message: &str) -> Option<Nur
     c.set(ConditionType::ModuleValid, Truth::Unknown, reason, message);
     status.conditions = c.conditions;
     Some(status)
+}
+
+/// `status` with the Routed condition for `outcome` (none without routes).
+pub fn routed(
+    f: &NurFunction,
+    mut status: NurFunctionStatus,
+    outcome: &Outcome,
+) -> NurFunctionStatus {
+    let routed = ConditionType::Routed.as_str();
+    status.conditions.retain(|c| c.type_ != routed);
+    let (truth, reason, message) = match outcome {
+        Outcome::NoRoutes => return status,
+        Outcome::Routed { routes } => (
+            Truth::True,
+            Reason::Routed,
+            format!("the gateway holds its {routes} routes"),
+        ),
+        Outcome::Conflict { route, holder } => (
+            Truth::False,
+            Reason::RouteConflict,
+            format!("{route} is held by {holder}, an older function; its other routes are taken"),
+        ),
+        Outcome::OutOfRange { port, range } => (
+            Truth::False,
+            Reason::PortOutOfRange,
+            format!("tcp port {port} is outside the gateway's TCP ports {range}"),
+        ),
+    };
+    let mut c = Conditions::new(f, status.conditions);
+    c.set(ConditionType::Routed, truth, reason, &message);
+    status.conditions = c.conditions;
+    status
 }
 
 /// A servable module and the Deployment the API server holds now.
