@@ -1,6 +1,7 @@
 //! `nur new` and `nur build` as a user runs them: the real `nur` binary in
-//! a fresh directory, the real toolchains (cargo for wasm32, clang), and
-//! the modules it writes served by the real `nur-worker`.
+//! a fresh directory, the real toolchains (cargo for wasm32, clang, and zig
+//! on PATH as scripts/test.sh provides it), and the modules it writes served
+//! by the real `nur-worker`.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -59,6 +60,7 @@ fn nur_new_for_each_template_builds_a_function_that_answers() {
         ("rust", "Hello Rust"),
         ("c", "hello-c"),
         ("wat", "hello_wat"),
+        ("zig", "Hello Zig"),
     ] {
         let out = ok(nur(dir.path(), &["new", template, name]));
         assert!(out.contains("created"), "{out}");
@@ -72,8 +74,11 @@ fn nur_new_for_each_template_builds_a_function_that_answers() {
     );
     let out = ok(nur(dir.path(), &["build"]));
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 3, "{out}");
-    for (line, label) in lines.iter().zip(["hello-rust", "hello-c", "hello-wat"]) {
+    assert_eq!(lines.len(), 4, "{out}");
+    for (line, label) in lines
+        .iter()
+        .zip(["hello-rust", "hello-c", "hello-wat", "hello-zig"])
+    {
         let fields: Vec<&str> = line.split('\t').collect();
         assert_eq!(fields[0], label, "{line}");
         assert!(fields[1].ends_with("before zstd)"), "{line}");
@@ -92,6 +97,11 @@ fn nur_new_for_each_template_builds_a_function_that_answers() {
         );
         assert!(answer.ends_with("!\n"), "{label}: {answer}");
         assert!(answer.contains("Hello from "), "{label}: {answer}");
+        // The skeletons that log: the chunk's size, a line of the worker's.
+        if ["hello-rust", "hello-zig"].contains(&label) {
+            let log = std::fs::read_to_string(dir.path().join(format!("{label}.log"))).unwrap();
+            assert!(log.contains(&format!("{label}: 2 bytes")), "{label}: {log}");
+        }
     }
     // A second `nur new` of a name the nurfile has is refused.
     let err = failed(nur(dir.path(), &["new", "rust", "hello rust"]));
