@@ -18,8 +18,9 @@
 //! - `tests/cli.rs`: the `nur` command line on the real node: an original
 //!   nurfile deployed, called, logged, redeployed and removed; its errors.
 //! - `src/lib.rs` (this file): what the tests share and is e2e's own: the
-//!   workspace's paths, the chart and its install on the real node,
-//!   multi-document YAML. Binaries, child
+//!   workspace's paths, the chart, multi-document YAML; [`realnode`]: the
+//!   chart installed on the real node, functions deployed there and
+//!   waited for, a constant load of clients. Binaries, child
 //!   processes, raw TCP clients and containers run as local processes are
 //!   in nur-testkit (`process`, `net`, `pod`).
 //!
@@ -31,9 +32,9 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+pub mod realnode;
 
-use nur_testkit::{TestEnv, TestNamespace};
+use std::path::{Path, PathBuf};
 
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
@@ -89,48 +90,4 @@ pub fn run(mut cmd: std::process::Command, stdin: Option<&str>) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("the tool prints UTF-8")
-}
-
-/// A namespace on the real node with the object-store Secret pods use
-/// (MinIO at the address pods reach it), and the chart installed into it,
-/// watching it. Returns once the operator pod is Ready.
-pub async fn install_on_real_node(env: &TestEnv, prefix: &str) -> TestNamespace {
-    let ns = env.namespace_on_real_node(prefix).await.unwrap();
-    let endpoint = env
-        .var("NUR_TEST_IN_CLUSTER_ENDPOINT")
-        .expect(".testenv/env names MinIO's address for pods");
-    let mut secret = env.kubectl();
-    secret.args([
-        "create",
-        "secret",
-        "generic",
-        "object-store",
-        "-n",
-        ns.name(),
-    ]);
-    secret.arg(format!("--from-literal=AWS_ENDPOINT_URL={endpoint}"));
-    for k in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-        "AWS_ALLOW_HTTP",
-    ] {
-        secret.arg(format!("--from-literal={k}={}", env.var(k).unwrap()));
-    }
-    run(secret, None);
-    // ClusterRole and ClusterRoleBinding are cluster-scoped: the release
-    // name is unique per run.
-    let release = format!("nur-{}", ns.name().rsplit('-').next().unwrap());
-    let mut helm = env.helm();
-    helm.args(["install", &release])
-        .arg(chart_dir())
-        .args(["--namespace", ns.name(), "--wait", "--timeout", "2m"])
-        .args(["--set", &format!("operator.watchNamespace={}", ns.name())])
-        .args(["--set", "operator.envFrom[0].secretRef.name=object-store"])
-        .args(["--set", "operator.recheckSeconds=2"])
-        // MinIO is at a private address of this machine.
-        .args(["--set", "operator.storage.allowLocalStorage=true"]);
-    let out = run(helm, None);
-    assert!(out.contains("STATUS: deployed"), "{out}");
-    ns
 }

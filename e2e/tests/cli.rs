@@ -16,7 +16,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::{DynamicObject, GroupVersionKind};
 use kube::discovery::ApiResource;
-use nur_e2e::install_on_real_node;
+use nur_e2e::realnode::install_on_real_node;
 use nur_testkit::process::binary;
 use nur_testkit::{TestEnv, TestNamespace, store, testenv};
 use object_store::path::Path as Key;

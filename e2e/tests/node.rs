@@ -17,65 +17,19 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::Api;
-use kube::api::{DynamicObject, GroupVersionKind, ListParams, WatchEvent, WatchParams};
-use kube::discovery::ApiResource;
-use nur_e2e::{install_on_real_node as install, run, workspace_root};
+use kube::api::{ListParams, WatchEvent, WatchParams};
+use nur_e2e::realnode::{
+    Load, T, apply, deploy, install_on_real_node as install, pod_ready, wait_ready,
+};
+use nur_e2e::workspace_root;
 use nur_testkit::net::exchange;
 use nur_testkit::{TestEnv, TestNamespace, eventually, examples, store, testenv};
-
-const T: Duration = Duration::from_secs(120);
-
-async fn nurfunctions(ns: &TestNamespace) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("nur.dev", "v1alpha1", "NurFunction");
-    Api::namespaced_with(ns.client(), ns.name(), &ApiResource::from_gvk(&gvk))
-}
-
-/// Waits until NurFunction `name` is Ready on `sha256` with `replicas`
-/// ready pods and no other pod of it left (a rollout's old pods gone).
-async fn wait_ready(ns: &TestNamespace, name: &str, sha256: &str, replicas: usize) {
-    let functions = nurfunctions(ns).await;
-    let pods = ns.api::<Pod>();
-    let digest = format!("sha256:{sha256}");
-    let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={name}"));
-    eventually(
-        &format!("{name} Ready on {digest} with exactly {replicas} pods"),
-        T,
-        || {
-            let (functions, pods, digest, lp) =
-                (functions.clone(), pods.clone(), digest.clone(), lp.clone());
-            async move {
-                let f = functions.get(name).await.ok()?;
-                let ready = f.data["status"]["conditions"]
-                    .as_array()?
-                    .iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
-                let pods = pods.list(&lp).await.ok()?.items;
-                (ready
-                    && f.data["status"]["module"]["digest"] == digest.as_str()
-                    && pods.len() == replicas
-                    && pods.iter().all(pod_ready))
-                .then_some(())
-            }
-        },
-    )
-    .await
-    .unwrap();
-}
-
-fn pod_ready(p: &Pod) -> bool {
-    p.metadata.deletion_timestamp.is_none()
-        && p.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
 
 /// The ClusterIP and port of Service `name`, once kube-proxy routes it to
 /// the function: `probe` gets an answer ending with `expect`. (A bare
@@ -115,85 +69,6 @@ fn manifest(env: &TestEnv, file: &str, prefix: &str) -> String {
         "s3://functions/",
         &format!("s3://{}/{prefix}/", env.bucket()),
     )
-}
-
-/// Uploads `module` under the namespace's prefix of the test bucket and
-/// applies NurFunction `name` of it (with the object-store Secret) on port
-/// 8080, with `spec` (YAML lines at the spec's indent); returns the
-/// module's digest.
-async fn deploy(
-    env: &TestEnv,
-    ns: &TestNamespace,
-    name: &str,
-    module: Vec<u8>,
-    spec: &str,
-) -> String {
-    let digest = nur_module::sha256_hex(&module);
-    let url = store::put(env, &format!("node/{}/{name}.wasm", ns.name()), module).await;
-    apply(
-        env,
-        ns,
-        &format!(
-            "apiVersion: nur.dev/v1alpha1\nkind: NurFunction\nmetadata: {{name: {name}}}\nspec:\n  \
-             module: {{url: {url}, credentialsSecret: object-store}}\n  port: 8080\n{spec}"
-        ),
-    );
-    digest
-}
-
-fn apply(env: &TestEnv, ns: &TestNamespace, yaml: &str) -> String {
-    let mut apply = env.kubectl();
-    apply.args(["apply", "-n", ns.name(), "-f", "-"]);
-    run(apply, Some(yaml))
-}
-
-/// Connections from a few threads to `addr`, one after another, until
-/// stopped: each sends `input`, half-closes and must get an answer starting
-/// with "HTTP/1.1 200 OK".
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    threads: Vec<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr, input: &'static [u8], threads: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let threads = (0..threads)
-            .map(|_| {
-                let (stop, ok) = (stop.clone(), ok.clone());
-                std::thread::spawn(move || {
-                    let mut failures = Vec::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        match exchange(addr, input) {
-                            Ok(r) if r.starts_with(b"HTTP/1.1 200 OK") => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(r) => failures.push(format!(
-                                "answer {:?}",
-                                String::from_utf8_lossy(&r[..r.len().min(80)])
-                            )),
-                            Err(e) => failures.push(e.to_string()),
-                        }
-                    }
-                    failures
-                })
-            })
-            .collect();
-        Load { stop, ok, threads }
-    }
-
-    /// Stops the load; returns (answered, failures).
-    fn finish(self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let failures = self
-            .threads
-            .into_iter()
-            .flat_map(|t| t.join().unwrap())
-            .collect();
-        (self.ok.load(Ordering::Relaxed), failures)
-    }
 }
 
 type Exits = Arc<std::sync::Mutex<BTreeMap<String, i32>>>;

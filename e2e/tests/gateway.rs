@@ -1,0 +1,363 @@
+//! nur-gateway in front of functions on testenv's real node: the gateway
+//! binary runs on this host with a kubeconfig (as it runs in a pod with
+//! its service account), watches the NurFunctions and EndpointSlices of a
+//! namespace and connects straight to the pods' IPs. Clients are raw
+//! sockets and a real rustls ClientHello.
+//!
+//! One namespace holds every function, so the chart is installed once:
+//! routes by path, host and method, a route conflict on the status, a TLS
+//! route by server name, a TCP port route, keep-alive, the gateway's own
+//! 400/404/408/431/503 answers, and a rollout of a routed function under
+//! load with no failed request.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nur_e2e::realnode::{Load, T, deploy, install_on_real_node, nurfunctions, wait_ready};
+use nur_testkit::net::{free_port, read_to_close};
+use nur_testkit::process::{Process, binary};
+use nur_testkit::{TestEnv, TestNamespace, eventually, examples, testenv};
+
+/// The gateway's ports on 127.0.0.1.
+struct Gateway {
+    process: Process,
+    http: SocketAddr,
+    tls: SocketAddr,
+    tcp: u16,
+    admin: u16,
+}
+
+fn start_gateway(env: &TestEnv, ns: &TestNamespace) -> Gateway {
+    let (http, tls, admin, tcp) = (free_port(), free_port(), free_port(), free_port());
+    let mut cmd = Command::new(binary("nur-gateway"));
+    cmd.arg("run")
+        .args(["--http-listen", &format!("127.0.0.1:{http}")])
+        .args(["--tls-listen", &format!("127.0.0.1:{tls}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args([
+            "--tcp-address",
+            "127.0.0.1",
+            "--tcp-ports",
+            &tcp.to_string(),
+        ])
+        .args(["--namespace", ns.name()])
+        .args(["--header-timeout", "1s", "--wake-timeout", "3s"])
+        .env("KUBECONFIG", env.kubeconfig());
+    let log = std::env::temp_dir().join(format!("nur-gateway-{}.log", ns.name()));
+    let mut process = Process::spawn(cmd, log);
+    process.wait_http_ok(admin, "/readyz", Duration::from_secs(30));
+    Gateway {
+        process,
+        http: ([127, 0, 0, 1], http).into(),
+        tls: ([127, 0, 0, 1], tls).into(),
+        tcp,
+        admin,
+    }
+}
+
+/// Sends `request` on a new connection and reads the answer to the end.
+fn send(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request).unwrap();
+    String::from_utf8_lossy(&read_to_close(&mut s).unwrap()).into_owned()
+}
+
+fn get(addr: SocketAddr, host: Option<&str>, path: &str) -> String {
+    let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
+    send(
+        addr,
+        format!("GET {path} HTTP/1.1\r\n{host}Connection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// Reads one length-delimited response from a kept-alive connection.
+fn read_response(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no content-length in {head}"));
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+/// The bytes of a real TLS ClientHello for `server_name` (rustls).
+fn client_hello(server_name: &str) -> Vec<u8> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = server_name.to_string().try_into().unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    hello
+}
+
+/// The Routed condition of NurFunction `name`: (status, reason, message).
+async fn routed(ns: &TestNamespace, name: &str) -> Option<(String, String, String)> {
+    let f = nurfunctions(ns).await.get(name).await.ok()?;
+    let c = f.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Routed")?
+        .clone();
+    let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+    Some((s("status"), s("reason"), s("message")))
+}
+
+#[tokio::test]
+async fn the_gateway_routes_http_tls_and_tcp_to_functions_on_the_real_node() {
+    let env = testenv!();
+    let ns = install_on_real_node(&env, "gateway").await;
+    let gateway = start_gateway(&env, &ns);
+    let tcp = gateway.tcp;
+    let hello = deploy(
+        &env,
+        &ns,
+        "hello",
+        examples::read("http-hello.wasm"),
+        "  routes: {http: [{pathPrefix: /hello}]}\n",
+    )
+    .await;
+    let echo = deploy(
+        &env,
+        &ns,
+        "echo",
+        examples::read("echo.wasm"),
+        &format!(
+            "  routes:\n    http: [{{host: echo.example, methods: [POST]}}]\n    \
+             tls: [{{sni: echo.example}}]\n    tcp: {{port: {tcp}}}\n"
+        ),
+    )
+    .await;
+    let c = deploy(
+        &env,
+        &ns,
+        "c-hello",
+        examples::read("c-hello.wasm"),
+        "  routes: {http: [{host: c.example}]}\n",
+    )
+    .await;
+    // Created after hello: the route is hello's.
+    deploy(
+        &env,
+        &ns,
+        "thief",
+        examples::read("c-hello.wasm"),
+        "  routes: {http: [{pathPrefix: /hello}]}\n",
+    )
+    .await;
+    // No pod at all: the gateway waits up to its wake timeout, then 503.
+    deploy(
+        &env,
+        &ns,
+        "sleepy",
+        examples::read("echo.wasm"),
+        "  replicas: 0\n  routes: {http: [{host: sleepy.example}]}\n",
+    )
+    .await;
+    wait_ready(&ns, "hello", &hello, 1).await;
+    wait_ready(&ns, "echo", &echo, 1).await;
+    wait_ready(&ns, "c-hello", &c, 1).await;
+
+    // The status says who holds what.
+    let conflict = eventually("thief's RouteConflict", T, || async {
+        routed(&ns, "thief")
+            .await
+            .filter(|r| r.1 == "RouteConflict")
+    })
+    .await
+    .unwrap();
+    assert_eq!(conflict.0, "False");
+    assert!(
+        conflict.2.contains(&format!("held by {}/hello", ns.name())),
+        "{conflict:?}"
+    );
+    let held = eventually("hello Routed", T, || async {
+        routed(&ns, "hello").await.filter(|r| r.0 == "True")
+    })
+    .await
+    .unwrap();
+    assert_eq!(held.1, "Routed");
+
+    // Path prefixes, hosts and methods, once the gateway has each pod.
+    let http = gateway.http;
+    let answer = eventually("hello through the gateway", T, || async move {
+        let a = tokio::task::spawn_blocking(move || get(http, None, "/hello/world"))
+            .await
+            .unwrap();
+        a.starts_with("HTTP/1.1 200").then_some(a)
+    })
+    .await
+    .unwrap();
+    assert!(answer.ends_with("Hello, /hello/world!\n"), "{answer}");
+    let http = gateway.http;
+    let c_answer = eventually("c-hello by host", T, || async move {
+        let a = tokio::task::spawn_blocking(move || get(http, Some("C.Example:80"), "/any"))
+            .await
+            .unwrap();
+        a.starts_with("HTTP/1.1 200").then_some(a)
+    })
+    .await
+    .unwrap();
+    assert!(c_answer.ends_with("hello from C\n"), "{c_answer}");
+    let echo_post = |body: &str, close: bool| {
+        let close = if close { "Connection: close\r\n" } else { "" };
+        format!(
+            "POST /x HTTP/1.1\r\nHost: echo.example\r\n{close}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let http = gateway.http;
+    let request = echo_post("ping", true);
+    eventually("echo by host and method", T, || {
+        let request = request.clone();
+        async move {
+            let a = tokio::task::spawn_blocking(move || send(http, request.as_bytes()))
+                .await
+                .unwrap();
+            (a.starts_with("HTTP/1.1 200") && a.ends_with("ping")).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    let http = gateway.http;
+    tokio::task::spawn_blocking(move || {
+        // Not its method; not its prefix: 404 naming host and path.
+        let a = get(http, Some("echo.example"), "/x");
+        assert!(a.starts_with("HTTP/1.1 404 Not Found\r\n"), "{a}");
+        assert!(a.ends_with("no route for GET echo.example/x\n"), "{a}");
+        let a = get(http, None, "/helloworld");
+        assert!(
+            a.ends_with("no route for GET (no host)/helloworld\n"),
+            "{a}"
+        );
+
+        // Keep-alive: two requests on one connection, each answered.
+        let mut s = TcpStream::connect(http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        for body in ["one", "two"] {
+            s.write_all(echo_post(body, false).as_bytes()).unwrap();
+            let a = read_response(&mut s);
+            assert!(a.starts_with("HTTP/1.1 200 OK\r\n"), "{a}");
+            assert!(a.ends_with(body), "{a}");
+        }
+
+        // Hostile clients: each gets its answer, the gateway serves on.
+        let a = send(http, b"GARBAGE\r\n\r\n");
+        assert!(a.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{a}");
+        let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(70 * 1024));
+        let mut s = TcpStream::connect(http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let _ = s.write_all(huge.as_bytes());
+        let a = String::from_utf8_lossy(&read_to_close(&mut s).unwrap_or_default()).to_string();
+        assert!(a.starts_with("HTTP/1.1 431 "), "{a}");
+        let started = std::time::Instant::now();
+        let a = send(http, b"GET / HTTP/1.1\r\nHost: slow");
+        assert!(a.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{a}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // No ready pod within the wake timeout: 503.
+        let a = get(http, Some("sleepy.example"), "/");
+        assert!(a.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{a}");
+        assert!(a.contains("has no ready pod"), "{a}");
+    })
+    .await
+    .unwrap();
+
+    // TLS by server name: the ClientHello reaches echo untouched (echo
+    // answers with the first chunk it got); an unknown name is closed.
+    let (tls, tcp_addr) = (gateway.tls, SocketAddr::from(([127, 0, 0, 1], tcp)));
+    tokio::task::spawn_blocking(move || {
+        let hello = client_hello("echo.example");
+        let mut s = TcpStream::connect(tls).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(&hello).unwrap();
+        let answer = read_to_close(&mut s).unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"), "{answer:?}");
+        assert!(
+            answer.ends_with(&hello),
+            "the ClientHello came back changed"
+        );
+        let mut s = TcpStream::connect(tls).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(&client_hello("nobody.example")).unwrap();
+        assert!(read_to_close(&mut s).unwrap_or_default().is_empty());
+
+        // The TCP port route.
+        let a = send(tcp_addr, b"over tcp");
+        assert!(a.ends_with("over tcp"), "{a}");
+    })
+    .await
+    .unwrap();
+
+    // A rollout of a routed function under load: no request fails.
+    let load = Load::start(
+        gateway.http,
+        b"GET /hello/load HTTP/1.1\r\nConnection: close\r\n\r\n",
+        4,
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut module = examples::read("http-hello.wasm");
+    // A custom section: other bytes, same function.
+    module.extend_from_slice(&[0, 4, 3, b'n', b'e', b'w']);
+    let rolled = deploy(
+        &env,
+        &ns,
+        "hello",
+        module,
+        "  routes: {http: [{pathPrefix: /hello}]}\n",
+    )
+    .await;
+    wait_ready(&ns, "hello", &rolled, 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (answered, failures) = load.finish();
+    assert!(answered > 20, "{answered} answered");
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed during the rollout: {:?}",
+        failures.len(),
+        answered + failures.len() as u64,
+        &failures[..failures.len().min(5)]
+    );
+
+    // Per-function metrics.
+    let metrics = nur_testkit::net::http_get(("127.0.0.1", gateway.admin), "/metrics").unwrap();
+    for want in [
+        format!(
+            "nur_gateway_connections_total{{function=\"{}/echo\"}}",
+            ns.name()
+        ),
+        "nur_gateway_route_misses_total{listener=\"http\"}".to_string(),
+        "nur_gateway_rejected_total{listener=\"http\",reason=\"header_timeout\"} 1".to_string(),
+        format!(
+            "nur_gateway_no_ready_pod_total{{function=\"{}/sleepy\"}} 1",
+            ns.name()
+        ),
+    ] {
+        assert!(metrics.contains(&want), "no {want} in:\n{metrics}");
+    }
+    drop(gateway.process);
+}
