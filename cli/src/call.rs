@@ -18,6 +18,8 @@ pub enum CallError {
     NoReadyPod { name: String },
     #[error("port-forward to pod {pod}: {cause}")]
     Forward { pod: String, cause: String },
+    #[error("gateway {gateway}: {cause}")]
+    Gateway { gateway: String, cause: String },
     #[error("--http wants `METHOD /path` (e.g. 'GET /hello'), not {0:?}")]
     BadRequestLine(String),
     #[error("no answer from {pod} within {timeout:?} (the function's --timeout closes it sooner)")]
@@ -57,6 +59,47 @@ pub fn encode(input: Input, name: &str) -> Result<Vec<u8>, CallError> {
             Ok(out)
         }
     }
+}
+
+/// The request `nur call --gateway` sends for `input` to a function with
+/// HTTP `route`: an HTTP request as given (its Host the route's host when
+/// it has one), or the bytes as the body of `POST PREFIX`.
+pub fn through_gateway(
+    input: Input,
+    route: &nur_operator::crd::HttpRoute,
+) -> Result<Vec<u8>, CallError> {
+    let host = route.host.clone().unwrap_or_else(|| "nur-gateway".into());
+    let input = match input {
+        Input::Http { .. } => input,
+        Input::Bytes(body) => Input::Http {
+            request_line: format!("POST {}", route.path_prefix.as_deref().unwrap_or("/")),
+            body,
+        },
+    };
+    encode(input, &host)
+}
+
+/// Sends `bytes` to `gateway` (HOST:PORT) and reads the answer.
+pub async fn call_gateway(
+    gateway: &str,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, CallError> {
+    let error = |cause: String| CallError::Gateway {
+        gateway: gateway.into(),
+        cause,
+    };
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(gateway).await?;
+        stream.write_all(bytes).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| error(format!("no answer within {timeout:?}")))?
+        .map_err(|e| error(e.to_string()))
 }
 
 /// Sends `bytes` to a ready pod of `name` and reads the answer until the

@@ -48,6 +48,8 @@ pub struct Deployed {
     pub ready_replicas: i32,
     /// `NAME.NAMESPACE.svc:PORT`.
     pub endpoint: String,
+    /// Its gateway routes (see [`status::routes`]).
+    pub routes: Vec<String>,
 }
 
 /// Reasons of Ready=False that the operator moves past by itself.
@@ -100,8 +102,14 @@ pub async fn deploy(
     let generation = applied.metadata.generation.unwrap_or(0);
     let changed = before != applied.metadata.resource_version;
     let f = wait_ready(cluster, &label, generation, &built.sha256, timeout, line).await?;
+    if let Some(c) = condition(&f, "Routed").filter(|c| c.status == "False") {
+        let reason = format!("{}: {}", c.reason, c.message);
+        return Err(not_ready(cluster, &f, reason).await);
+    }
+    let routes = status::routes(&f);
     let st = f.status.unwrap_or_default();
     Ok(Deployed {
+        routes,
         label,
         upload,
         changed,
@@ -212,8 +220,13 @@ pub fn outcome(d: &Deployed, width: usize) -> String {
         Upload::Written => format!("uploaded {}", bytesize(d.size)),
         Upload::AlreadyThere => "already in the store".into(),
     };
+    let routes = if d.routes.is_empty() {
+        String::new()
+    } else {
+        format!("  gateway: {}", d.routes.join(", "))
+    };
     format!(
-        "{:width$}  {applied:9}  {}  {upload:20}  ready {}  {}",
+        "{:width$}  {applied:9}  {}  {upload:20}  ready {}  {}{routes}",
         d.label,
         status::short_digest(&format!("sha256:{}", d.sha256)),
         d.ready_replicas,

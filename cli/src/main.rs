@@ -93,6 +93,10 @@ enum Cmd {
         /// Longest wait for the answer.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// Call through nur-gateway at HOST:PORT (its HTTP port) when the
+        /// function has an HTTP route, instead of a port-forward to a pod.
+        #[arg(long, env = "NUR_GATEWAY")]
+        gateway: Option<String>,
     },
     /// Delete a function (its module stays in the store unless --purge).
     Rm {
@@ -295,6 +299,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             http,
             timeout,
+            gateway,
         } => {
             let body = match (data, file) {
                 (Some(d), _) => d.clone().into_bytes(),
@@ -310,9 +315,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 None => call::Input::Bytes(body),
             };
-            let bytes = call::encode(input, &label)?;
             let cluster = connect(&cli).await?;
-            let answer = call::call(&cluster, &label, &bytes, *timeout).await?;
+            let f = status::get(&cluster, &label).await?;
+            let route = f.spec.routes.as_ref().and_then(|r| r.http.first());
+            let answer = match (gateway, route) {
+                (Some(gateway), Some(route)) => {
+                    let bytes = call::through_gateway(input, route)?;
+                    call::call_gateway(gateway, &bytes, *timeout).await?
+                }
+                _ => {
+                    let bytes = call::encode(input, &label)?;
+                    call::call(&cluster, &label, &bytes, *timeout).await?
+                }
+            };
             use std::io::Write;
             std::io::stdout().write_all(&answer)?;
             Ok(ExitCode::SUCCESS)

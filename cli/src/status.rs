@@ -111,6 +111,33 @@ fn ready_text(f: &NurFunction) -> String {
     }
 }
 
+/// The function's gateway routes, as `http HOST/PREFIX (METHODS)`, `tls
+/// NAME`, `tcp PORT`.
+pub fn routes(f: &NurFunction) -> Vec<String> {
+    let Some(r) = &f.spec.routes else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = r
+        .http
+        .iter()
+        .map(|h| {
+            let methods = h
+                .methods
+                .as_ref()
+                .map(|m| format!(" ({})", m.join(",")))
+                .unwrap_or_default();
+            format!(
+                "http {}{}{methods}",
+                h.host.as_deref().unwrap_or("*"),
+                h.path_prefix.as_deref().unwrap_or("/")
+            )
+        })
+        .collect();
+    out.extend(r.tls.iter().map(|t| format!("tls {}", t.sni)));
+    out.extend(r.tcp.iter().map(|t| format!("tcp {}", t.port)));
+    out
+}
+
 /// `sha256:` and the first 12 hex digits.
 pub fn short_digest(digest: &str) -> String {
     digest.chars().take("sha256:".len() + 12).collect()
@@ -140,10 +167,19 @@ pub async fn status(cluster: &Cluster, name: &str) -> Result<String, StatusError
         "Endpoint:  {}",
         st.endpoint.as_deref().unwrap_or("(none yet)")
     );
-    let _ = writeln!(
-        out,
-        "Routes:    none (reached through its Service; `nur call` port-forwards to a pod)"
-    );
+    let routes = routes(&f);
+    if routes.is_empty() {
+        let _ = writeln!(
+            out,
+            "Routes:    none (reached through its Service; `nur call` port-forwards to a pod)"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Routes:    {} (through nur-gateway)",
+            routes.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "Pods:      {} ready of {}",

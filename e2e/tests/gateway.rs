@@ -343,6 +343,39 @@ async fn the_gateway_routes_http_tls_and_tcp_to_functions_on_the_real_node() {
         &failures[..failures.len().min(5)]
     );
 
+    // `nur call` through the gateway, `nur status` naming the routes.
+    let nur = |args: &[&str]| {
+        let out = Command::new(binary("nur"))
+            .args(args)
+            .args(["-n", ns.name()])
+            .env("KUBECONFIG", env.kubeconfig())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let gw = gateway.http.to_string();
+    let answer = nur(&[
+        "call",
+        "hello",
+        "--gateway",
+        &gw,
+        "--http",
+        "GET /hello/cli",
+    ]);
+    assert!(answer.ends_with("Hello, /hello/cli!\n"), "{answer}");
+    let status = nur(&["status", "echo"]);
+    assert!(
+        status.contains(&format!(
+            "Routes:    http echo.example/ (POST), tls echo.example, tcp {tcp} (through nur-gateway)"
+        )),
+        "{status}"
+    );
+
     // Per-function metrics.
     let metrics = nur_testkit::net::http_get(("127.0.0.1", gateway.admin), "/metrics").unwrap();
     for want in [
