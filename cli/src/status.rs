@@ -105,6 +105,7 @@ pub async fn ls(cluster: &Cluster) -> Result<String, ClusterError> {
 /// `True`, or `False (Reason)`, or `Unknown` before the operator wrote one.
 fn ready_text(f: &NurFunction) -> String {
     match condition(f, "Ready") {
+        Some(c) if c.status == "True" && c.reason != "Ready" => format!("True ({})", c.reason),
         Some(c) if c.status == "True" => "True".into(),
         Some(c) => format!("{} ({})", c.status, c.reason),
         None => "Unknown".into(),

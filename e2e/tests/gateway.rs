@@ -394,3 +394,105 @@ async fn the_gateway_routes_http_tls_and_tcp_to_functions_on_the_real_node() {
     }
     drop(gateway.process);
 }
+
+/// The Ready condition's reason and the pod count of NurFunction `name`.
+async fn ready_reason(ns: &TestNamespace, name: &str) -> Option<(String, i64)> {
+    let f = nurfunctions(ns).await.get(name).await.ok()?;
+    let reason = f.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready" && c["status"] == "True")?["reason"]
+        .as_str()?
+        .to_string();
+    Some((reason, f.data["status"]["replicas"].as_i64().unwrap_or(-1)))
+}
+
+async fn wait_scaled_to_zero(ns: &TestNamespace, name: &str) {
+    eventually(&format!("{name} scaled to zero"), T, || async {
+        ready_reason(ns, name)
+            .await
+            .filter(|(r, n)| r == "ScaledToZero" && *n == 0)
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_function_goes_to_zero_and_its_next_client_wakes_it() {
+    let env = testenv!();
+    let ns = install_on_real_node(&env, "zero").await;
+    let gateway = start_gateway(&env, &ns);
+    let echo = deploy(
+        &env,
+        &ns,
+        "napper",
+        examples::read("echo.wasm"),
+        "  scaleToZero: {idleAfter: 6s}\n  routes: {http: [{host: nap.example}]}\n",
+    )
+    .await;
+    wait_ready(&ns, "napper", &echo, 1).await;
+    // Idle: to zero pods, and `kubectl get nurfn` says so.
+    wait_scaled_to_zero(&ns, "napper").await;
+    let mut get = env.kubectl();
+    get.args(["get", "nurfn", "napper", "-n", ns.name()]);
+    let table = String::from_utf8(get.output().unwrap().stdout).unwrap();
+    assert!(table.contains(" ScaledToZero "), "{table}");
+
+    // The next connection is held until a pod is ready, then answered.
+    let http = gateway.http;
+    let request = b"POST / HTTP/1.1\r\nHost: nap.example\r\nConnection: close\r\nContent-Length: 4\r\n\r\nwake";
+    let (answer, took) = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        (send(http, request), started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("wake"), "{answer}");
+    assert!(took < Duration::from_secs(25), "woken in {took:?}");
+    eprintln!("woken and answered in {took:?}");
+
+    // A client that keeps connecting keeps it awake past idleAfter, and
+    // never fails.
+    let load = Load::start(
+        gateway.http,
+        b"POST / HTTP/1.1\r\nHost: nap.example\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi",
+        2,
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let awake = ready_reason(&ns, "napper").await;
+    let (answered, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{:?}",
+        &failures[..failures.len().min(5)]
+    );
+    assert!(answered > 20, "{answered}");
+    assert_eq!(awake.map(|a| a.0), Some("Ready".to_string()));
+
+    // Back to zero once the load stops; a load that starts at zero loses
+    // nothing while the function wakes.
+    wait_scaled_to_zero(&ns, "napper").await;
+    let load = Load::start(
+        gateway.http,
+        b"POST / HTTP/1.1\r\nHost: nap.example\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi",
+        2,
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (answered, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{:?}",
+        &failures[..failures.len().min(5)]
+    );
+    assert!(answered > 5, "{answered}");
+    let metrics = nur_testkit::net::http_get(("127.0.0.1", gateway.admin), "/metrics").unwrap();
+    assert!(
+        !metrics.contains(&format!(
+            "nur_gateway_no_ready_pod_total{{function=\"{}/napper\"}}",
+            ns.name()
+        )),
+        "a connection found no pod:\n{metrics}"
+    );
+    drop(gateway.process);
+}

@@ -289,11 +289,8 @@ pub async fn handle(mut client: TcpStream, shared: Arc<Shared>) {
             }
             continue;
         };
-        let mut upstream = match shared
-            .dialer
-            .connect(&shared.state, &shared.metrics, &target)
-            .await
-        {
+        let _open = shared.activity.open(&target);
+        let mut upstream = match shared.dialer.connect(&shared, &target).await {
             Ok(u) => u,
             Err(e) => {
                 let (status, reason) = match e {

@@ -11,11 +11,14 @@
 //!   keep-alive, the gateway's own 4xx/5xx), [`tls`] (the ClientHello's
 //!   server name, bytes untouched), [`tcp`] (a port per function);
 //!   [`splice`] copies both ways.
+//! - [`activity`]: scale to zero: activity marks and wake requests on
+//!   the NurFunctions that scale to zero.
 //! - [`upstream`]: a connection to a ready pod, least outstanding first,
 //!   refusing pods skipped, the wait for a pod up to the wake timeout.
 //! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 #![forbid(unsafe_code)]
 
+pub mod activity;
 pub mod admin;
 pub mod http;
 pub mod metrics;
@@ -36,13 +39,19 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     pub dialer: upstream::Dialer,
     pub http_limits: http::Limits,
+    pub activity: Arc<activity::Activity>,
     /// False while draining.
     serving: AtomicBool,
 }
 
 impl Shared {
-    pub fn new(dialer: upstream::Dialer, http_limits: http::Limits) -> Arc<Shared> {
+    pub fn new(
+        dialer: upstream::Dialer,
+        http_limits: http::Limits,
+        client: Option<kube::Client>,
+    ) -> Arc<Shared> {
         Arc::new(Shared {
+            activity: activity::Activity::new(client),
             state: state::State::new(),
             metrics: metrics::Metrics::new(),
             dialer,

@@ -69,6 +69,10 @@ struct RunArgs {
     /// 503 for HTTP, a close for TLS and TCP).
     #[arg(long, env = "NUR_WAKE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     wake_timeout: Duration,
+    /// How often the activity of functions that scale to zero is written
+    /// to them (keep it well below their idleAfter).
+    #[arg(long, env = "NUR_ACTIVITY_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    activity_interval: Duration,
     /// After SIGTERM, not ready but still accepting for this long (so that
     /// Services stop sending here first).
     #[arg(long, env = "NUR_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
@@ -117,6 +121,9 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await.context(
+        "connecting to the Kubernetes API (in a pod: its service account; else KUBECONFIG)",
+    )?;
     let shared = Shared::new(
         upstream::Dialer {
             connect_timeout: args.connect_timeout,
@@ -127,12 +134,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             header_timeout: args.header_timeout,
             idle_timeout: args.idle_timeout,
         },
+        Some(client.clone()),
     );
     let admin = bind(args.admin_listen).await?;
     tokio::spawn(admin::serve(admin, shared.clone()));
-    let client = kube::Client::try_default().await.context(
-        "connecting to the Kubernetes API (in a pod: its service account; else KUBECONFIG)",
-    )?;
+    tokio::spawn(shared.activity.clone().flush_every(args.activity_interval));
     tokio::spawn(watch::functions(
         client.clone(),
         args.namespace.clone(),

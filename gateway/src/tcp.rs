@@ -15,11 +15,8 @@ pub async fn handle(client: TcpStream, port: u16, shared: Arc<Shared>) {
         shared.metrics.route_miss("tcp");
         return;
     };
-    let mut upstream = match shared
-        .dialer
-        .connect(&shared.state, &shared.metrics, &target)
-        .await
-    {
+    let _open = shared.activity.open(&target);
+    let mut upstream = match shared.dialer.connect(&shared, &target).await {
         Ok(u) => u,
         Err(e) => {
             tracing::info!("{e}");

@@ -94,11 +94,8 @@ pub async fn handle(mut client: TcpStream, shared: Arc<Shared>, header_timeout: 
         shared.metrics.route_miss("tls");
         return;
     };
-    let mut upstream = match shared
-        .dialer
-        .connect(&shared.state, &shared.metrics, &target)
-        .await
-    {
+    let _open = shared.activity.open(&target);
+    let mut upstream = match shared.dialer.connect(&shared, &target).await {
         Ok(u) => u,
         Err(e) => {
             tracing::info!("{e}");

@@ -3,15 +3,14 @@
 //! in time) skipped for the next, before any byte goes upstream; with no
 //! ready pod, the wait for one up to the wake timeout.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use nur_operator::routes::Target;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::metrics::Metrics;
-use crate::state::{Outstanding, State};
+use crate::Shared;
+use crate::state::Outstanding;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -39,10 +38,10 @@ pub struct Upstream {
 impl Dialer {
     pub async fn connect(
         &self,
-        state: &Arc<State>,
-        metrics: &Metrics,
+        shared: &Shared,
         target: &Target,
     ) -> Result<Upstream, UpstreamError> {
+        let (state, metrics) = (&shared.state, &shared.metrics);
         let started = Instant::now();
         let deadline = started + self.wake_timeout;
         let mut changes = state.subscribe();
@@ -81,9 +80,15 @@ impl Dialer {
                     });
                 }
             }
-            // No ready pod: wait for the endpoints to change.
-            let wait = tokio::time::timeout_at(deadline, changes.changed()).await;
-            if wait.is_err() || Instant::now() >= deadline {
+            // No ready pod: a function at zero is woken; wait for the
+            // endpoints to change.
+            if target.wakes {
+                shared.activity.wake(target).await;
+            }
+            // Woken again every few seconds, in case a request was lost.
+            let next = deadline.min(Instant::now() + Duration::from_secs(5));
+            let _ = tokio::time::timeout_at(next, changes.changed()).await;
+            if Instant::now() >= deadline {
                 return Err(UpstreamError::NoReadyPod {
                     target: target.to_string(),
                     waited: started.elapsed(),

@@ -25,12 +25,13 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::apply::{self, Applied, api};
 use crate::crd::{NurFunction, NurFunctionStatus};
 use crate::health::Metrics;
+use crate::idle::Sleep;
 use crate::meta::{FIELD_MANAGER, Input, InvalidSpec, MANAGED_BY_SELECTOR};
 use crate::module_check::{self, Checked, ModuleChecker};
 use crate::reason::Reason;
@@ -182,15 +183,15 @@ pub fn owned_watch() -> watcher::Config {
 pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, identity: String) {
     let functions: Api<NurFunction> = api(&client, config.namespace.as_deref());
     let ns = config.namespace.clone();
-    // Only spec changes (a new generation) of a NurFunction trigger: its
-    // status writes do not, so a status that keeps changing (an error text)
+    // Only spec changes (a new generation) of a NurFunction and a gateway's
+    // wake request trigger: its status writes and activity marks do not, so a status that keeps changing (an error text)
     // cannot loop. Owned objects trigger as usual; a timer re-checks.
     let (reader, writer) = reflector::store();
     let functions = watcher(functions, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        .predicate_filter(crate::idle::trigger, Default::default());
     // Owned objects: Nur's only (by label), each kind cached, so that an
     // object as last applied is read from the cache and not applied again.
     let applies = &metrics.applies;
@@ -282,7 +283,14 @@ pub async fn reconcile(f: Arc<NurFunction>, ctx: Arc<Context>) -> Result<Action,
 async fn reconcile_stages(f: &NurFunction, ctx: &Context) -> Result<Action, Error> {
     let recheck = Action::requeue(ctx.config.recheck);
     // Stage 1: validate the spec, then the module.
-    let input = match Input::new(f, &ctx.config.worker_image) {
+    let sleep = crate::idle::decide(f, k8s_openapi::jiff::Timestamp::now());
+    let input = match sleep
+        .clone()
+        .map_err(crate::meta::InvalidSpec::IdleAfter)
+        .and_then(|sleep| {
+            let asleep = matches!(sleep, Sleep::Asleep { .. });
+            Ok(Input::new(f, &ctx.config.worker_image)?.with_sleep(asleep))
+        }) {
         Ok(input) => input,
         Err(e) => {
             let message = e.to_string();
@@ -351,7 +359,14 @@ async fn reconcile_stages(f: &NurFunction, ctx: &Context) -> Result<Action, Erro
         publish(ctx, f, EventType::Normal, "ModuleRollout", &action, note).await;
     }
     patch_status(ctx, f, &status).await?;
-    Ok(recheck)
+    // An awake function that may go idle before the next re-check is
+    // looked at again when it would.
+    match sleep {
+        Ok(Sleep::Awake { check_in: Some(d) }) if d < ctx.config.recheck => {
+            Ok(Action::requeue(d + Duration::from_secs(1)))
+        }
+        _ => Ok(recheck),
+    }
 }
 
 /// Writes a status that reports a problem, and publishes its Ready (or

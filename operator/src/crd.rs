@@ -49,6 +49,11 @@ fn default_port() -> i32 {
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
         name = "Replicas",
         type_ = "integer",
         json_path = ".status.readyReplicas"
@@ -63,6 +68,9 @@ fn default_port() -> i32 {
 )]
 #[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message(
     "set either replicas or autoscaling, not both"
+))]
+#[x_kube(validation = Rule::new("!(has(self.scaleToZero) && has(self.autoscaling))").message(
+    "scaleToZero works with replicas, not with autoscaling"
 ))]
 #[x_kube(validation = Rule::new("!has(self.port) || self.port != 9090").message(
     "port 9090 is the worker's admin port (/healthz, /readyz, /metrics)"
@@ -144,6 +152,14 @@ pub struct NurFunctionSpec {
     /// none; the function is reached through its Service only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routes: Option<RoutesSpec>,
+
+    /// Scale to zero pods after idleAfter without a connection through
+    /// nur-gateway; the gateway holds the next connection, has the
+    /// function woken and forwards it once a pod is ready. Works with
+    /// replicas (the number of pods when awake), not with autoscaling.
+    /// Default: never scaled to zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_to_zero: Option<ScaleToZeroSpec>,
 }
 
 /// Where the module is and how to check it.
@@ -264,6 +280,16 @@ pub struct TcpRoute {
     /// shows Routed=False (PortOutOfRange). Required.
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+}
+
+/// Scale to zero when idle.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleToZeroSpec {
+    /// How long without a connection before the function goes to zero
+    /// pods, a duration like 30s, 5m or 1h30m. Required.
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub idle_after: String,
 }
 
 /// CPU-based autoscaling.

@@ -160,7 +160,11 @@ pub fn build(input: &Input) -> Deployment {
     Deployment {
         metadata: input.object_meta(),
         spec: Some(DeploymentSpec {
-            replicas: spec.fixed_replicas(),
+            replicas: if input.asleep {
+                Some(0)
+            } else {
+                spec.fixed_replicas()
+            },
             selector: LabelSelector {
                 match_labels: Some(input.selector_labels()),
                 ..Default::default()

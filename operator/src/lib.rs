@@ -12,6 +12,8 @@
 //!   (stage 1: the module, with the credentials Secret, cached and bounded),
 //!   [`apply`] (stage 3: server-side apply), [`status`] (stage 4, pure) and
 //!   [`reason`] (every condition reason).
+//! - [`idle`]: scale to zero (pure): asleep or awake from the gateway's
+//!   activity marks, and what triggers a reconcile.
 //! - [`routes`]: which function holds each gateway route (pure; the
 //!   Routed condition here, the routing table in nur-gateway).
 //! - [`leader`]: leader election on a Lease; [`health`]: /healthz, /readyz
@@ -24,6 +26,7 @@ pub mod crd;
 pub mod deployment;
 pub mod health;
 pub mod hpa;
+pub mod idle;
 pub mod leader;
 pub mod meta;
 pub mod module_check;

@@ -43,6 +43,10 @@ pub enum InvalidSpec {
     AdminPort(i32),
     #[error("spec.replicas and spec.autoscaling are both set; set one")]
     ReplicasAndAutoscaling,
+    #[error("spec.scaleToZero works with replicas, not with spec.autoscaling; drop one")]
+    ScaleToZeroAndAutoscaling,
+    #[error("{0}")]
+    IdleAfter(String),
     #[error("spec.autoscaling.maxReplicas {max} is less than minReplicas {min}")]
     MaxBelowMin { min: i32, max: i32 },
     #[error(
@@ -65,6 +69,8 @@ pub struct Input<'a> {
     /// Worker container resources: spec.resources, else the operator's
     /// `--worker-resources` (see [`Input::with_default_resources`]).
     pub resources: Option<&'a ResourceRequirements>,
+    /// Scaled to zero for being idle (see [`crate::idle`]).
+    pub asleep: bool,
 }
 
 impl<'a> Input<'a> {
@@ -93,6 +99,9 @@ impl<'a> Input<'a> {
         if spec.replicas.is_some() && spec.autoscaling.is_some() {
             return Err(InvalidSpec::ReplicasAndAutoscaling);
         }
+        if spec.scale_to_zero.is_some() && spec.autoscaling.is_some() {
+            return Err(InvalidSpec::ScaleToZeroAndAutoscaling);
+        }
         if let Some(a) = &spec.autoscaling {
             let min = a.min_replicas.unwrap_or(1);
             if a.max_replicas < min {
@@ -109,7 +118,14 @@ impl<'a> Input<'a> {
             sha256: "",
             image: spec.image.as_deref().unwrap_or(default_image),
             resources: spec.resources.as_ref(),
+            asleep: false,
         })
+    }
+
+    /// The function scaled to zero (or not).
+    pub fn with_sleep(mut self, asleep: bool) -> Self {
+        self.asleep = asleep;
+        self
     }
 
     /// The function with its checked module's digest.

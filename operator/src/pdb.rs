@@ -10,7 +10,7 @@ use crate::meta::Input;
 /// Builds the PDB of `input`'s function (at most one pod down at a time),
 /// or `None` when it runs a single pod.
 pub fn build(input: &Input) -> Option<PodDisruptionBudget> {
-    if input.function.spec.min_replicas() <= 1 {
+    if input.asleep || input.function.spec.min_replicas() <= 1 {
         return None;
     }
     Some(PodDisruptionBudget {

@@ -36,6 +36,8 @@ pub enum Reason {
     /// The credentials Secret could not be read from the API server.
     CredentialsUnreadable,
     StorageUnreachable,
+    /// Idle: no pods until the gateway wakes it.
+    ScaledToZero,
     /// Every route of the function is held by it.
     Routed,
     /// A route is held by an older function.
@@ -67,6 +69,7 @@ impl Reason {
             Self::CredentialsKeyNotAllowed => "CredentialsKeyNotAllowed",
             Self::CredentialsUnreadable => "CredentialsUnreadable",
             Self::StorageUnreachable => "StorageUnreachable",
+            Self::ScaledToZero => "ScaledToZero",
             Self::Routed => "Routed",
             Self::RouteConflict => "RouteConflict",
             Self::PortOutOfRange => "PortOutOfRange",

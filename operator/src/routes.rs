@@ -38,6 +38,8 @@ pub struct Target {
     pub namespace: String,
     pub name: String,
     pub port: u16,
+    /// It scales to zero: a gateway wakes it when it has no pod.
+    pub wakes: bool,
 }
 
 impl std::fmt::Display for Target {
@@ -159,6 +161,7 @@ pub fn build<'a>(
             namespace: f.namespace().unwrap_or_default(),
             name: f.name_any(),
             port: u16::try_from(f.spec.port).unwrap_or(0),
+            wakes: f.spec.scale_to_zero.is_some(),
         };
         let key = target.to_string();
         let Some(routes) = &f.spec.routes else {

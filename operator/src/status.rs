@@ -239,7 +239,25 @@ pub fn servable(
     let old = ds.replicas.unwrap_or(0).saturating_sub(updated);
     let ready =
         current && ready_replicas >= desired && updated >= desired && old == 0 && desired > 0;
-    let (truth, reason, message) = if ready {
+    let (truth, reason, message) = if input.asleep {
+        let left = ds.replicas.unwrap_or(0);
+        if current && left == 0 {
+            (
+                Truth::True,
+                Reason::ScaledToZero,
+                format!(
+                    "idle: no pods; nur-gateway wakes it on its next connection to {}",
+                    module.sha256
+                ),
+            )
+        } else {
+            (
+                Truth::False,
+                Reason::Progressing,
+                format!("scaling to zero for being idle: {left} pods left"),
+            )
+        }
+    } else if ready {
         (
             Truth::True,
             Reason::Ready,
