@@ -30,7 +30,7 @@ struct Gateway {
     admin: u16,
 }
 
-fn start_gateway(env: &TestEnv, ns: &TestNamespace) -> Gateway {
+fn start_gateway(env: &TestEnv, ns: &TestNamespace, wake_timeout: &str) -> Gateway {
     let (http, tls, admin, tcp) = (free_port(), free_port(), free_port(), free_port());
     let mut cmd = Command::new(binary("nur-gateway"));
     cmd.arg("run")
@@ -44,7 +44,7 @@ fn start_gateway(env: &TestEnv, ns: &TestNamespace) -> Gateway {
             &tcp.to_string(),
         ])
         .args(["--namespace", ns.name()])
-        .args(["--header-timeout", "1s", "--wake-timeout", "3s"])
+        .args(["--header-timeout", "1s", "--wake-timeout", wake_timeout])
         .env("KUBECONFIG", env.kubeconfig());
     let log = std::env::temp_dir().join(format!("nur-gateway-{}.log", ns.name()));
     let mut process = Process::spawn(cmd, log);
@@ -60,8 +60,12 @@ fn start_gateway(env: &TestEnv, ns: &TestNamespace) -> Gateway {
 
 /// Sends `request` on a new connection and reads the answer to the end.
 fn send(addr: SocketAddr, request: &[u8]) -> String {
+    send_within(addr, request, Duration::from_secs(20))
+}
+
+fn send_within(addr: SocketAddr, request: &[u8], timeout: Duration) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
     s.write_all(request).unwrap();
     String::from_utf8_lossy(&read_to_close(&mut s).unwrap()).into_owned()
 }
@@ -127,7 +131,7 @@ async fn routed(ns: &TestNamespace, name: &str) -> Option<(String, String, Strin
 async fn the_gateway_routes_http_tls_and_tcp_to_functions_on_the_real_node() {
     let env = testenv!();
     let ns = install_on_real_node(&env, "gateway").await;
-    let gateway = start_gateway(&env, &ns);
+    let gateway = start_gateway(&env, &ns, "3s");
     let tcp = gateway.tcp;
     let hello = deploy(
         &env,
@@ -165,6 +169,35 @@ async fn the_gateway_routes_http_tls_and_tcp_to_functions_on_the_real_node() {
         "  routes: {http: [{pathPrefix: /hello}]}\n",
     )
     .await;
+    // Two functions on one host, split by path.
+    let split_a = deploy(
+        &env,
+        &ns,
+        "split-a",
+        examples::read("http-hello.wasm"),
+        "  routes: {http: [{host: split.example, pathPrefix: /a}]}\n",
+    )
+    .await;
+    let split_b = deploy(
+        &env,
+        &ns,
+        "split-b",
+        examples::read("echo.wasm"),
+        "  routes: {http: [{host: split.example, pathPrefix: /b}]}\n",
+    )
+    .await;
+    // A function that ends every connection without a byte: 502.
+    let silent = deploy(
+        &env,
+        &ns,
+        "silent",
+        br#"(module (import "nur" "nur_end" (func $end)) (memory (export "memory") 1)
+             (func (export "alloc") (param i32) (result i32) i32.const 0)
+             (func (export "poll_stream") (param i32 i32) call $end))"#
+            .to_vec(),
+        "  routes: {http: [{host: silent.example}]}\n",
+    )
+    .await;
     // No pod at all: the gateway waits up to its wake timeout, then 503.
     deploy(
         &env,
@@ -177,6 +210,9 @@ async fn the_gateway_routes_http_tls_and_tcp_to_functions_on_the_real_node() {
     wait_ready(&ns, "hello", &hello, 1).await;
     wait_ready(&ns, "echo", &echo, 1).await;
     wait_ready(&ns, "c-hello", &c, 1).await;
+    wait_ready(&ns, "split-a", &split_a, 1).await;
+    wait_ready(&ns, "split-b", &split_b, 1).await;
+    wait_ready(&ns, "silent", &silent, 1).await;
 
     // The status says who holds what.
     let conflict = eventually("thief's RouteConflict", T, || async {
@@ -260,6 +296,40 @@ async fn the_gateway_routes_http_tls_and_tcp_to_functions_on_the_real_node() {
             assert!(a.starts_with("HTTP/1.1 200 OK\r\n"), "{a}");
             assert!(a.ends_with(body), "{a}");
         }
+
+        // One host, two functions by path.
+        let a = get(http, Some("split.example"), "/a/x");
+        assert!(a.ends_with("Hello, /a/x!\n"), "{a}");
+        let a = get(http, Some("split.example"), "/b/x");
+        assert!(
+            a.starts_with("HTTP/1.1 200 OK\r\n") && a.contains("GET /b/x HTTP/1.1"),
+            "{a}"
+        );
+
+        // A function that closes without answering: 502.
+        let a = get(http, Some("silent.example"), "/");
+        assert!(a.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{a}");
+        assert!(
+            a.ends_with("closed the connection without an answer\n"),
+            "{a}"
+        );
+
+        // Keep-alive with a real client: curl sends both requests on one
+        // connection.
+        let out = Command::new("curl")
+            .args(["-sv", "-H", "Host: echo.example", "--data", "first"])
+            .arg(format!("http://{http}/1"))
+            .args(["--next", "-H", "Host: echo.example", "--data", "second"])
+            .arg(format!("http://{http}/2"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stdout.contains("first") && stdout.contains("second"),
+            "{stdout}{stderr}"
+        );
+        assert!(stderr.contains("Re-using existing connection"), "{stderr}");
 
         // Hostile clients: each gets its answer, the gateway serves on.
         let a = send(http, b"GARBAGE\r\n\r\n");
@@ -421,7 +491,7 @@ async fn wait_scaled_to_zero(ns: &TestNamespace, name: &str) {
 async fn an_idle_function_goes_to_zero_and_its_next_client_wakes_it() {
     let env = testenv!();
     let ns = install_on_real_node(&env, "zero").await;
-    let gateway = start_gateway(&env, &ns);
+    let gateway = start_gateway(&env, &ns, "90s");
     let echo = deploy(
         &env,
         &ns,
@@ -469,6 +539,28 @@ async fn an_idle_function_goes_to_zero_and_its_next_client_wakes_it() {
     );
     assert!(answered > 20, "{answered}");
     assert_eq!(awake.map(|a| a.0), Some("Ready".to_string()));
+
+    // The operator restarted mid-wake: the wake request is on the
+    // NurFunction, so the new operator (once it leads) wakes it, and the
+    // held connection is answered.
+    wait_scaled_to_zero(&ns, "napper").await;
+    let http = gateway.http;
+    let held =
+        tokio::task::spawn_blocking(move || send_within(http, request, Duration::from_secs(90)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut delete = env.kubectl();
+    delete.args([
+        "delete",
+        "pod",
+        "-n",
+        ns.name(),
+        "-l",
+        "app.kubernetes.io/component=operator",
+        "--wait=false",
+    ]);
+    assert!(delete.status().unwrap().success());
+    let answer = held.await.unwrap();
+    assert!(answer.ends_with("wake"), "{answer}");
 
     // Back to zero once the load stops; a load that starts at zero loses
     // nothing while the function wakes.

@@ -14,12 +14,16 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use nur_operator::crd::NurFunction;
-use nur_operator::meta::MANAGED_BY_SELECTOR;
 
 use crate::state::{FunctionKey, State, Watch};
 
 /// The name of the function's port on its Service (and EndpointSlices).
 const PORT_NAME: &str = "function";
+
+/// The EndpointSlices the gateway believes: those Kubernetes' own
+/// endpointslice controller keeps for the operator's Services (a slice
+/// someone wrote by hand could send a route's traffic anywhere).
+const SLICES: &str = "app.kubernetes.io/managed-by=nur-operator,endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io";
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -78,7 +82,7 @@ pub async fn endpoints(client: Client, namespace: Option<String>, state: Arc<Sta
     let (reader, writer) = reflector::store::<EndpointSlice>();
     let stream = watcher(
         api::<EndpointSlice>(&client, namespace.as_deref()),
-        watcher::Config::default().labels(MANAGED_BY_SELECTOR),
+        watcher::Config::default().labels(SLICES),
     )
     .default_backoff()
     .reflect(writer);
