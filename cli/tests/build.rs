@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use nur_testkit::net::{exchange, free_port};
-use nur_testkit::process::{Process, binary};
+use nur_testkit::process::{Process, binary, failed, succeeded as ok};
 
 fn nur(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nur"))
@@ -18,25 +18,6 @@ fn nur(dir: &Path, args: &[&str]) -> Output {
         .env_remove("CARGO_TARGET_DIR")
         .output()
         .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn failed(out: Output) -> String {
-    assert!(
-        !out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stderr).unwrap()
 }
 
 /// Serves `module` with the real worker and returns its answer to `input`.

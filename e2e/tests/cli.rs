@@ -17,7 +17,7 @@ use kube::Api;
 use kube::api::{DynamicObject, GroupVersionKind};
 use kube::discovery::ApiResource;
 use nur_e2e::realnode::install_on_real_node;
-use nur_testkit::process::binary;
+use nur_testkit::process::{binary, failed, succeeded as ok};
 use nur_testkit::{TestEnv, TestNamespace, store, testenv};
 use object_store::path::Path as Key;
 
@@ -35,26 +35,6 @@ fn nur(env: &TestEnv, dir: &Path, args: &[&str]) -> Output {
         .envs(store::aws(env))
         .output()
         .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The stderr of a command that must fail.
-fn failed(out: Output) -> String {
-    assert!(
-        !out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stderr).unwrap()
 }
 
 /// The keys under `prefix` in the test bucket.

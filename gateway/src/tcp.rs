@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 
 use crate::Shared;
-use crate::splice::splice;
+use crate::splice::forward;
 
 /// Serves one connection that came in on gateway port `port`.
 pub async fn handle(client: TcpStream, port: u16, shared: Arc<Shared>) {
@@ -15,15 +15,5 @@ pub async fn handle(client: TcpStream, port: u16, shared: Arc<Shared>) {
         shared.metrics.route_miss("tcp");
         return;
     };
-    let _open = shared.activity.open(&target);
-    let mut upstream = match shared.dialer.connect(&shared, &target).await {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::info!("{e}");
-            shared.metrics.no_ready_pod(&target);
-            return;
-        }
-    };
-    let _active = shared.metrics.connection(&target);
-    splice(client, &mut upstream.stream, &shared.metrics, &target).await;
+    forward(client, &[], &target, &shared).await;
 }

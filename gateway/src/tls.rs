@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::server::Acceptor;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::Shared;
-use crate::splice::splice;
+use crate::splice::forward;
 
 /// The most ClientHello bytes read before giving up (a ClientHello fits in
 /// one 16 KiB record; a few records are allowed for large extensions).
@@ -94,29 +94,13 @@ pub async fn handle(mut client: TcpStream, shared: Arc<Shared>, header_timeout: 
         shared.metrics.route_miss("tls");
         return;
     };
-    let _open = shared.activity.open(&target);
-    let mut upstream = match shared.dialer.connect(&shared, &target).await {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::info!("{e}");
-            shared.metrics.no_ready_pod(&target);
-            return;
-        }
-    };
-    let _active = shared.metrics.connection(&target);
-    if upstream.stream.write_all(&hello).await.is_err() {
-        return;
-    }
-    shared
-        .metrics
-        .bytes(&target, "in")
-        .inc_by(hello.len() as u64);
-    splice(client, &mut upstream.stream, &shared.metrics, &target).await;
+    forward(client, &hello, &target, &shared).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
 
     #[tokio::test]
     async fn plain_text_is_not_a_client_hello() {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use nur_operator::crd::NurFunction;
@@ -43,61 +43,69 @@ pub async fn functions(
     tcp_ports: RangeInclusive<u16>,
     state: Arc<State>,
 ) {
-    let (reader, writer) = reflector::store::<NurFunction>();
-    let stream = watcher(
-        api::<NurFunction>(&client, namespace.as_deref()),
+    let api = api::<NurFunction>(&client, namespace.as_deref());
+    follow(
+        api,
         watcher::Config::default(),
+        &state,
+        Watch::Functions,
+        |all| {
+            let (table, _) =
+                nur_operator::routes::build(all.iter().map(|f| f.as_ref()), &tcp_ports);
+            tracing::debug!(
+                http = table.http.len(),
+                tls = table.tls.len(),
+                tcp = table.tcp.len(),
+                "routes"
+            );
+            state.set_table(table);
+        },
     )
-    .default_backoff()
-    .reflect(writer);
-    futures::pin_mut!(stream);
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(watcher::Event::InitApply(_) | watcher::Event::Init) => continue,
-            Ok(watcher::Event::InitDone) => state.set_synced(Watch::Functions),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!("watching NurFunctions: {e}");
-                continue;
-            }
-        }
-        rebuild_table(&reader, &tcp_ports, &state);
-    }
-}
-
-fn rebuild_table(reader: &Store<NurFunction>, tcp_ports: &RangeInclusive<u16>, state: &State) {
-    let all = reader.state();
-    let (table, _) = nur_operator::routes::build(all.iter().map(|f| f.as_ref()), tcp_ports);
-    tracing::debug!(
-        http = table.http.len(),
-        tls = table.tls.len(),
-        tcp = table.tcp.len(),
-        "routes"
-    );
-    state.set_table(table);
+    .await
 }
 
 /// Keeps every function's ready endpoints current until the process ends.
 pub async fn endpoints(client: Client, namespace: Option<String>, state: Arc<State>) {
-    let (reader, writer) = reflector::store::<EndpointSlice>();
-    let stream = watcher(
-        api::<EndpointSlice>(&client, namespace.as_deref()),
-        watcher::Config::default().labels(SLICES),
-    )
-    .default_backoff()
-    .reflect(writer);
+    let api = api::<EndpointSlice>(&client, namespace.as_deref());
+    let config = watcher::Config::default().labels(SLICES);
+    follow(api, config, &state, Watch::Endpoints, |all| {
+        state.set_endpoints(ready_endpoints(all))
+    })
+    .await
+}
+
+/// Watches `api` into a cache and calls `changed` with all of it after
+/// the first listing and after every change since.
+async fn follow<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    state: &State,
+    which: Watch,
+    mut changed: impl FnMut(&[Arc<K>]),
+) where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store::<K>();
+    let stream = watcher(api, config).default_backoff().reflect(writer);
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         match event {
             Ok(watcher::Event::InitApply(_) | watcher::Event::Init) => continue,
-            Ok(watcher::Event::InitDone) => state.set_synced(Watch::Endpoints),
+            Ok(watcher::Event::InitDone) => state.set_synced(which),
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!("watching EndpointSlices: {e}");
+                tracing::warn!("watching {}: {e}", K::plural(&Default::default()));
                 continue;
             }
         }
-        state.set_endpoints(ready_endpoints(&reader.state()));
+        changed(&reader.state());
     }
 }
 
