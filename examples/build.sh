@@ -4,6 +4,7 @@
 #   markdown.wasm               (Rust with real dependencies, ~1.3 MB)
 #   stream.wat                  (WebAssembly text; the worker reads it as is)
 #   c-hello.wasm                (C, clang --target=wasm32, no libc)
+#   go-hello.wasm               (Go, GOOS=wasip1 reactor; only when `go` is installed)
 # Installs what is missing on a Debian 12 machine: the Rust wasm32 target
 # (rustup) and clang + lld (apt-get; needs root). Re-runs are incremental.
 set -euo pipefail
@@ -65,7 +66,22 @@ if [ ! -e "$out/c-hello.wasm" ] || [ c-hello/hello.c -nt "$out/c-hello.wasm" ] |
         -o "$out/c-hello.wasm" c-hello/hello.c
 fi
 
+# --- Go: go-hello (when Go is installed) -------------------------------------
+
+# A reactor (-buildmode=c-shared): it exports _initialize, which the worker
+# calls once per instance; the Go runtime imports WASI preview 1.
+outputs=(echo.wasm http-hello.wasm markdown.wasm stream.wat c-hello.wasm)
+if command -v go >/dev/null; then
+    if [ ! -e "$out/go-hello.wasm" ] || [ -n "$(find go-hello "$here/build.sh" -newer "$out/go-hello.wasm" -type f)" ]; then
+        (cd go-hello && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath \
+            -o "$out/go-hello.wasm" .)
+    fi
+    outputs+=(go-hello.wasm)
+else
+    echo "build.sh: go not found, go-hello skipped"
+fi
+
 echo "build.sh: outputs in $out:"
-for f in echo.wasm http-hello.wasm markdown.wasm stream.wat c-hello.wasm; do
+for f in "${outputs[@]}"; do
     printf '  %-16s %7d bytes\n' "$f" "$(stat -c %s "$out/$f")"
 done

@@ -8,8 +8,16 @@
 //! `poll_stream` with theirs (`_initialize`, when exported, takes and returns
 //! nothing). [`check`] validates the module with wasmparser and returns a
 //! [`Summary`], or every rule the module breaks.
+//!
+//! Where WASI preview 1 is allowed ([`allow_wasi_preview1`], which the worker
+//! calls at start; [`check_with`] for one check), functions imported from
+//! `wasi_snapshot_preview1` pass too: those the worker implements
+//! ([`wasi_functions`]) must have their preview 1 signatures, any other is
+//! listed in [`Summary::wasi`] as one that answers `ENOSYS`. Tables,
+//! memories and globals from it are refused, and so is every other module.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmparser::types::{CoreTypeId, EntityType};
 use wasmparser::{FuncType, ValType, Validator, WasmFeatures};
@@ -48,6 +56,63 @@ impl fmt::Display for Signature {
         };
         write!(f, "({}) -> ({})", list(&self.params), list(&self.results))
     }
+}
+
+/// The WASI import module whose functions are allowed where WASI is.
+pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
+
+/// Whether [`check`] allows WASI preview 1 imports in this process.
+static WASI_PREVIEW1: AtomicBool = AtomicBool::new(false);
+
+/// Lets [`check`] (and so [`crate::load`]) accept imports from
+/// `wasi_snapshot_preview1` in this process from now on: the worker, which
+/// provides them, calls it at start. Elsewhere (the operator, `nur build`)
+/// WASI imports are still refused until those callers opt in.
+pub fn allow_wasi_preview1() {
+    WASI_PREVIEW1.store(true, Ordering::Relaxed);
+}
+
+/// What one check allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Functions imported from `wasi_snapshot_preview1` pass.
+    pub wasi_preview1: bool,
+}
+
+/// The `wasi_snapshot_preview1` functions the worker implements, with their
+/// preview 1 signatures. Any other function of that module is satisfied
+/// with one that returns `ENOSYS` (its signature unchecked).
+pub fn wasi_functions() -> [(&'static str, Signature); 18] {
+    use ValType::{I32, I64};
+    [
+        ("fd_write", Signature::new(&[I32, I32, I32, I32], &[I32])),
+        ("fd_read", Signature::new(&[I32, I32, I32, I32], &[I32])),
+        ("fd_close", Signature::new(&[I32], &[I32])),
+        ("fd_fdstat_get", Signature::new(&[I32, I32], &[I32])),
+        ("fd_prestat_get", Signature::new(&[I32, I32], &[I32])),
+        ("fd_seek", Signature::new(&[I32, I64, I32, I32], &[I32])),
+        ("clock_time_get", Signature::new(&[I32, I64, I32], &[I32])),
+        ("clock_res_get", Signature::new(&[I32, I32], &[I32])),
+        ("random_get", Signature::new(&[I32, I32], &[I32])),
+        ("args_sizes_get", Signature::new(&[I32, I32], &[I32])),
+        ("args_get", Signature::new(&[I32, I32], &[I32])),
+        ("environ_sizes_get", Signature::new(&[I32, I32], &[I32])),
+        ("environ_get", Signature::new(&[I32, I32], &[I32])),
+        ("proc_exit", Signature::new(&[I32], &[])),
+        ("sched_yield", Signature::new(&[], &[I32])),
+        ("poll_oneoff", Signature::new(&[I32, I32, I32, I32], &[I32])),
+        ("fd_fdstat_set_flags", Signature::new(&[I32, I32], &[I32])),
+        (
+            "fd_prestat_dir_name",
+            Signature::new(&[I32, I32, I32], &[I32]),
+        ),
+    ]
+}
+
+/// Whether the worker implements `name` of `wasi_snapshot_preview1`
+/// (every name not in [`wasi_functions`] answers `ENOSYS`).
+pub fn wasi_provided(name: &str) -> bool {
+    wasi_functions().iter().any(|(n, _)| *n == name)
 }
 
 /// The host functions a module may import from `"nur"`, with their signatures.
@@ -128,6 +193,15 @@ pub enum Violation {
     },
     /// The exported memory is 64-bit or shared; pointers are 32-bit offsets.
     UnsupportedMemory { detail: &'static str },
+    /// A `wasi_snapshot_preview1` function imported with another signature
+    /// than preview 1's.
+    WasiSignature {
+        name: String,
+        expected: Signature,
+        found: Signature,
+    },
+    /// A table, memory, global or tag imported from `wasi_snapshot_preview1`.
+    WasiNotFunction { name: String, kind: &'static str },
 }
 
 impl fmt::Display for Violation {
@@ -174,6 +248,18 @@ impl fmt::Display for Violation {
                     "export memory is {detail}; the ABI needs a 32-bit unshared memory"
                 )
             }
+            Self::WasiSignature {
+                name,
+                expected,
+                found,
+            } => write!(
+                f,
+                "import {WASI_MODULE}.{name} has signature {found}, expected {expected} (WASI preview 1)"
+            ),
+            Self::WasiNotFunction { name, kind } => write!(
+                f,
+                "import {WASI_MODULE}.{name} is a {kind}; only functions may be imported"
+            ),
         }
     }
 }
@@ -271,11 +357,23 @@ pub struct Table {
     pub maximum: Option<u64>,
 }
 
+/// A function imported from `wasi_snapshot_preview1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WasiImport {
+    pub name: String,
+    pub signature: Signature,
+    /// Implemented by the worker; otherwise it returns `ENOSYS` (52).
+    pub provided: bool,
+}
+
 /// What a valid module looks like, for `nur-worker check` and for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
-    /// The host functions it imports.
+    /// The host functions it imports from `"nur"`.
     pub imports: Vec<Import>,
+    /// The functions it imports from `wasi_snapshot_preview1` (only where
+    /// WASI is allowed; otherwise they are violations).
+    pub wasi: Vec<WasiImport>,
     /// Every export, as `(name, kind)`.
     pub exports: Vec<(String, &'static str)>,
     /// The exported memory, the module's only one.
@@ -321,8 +419,19 @@ pub fn to_binary(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, AbiError> {
     }
 }
 
-/// Validates a binary module and checks it against the ABI.
+/// Validates a binary module and checks it against the ABI, WASI preview 1
+/// imports allowed when [`allow_wasi_preview1`] was called.
 pub fn check(binary: &[u8]) -> Result<Summary, AbiError> {
+    check_with(
+        binary,
+        Options {
+            wasi_preview1: WASI_PREVIEW1.load(Ordering::Relaxed),
+        },
+    )
+}
+
+/// [`check`] with explicit options.
+pub fn check_with(binary: &[u8], options: Options) -> Result<Summary, AbiError> {
     if !binary.starts_with(WASM_MAGIC) {
         return Err(to_binary(binary).err().unwrap_or_else(|| {
             AbiError::NotWasm("WAT text must be compiled first (abi::to_binary)".into())
@@ -339,11 +448,41 @@ pub fn check(binary: &[u8]) -> Result<Summary, AbiError> {
 
     let mut violations = Vec::new();
     let mut imports = Vec::new();
+    let mut wasi = Vec::new();
     let mut imported_functions = 0;
     let host = host_functions();
+    let wasi_known = wasi_functions();
     for (module, name, ty) in types.core_imports().into_iter().flatten() {
         if matches!(ty, EntityType::Func(_) | EntityType::FuncExact(_)) {
             imported_functions += 1;
+        }
+        if module == WASI_MODULE && options.wasi_preview1 {
+            match ty {
+                EntityType::Func(id) | EntityType::FuncExact(id) => {
+                    let found = func(id);
+                    match wasi_known.iter().find(|(known, _)| *known == name) {
+                        Some((_, expected)) if &found != expected => {
+                            violations.push(Violation::WasiSignature {
+                                name: name.into(),
+                                expected: expected.clone(),
+                                found,
+                            })
+                        }
+                        // Go imports some twice (runtime and syscall).
+                        _ if wasi.iter().any(|w: &WasiImport| w.name == name) => {}
+                        _ => wasi.push(WasiImport {
+                            name: name.into(),
+                            signature: found,
+                            provided: wasi_provided(name),
+                        }),
+                    }
+                }
+                other => violations.push(Violation::WasiNotFunction {
+                    name: name.into(),
+                    kind: kind_name(&other),
+                }),
+            }
+            continue;
         }
         if module != IMPORT_MODULE {
             violations.push(Violation::ForeignImport {
@@ -444,6 +583,7 @@ pub fn check(binary: &[u8]) -> Result<Summary, AbiError> {
     match memory {
         Some(memory) if violations.is_empty() => Ok(Summary {
             imports,
+            wasi,
             exports: exports
                 .iter()
                 .map(|(name, ty)| (name.clone(), kind_name(ty)))
@@ -599,6 +739,75 @@ mod tests {
             }]
         );
         assert!(v[0].to_string().contains("WASI is not supported yet"));
+    }
+
+    fn check_wasi(text: &str) -> Result<Summary, AbiError> {
+        let options = Options {
+            wasi_preview1: true,
+        };
+        check_with(&to_binary(text.as_bytes()).unwrap(), options)
+    }
+
+    #[test]
+    fn wasi_imports_pass_where_allowed_and_are_listed() {
+        let module = GOOD.replace(
+            "(import \"nur\" \"nur_end\" (func))",
+            "(import \"nur\" \"nur_end\" (func))
+             (import \"wasi_snapshot_preview1\" \"fd_write\" (func (param i32 i32 i32 i32) (result i32)))
+             (import \"wasi_snapshot_preview1\" \"proc_exit\" (func (param i32)))
+             (import \"wasi_snapshot_preview1\" \"path_open\" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))",
+        );
+        let summary = check_wasi(&module).unwrap();
+        let names: Vec<_> = summary.imports.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["nur_send", "nur_end"]);
+        let wasi: Vec<_> = summary
+            .wasi
+            .iter()
+            .map(|i| (i.name.as_str(), i.provided))
+            .collect();
+        assert_eq!(
+            wasi,
+            [
+                ("fd_write", true),
+                ("proc_exit", true),
+                ("path_open", false)
+            ]
+        );
+        assert_eq!(summary.defined_functions, 2);
+        // Not allowed by default.
+        assert!(matches!(
+            check_wat(&module),
+            Err(AbiError::Violations(v)) if v.len() == 3
+        ));
+    }
+
+    #[test]
+    fn wasi_signatures_are_checked_and_other_modules_still_refused() {
+        let module = GOOD.replace(
+            "(import \"nur\" \"nur_end\" (func))",
+            "(import \"wasi_snapshot_preview1\" \"fd_write\" (func (param i32) (result i32)))
+             (import \"wasi_snapshot_preview1\" \"mem\" (global i32))
+             (import \"env\" \"abort\" (func))",
+        );
+        let text: Vec<_> = match check_wasi(&module) {
+            Err(AbiError::Violations(v)) => v.iter().map(ToString::to_string).collect(),
+            other => panic!("expected violations, got {other:?}"),
+        };
+        assert_eq!(
+            text,
+            [
+                "import wasi_snapshot_preview1.fd_write has signature (i32) -> (i32), expected \
+                 (i32, i32, i32, i32) -> (i32) (WASI preview 1)",
+                "import wasi_snapshot_preview1.mem is a global; only functions may be imported",
+                "import env.abort: only functions from \"nur\" may be imported",
+            ]
+        );
+    }
+
+    #[test]
+    fn wasi_provided_names() {
+        assert!(wasi_provided("fd_write") && wasi_provided("poll_oneoff"));
+        assert!(wasi_provided("fd_prestat_dir_name") && !wasi_provided("path_open"));
     }
 
     #[test]

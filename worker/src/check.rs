@@ -54,6 +54,28 @@ pub fn summary(module: &Module) -> String {
         let _ = writeln!(out, "{label} nur.{} {}", import.name, import.signature);
         label = "         ";
     }
+    if !s.wasi.is_empty() {
+        let names = |provided: bool| {
+            let names: Vec<_> = s
+                .wasi
+                .iter()
+                .filter(|i| i.provided == provided)
+                .map(|i| i.name.as_str())
+                .collect();
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "wasi      {} (WASI preview 1) provided: {}",
+            nur_module::abi::WASI_MODULE,
+            names(true)
+        );
+        let _ = writeln!(out, "          returning ENOSYS (52): {}", names(false));
+    }
     let exports: Vec<_> = s
         .exports
         .iter()

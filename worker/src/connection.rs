@@ -34,7 +34,7 @@ pub struct Context {
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Close {
-    /// The function called `nur_end`.
+    /// The function called `nur_end` (or WASI `proc_exit`).
     Ended,
     /// The client closed its side and the function answered.
     Eof,
@@ -95,6 +95,20 @@ fn serve_with(
     let done = converse(&mut stream, &mut guest, id, ctx, deadline, chunk);
     let metrics = &ctx.status.metrics;
     metrics.log_lines_dropped.inc_by(guest.log_lines_dropped());
+    if let Some(code) = guest.exit_code() {
+        if code != 0 {
+            tracing::warn!(
+                function = %ctx.function.name,
+                connection = id,
+                code,
+                "the function called proc_exit({code}), connection closed"
+            );
+        }
+        metrics.exit(code);
+    }
+    for (function, calls) in guest.unsupported_calls() {
+        metrics.wasi_unsupported(function, *calls);
+    }
     // The memory goes back to the pool before the linger.
     drop(guest);
     match done {

@@ -75,22 +75,31 @@ pub(crate) enum HostFault {
     OutputLimit { limit: usize },
     #[error("{function}: called past the connection's deadline")]
     Timeout { function: &'static str },
+    /// WASI `proc_exit`: not a fault where a call can end (the connection
+    /// ends as after `nur_end`), one in instantiation.
+    #[error("proc_exit({code})")]
+    Exit { code: i32 },
+}
+
+impl From<HostFault> for Fault {
+    fn from(host: HostFault) -> Self {
+        let kind = match host {
+            HostFault::BadPointer { .. } => FaultKind::BadPointer,
+            HostFault::OutputLimit { .. } => FaultKind::OutputLimit,
+            HostFault::Timeout { .. } => FaultKind::Timeout,
+            HostFault::Exit { .. } => FaultKind::Instantiate,
+        };
+        Fault {
+            kind,
+            message: host.to_string(),
+        }
+    }
 }
 
 impl From<RuntimeError> for Fault {
     fn from(error: RuntimeError) -> Self {
         let error = match error.downcast::<HostFault>() {
-            Ok(host) => {
-                let kind = match host {
-                    HostFault::BadPointer { .. } => FaultKind::BadPointer,
-                    HostFault::OutputLimit { .. } => FaultKind::OutputLimit,
-                    HostFault::Timeout { .. } => FaultKind::Timeout,
-                };
-                return Fault {
-                    kind,
-                    message: host.to_string(),
-                };
-            }
+            Ok(host) => return host.into(),
             Err(error) => error,
         };
         let message = error.message();

@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 
 use wasmer::sys::{Cranelift, EngineBuilder, NativeEngineExt};
 use wasmer::{
-    Engine, Function as HostFunction, FunctionEnv, Instance, InstantiationError, Memory, Store,
-    TypedFunction, imports,
+    Engine, Function as HostFunction, FunctionEnv, FunctionType, Instance, InstantiationError,
+    Memory, RuntimeError, Store, TypedFunction, imports,
 };
 
 use crate::config::Limits;
+use crate::fault::HostFault;
 use crate::host::{HostState, nur_end, nur_log, nur_send};
+use crate::wasi;
 
 use crate::deadline::{Deadlines, GuestCode, Watchdog};
 pub use crate::fault::{Fault, FaultKind};
@@ -31,6 +33,10 @@ pub struct Function {
     max_log_bytes: u64,
     deadlines: Deadlines,
     code: GuestCode,
+    /// The `wasi_snapshot_preview1` functions the module imports.
+    wasi: Vec<(Arc<str>, FunctionType)>,
+    /// WASI's one argument: the function's name and a NUL.
+    argument: Arc<[u8]>,
 }
 
 impl Function {
@@ -98,6 +104,11 @@ impl Function {
             max_log_bytes: limits.max_log_bytes,
             deadlines: Deadlines::default(),
             code: GuestCode::of(&compiled),
+            wasi: {
+                wasi::start_clock();
+                wasi::imports_of(&compiled)
+            },
+            argument: name.bytes().chain([0]).collect(),
             module: compiled,
         }
     }
@@ -142,15 +153,22 @@ impl Guest {
                 deadline,
                 log_left: function.max_log_bytes,
                 log_dropped: 0,
+                stdio: [Vec::new(), Vec::new()],
+                exit: None,
+                unsupported: Vec::new(),
+                argument: function.argument.clone(),
             },
         );
-        let imports = imports! {
+        let mut imports = imports! {
             nur_module::abi::IMPORT_MODULE => {
                 "nur_send" => HostFunction::new_typed_with_env(&mut store, &env, nur_send),
                 "nur_log" => HostFunction::new_typed_with_env(&mut store, &env, nur_log),
                 "nur_end" => HostFunction::new_typed_with_env(&mut store, &env, nur_end),
             }
         };
+        if !function.wasi.is_empty() {
+            wasi::define(&mut imports, &mut store, &env, &function.wasi);
+        }
         let instance =
             Instance::new(&mut store, &function.module, &imports).map_err(|e| match e {
                 InstantiationError::Start(trap) => Fault::from(trap),
@@ -190,15 +208,39 @@ impl Guest {
                 .exports
                 .get_typed_function(&guest.store, nur_module::abi::INITIALIZE)
                 .map_err(missing)?;
-            init.call(&mut guest.store)?;
+            let called = init.call(&mut guest.store);
+            guest.settle(called)?;
         }
         Ok(guest)
     }
 
+    /// What a guest call came to: WASI `proc_exit` ends the connection like
+    /// `nur_end` (the guest is not called again), any other error is a
+    /// fault. Logs what the call left on stdout and stderr without a newline.
+    fn settle(&mut self, called: Result<(), RuntimeError>) -> Result<(), Fault> {
+        let state = self.env.as_mut(&mut self.store);
+        wasi::flush_stdio(state);
+        let Err(error) = called else {
+            return Ok(());
+        };
+        match error.downcast::<HostFault>() {
+            Ok(HostFault::Exit { .. }) => Ok(()),
+            Ok(host) => Err(host.into()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Hands one chunk to the guest: `alloc(n)`, copy, `poll_stream(ptr, n)`.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), Fault> {
+        if self.ended() {
+            return Ok(());
+        }
         let len = chunk.len() as i32;
-        let ptr = self.alloc.call(&mut self.store, len)? as u32;
+        let called = self.alloc.call(&mut self.store, len);
+        let ptr = match called {
+            Ok(ptr) => ptr as u32,
+            Err(error) => return self.settle(Err(error)),
+        };
         let view = self.memory.view(&self.store);
         let fits = u64::from(ptr) + chunk.len() as u64 <= view.data_size();
         if !fits || view.write(u64::from(ptr), chunk).is_err() {
@@ -210,14 +252,17 @@ impl Guest {
                 ),
             });
         }
-        self.poll_stream.call(&mut self.store, ptr as i32, len)?;
-        Ok(())
+        let called = self.poll_stream.call(&mut self.store, ptr as i32, len);
+        self.settle(called)
     }
 
     /// Tells the guest the client has closed its side: `poll_stream(0, 0)`.
     pub fn finish(&mut self) -> Result<(), Fault> {
-        self.poll_stream.call(&mut self.store, 0, 0)?;
-        Ok(())
+        if self.ended() {
+            return Ok(());
+        }
+        let called = self.poll_stream.call(&mut self.store, 0, 0);
+        self.settle(called)
     }
 
     /// Output sent by the guest since the last [`Guest::clear_output`].
@@ -235,7 +280,17 @@ impl Guest {
         self.env.as_ref(&self.store).log_dropped
     }
 
-    /// Whether the guest has called `nur_end`.
+    /// The code the guest passed to WASI `proc_exit`, if it called it.
+    pub fn exit_code(&self) -> Option<i32> {
+        self.env.as_ref(&self.store).exit
+    }
+
+    /// Calls of each unsupported WASI function (answered `ENOSYS`).
+    pub fn unsupported_calls(&self) -> &[(Arc<str>, u64)] {
+        &self.env.as_ref(&self.store).unsupported
+    }
+
+    /// Whether the guest has called `nur_end` (or WASI `proc_exit`).
     pub fn ended(&self) -> bool {
         self.env.as_ref(&self.store).ended
     }

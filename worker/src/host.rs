@@ -1,5 +1,7 @@
 //! The host functions of the ABI (`nur_send`, `nur_log`, `nur_end`) and
-//! the per-instance state they reach: output, log budget, deadline.
+//! the per-instance state they reach: output, log budget, deadline (and
+//! what the WASI functions of `wasi.rs` keep: stdout and stderr lines not
+//! yet ended, the exit code, calls to unsupported functions).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use crate::fault::HostFault;
 use crate::sys;
 
 /// Longest `nur_log` line kept; the rest is cut.
-const MAX_LOG_LINE: usize = 16 * 1024;
+pub(crate) const MAX_LOG_LINE: usize = 16 * 1024;
 
 /// Host-side state of one instance, reached from the host functions.
 pub(crate) struct HostState {
@@ -26,12 +28,20 @@ pub(crate) struct HostState {
     pub(crate) log_left: u64,
     /// Lines dropped once `log_left` ran out.
     pub(crate) log_dropped: u64,
+    /// WASI: what was written to fd 1 and fd 2 since their last newline.
+    pub(crate) stdio: [Vec<u8>; 2],
+    /// WASI: the code of `proc_exit`, once called.
+    pub(crate) exit: Option<i32>,
+    /// WASI: calls of each unsupported function (answered `ENOSYS`).
+    pub(crate) unsupported: Vec<(Arc<str>, u64)>,
+    /// WASI: the one argument, the function's name, NUL-terminated.
+    pub(crate) argument: Arc<[u8]>,
 }
 
 impl HostState {
     /// Takes `len` bytes of the log budget; false (and the line dropped and
     /// counted) once a line does not fit. The first drop is logged.
-    fn admit_log(&mut self, len: u32) -> bool {
+    pub(crate) fn admit_log(&mut self, len: u32) -> bool {
         if self.log_dropped == 0 && u64::from(len) <= self.log_left {
             self.log_left -= u64::from(len);
             return true;
@@ -50,7 +60,7 @@ impl HostState {
     /// Fails with `timeout` once the connection's deadline has passed: a
     /// guest calling host functions in a loop stops at its next call, at a
     /// point where returning an error is safe (see `deadline.rs`).
-    fn check_deadline(&self, function: &'static str) -> Result<(), RuntimeError> {
+    pub(crate) fn check_deadline(&self, function: &'static str) -> Result<(), RuntimeError> {
         if Instant::now() >= self.deadline {
             return Err(RuntimeError::user(Box::new(HostFault::Timeout {
                 function,
@@ -61,7 +71,7 @@ impl HostState {
 
     /// Appends guest memory `[ptr, ptr + len)` to `out` (one copy, straight
     /// from the memory), or fails with `bad_pointer` without reading.
-    fn read_into(
+    pub(crate) fn read_into(
         state: &HostState,
         store: &impl wasmer::AsStoreRef,
         function: &'static str,
@@ -136,16 +146,33 @@ pub(crate) fn nur_log(
     }
     let mut bytes = Vec::new();
     HostState::read_into(state, &store, "nur_log", ptr, shown as i32, &mut bytes)?;
-    let line = String::from_utf8_lossy(&bytes);
-    let cut = if shown != len as u32 { " [cut]" } else { "" };
-    tracing::info!(
-        target: "nur::function",
-        function = %state.function,
-        connection = state.connection,
-        "{}{cut}",
-        escape_controls(line.trim_end_matches('\n'))
-    );
+    log_line(state, None, &bytes, shown != len as u32);
     Ok(())
+}
+
+/// Logs one line of the guest (admitted to the budget already): UTF-8 with
+/// invalid sequences replaced, control characters escaped. `stream` is
+/// `stdout` or `stderr` for WASI's `fd_write`, none for `nur_log`.
+pub(crate) fn log_line(state: &HostState, stream: Option<&'static str>, bytes: &[u8], cut: bool) {
+    let line = String::from_utf8_lossy(bytes);
+    let cut = if cut { " [cut]" } else { "" };
+    match stream {
+        None => tracing::info!(
+            target: "nur::function",
+            function = %state.function,
+            connection = state.connection,
+            "{}{cut}",
+            escape_controls(line.trim_end_matches('\n'))
+        ),
+        Some(stream) => tracing::info!(
+            target: "nur::function",
+            function = %state.function,
+            connection = state.connection,
+            stream,
+            "{}{cut}",
+            escape_controls(line.trim_end_matches('\n'))
+        ),
+    }
 }
 
 /// `line` with its control characters escaped (`\n`, `\r`, `\t`, `\u{1b}`...,

@@ -10,7 +10,8 @@
 //!   everything else is this library, so benchmarks can reach it.
 //! - [`config`]: flags and their environment variables.
 //! - [`guest`]: the module compiled once, and one instance per connection;
-//!   `host.rs` (private): the ABI's host functions; [`fault`]: how a guest
+//!   `host.rs` (private): the ABI's host functions; [`wasi`]: the subset
+//!   of WASI preview 1 a module may import too; [`fault`]: how a guest
 //!   fails; [`tunables`] caps its memory,
 //!   [`pool`] reuses memories and
 //!   [`deadline`] interrupts it at the connection's deadline.
@@ -46,3 +47,4 @@ pub mod server;
 pub mod startup;
 mod sys;
 pub mod tunables;
+pub mod wasi;

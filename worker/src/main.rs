@@ -58,6 +58,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // The worker provides WASI preview 1 (`nur_worker::wasi`): its imports pass the check.
+    nur_module::abi::allow_wasi_preview1();
     match cli.command {
         Command::Check { url } => match check(&url) {
             Ok(summary) => {

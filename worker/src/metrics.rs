@@ -22,6 +22,19 @@ pub struct CloseLabels {
     pub reason: &'static str,
 }
 
+/// Labels of `nur_guest_exits_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExitLabels {
+    /// The code, 0 to 255; `other` for any other.
+    pub code: String,
+}
+
+/// Labels of `nur_wasi_unsupported_calls_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WasiLabels {
+    pub function: String,
+}
+
 /// Every metric the worker exports.
 pub struct Metrics {
     pub registry: Registry,
@@ -33,6 +46,8 @@ pub struct Metrics {
     pub traps: Family<TrapLabels, Counter>,
     pub closes: Family<CloseLabels, Counter>,
     pub log_lines_dropped: Counter,
+    pub exits: Family<ExitLabels, Counter>,
+    pub wasi_unsupported: Family<WasiLabels, Counter>,
     pub compile_seconds: Gauge<f64, AtomicU64>,
 }
 
@@ -47,6 +62,8 @@ impl Metrics {
         let traps = Family::<TrapLabels, Counter>::default();
         let closes = Family::<CloseLabels, Counter>::default();
         let log_lines_dropped = Counter::default();
+        let exits = Family::<ExitLabels, Counter>::default();
+        let wasi_unsupported = Family::<WasiLabels, Counter>::default();
         let compile_seconds = Gauge::<f64, AtomicU64>::default();
         registry.register("connections", "Connections accepted", connections.clone());
         registry.register(
@@ -77,6 +94,16 @@ impl Metrics {
             log_lines_dropped.clone(),
         );
         registry.register(
+            "guest_exits",
+            "Connections ended by WASI proc_exit, by code",
+            exits.clone(),
+        );
+        registry.register(
+            "wasi_unsupported_calls",
+            "Calls of WASI functions the worker does not provide (answered ENOSYS), by function",
+            wasi_unsupported.clone(),
+        );
+        registry.register(
             "module_compile_seconds",
             "Time spent at start getting the module's native code: fetching --artifact, loading the cache or compiling",
             compile_seconds.clone(),
@@ -91,6 +118,8 @@ impl Metrics {
             traps,
             closes,
             log_lines_dropped,
+            exits,
+            wasi_unsupported,
             compile_seconds,
         }
     }
@@ -105,6 +134,25 @@ impl Metrics {
 
     pub fn close(&self, reason: &'static str) {
         self.closes.get_or_create(&CloseLabels { reason }).inc();
+    }
+
+    /// Counts a `proc_exit(code)`.
+    pub fn exit(&self, code: i32) {
+        let code = if (0..=255).contains(&code) {
+            code.to_string()
+        } else {
+            "other".to_string()
+        };
+        self.exits.get_or_create(&ExitLabels { code }).inc();
+    }
+
+    /// Counts `calls` of the unsupported WASI function `function`.
+    pub fn wasi_unsupported(&self, function: &str, calls: u64) {
+        self.wasi_unsupported
+            .get_or_create(&WasiLabels {
+                function: function.to_string(),
+            })
+            .inc_by(calls);
     }
 
     /// The text exposition of every metric.

@@ -184,11 +184,12 @@ fn check_refuses_a_second_memory_and_shared_memory() {
 
 #[test]
 fn check_prints_each_problem_once_with_foreign_imports_grouped() {
-    // What a Go WASI module looks like to the check, shortened to three imports.
+    // WASI imports pass (tests/wasi.rs); three from another module do not.
     let module = r#"(module
-      (import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))
+      (import "env" "sched_yield" (func (result i32)))
+      (import "env" "proc_exit" (func (param i32)))
       (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
-      (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+      (import "env" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
       (memory (export "memory") 1)
       (func (export "alloc") (param i32) (result i32) i32.const 0)
       (func (export "poll_stream") (param i32 i32)))"#;
@@ -204,9 +205,8 @@ fn check_prints_each_problem_once_with_foreign_imports_grouped() {
     assert_eq!(
         text.trim(),
         format!(
-            "error: {}: breaks the Nur ABI: imports from wasi_snapshot_preview1 (3): \
-             sched_yield, proc_exit, fd_write: only functions from \"nur\" may be imported \
-             (WASI is not supported yet)",
+            "error: {}: breaks the Nur ABI: imports from env (3): \
+             sched_yield, proc_exit, fd_write: only functions from \"nur\" may be imported",
             file.path().display()
         )
     );

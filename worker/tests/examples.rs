@@ -111,3 +111,43 @@ fn markdown_renders_a_posted_document() {
         "{response}"
     );
 }
+
+/// go-hello (Go, GOOS=wasip1, a reactor): built by examples/build.sh only
+/// where Go is installed, so skipped where neither it nor `go` is there.
+#[test]
+fn go_hello_answers_200_through_wasi() {
+    let built =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/build/go-hello.wasm");
+    let go = Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !built.exists() && !go {
+        eprintln!("go-hello skipped: Go is not installed");
+        return;
+    }
+    let worker = Worker::start(&examples::path("go-hello.wasm"), &[]);
+    let response = curl(&worker, &["--data", "hello go"], "/");
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(response.ends_with("\r\n\r\nhello go"), "{response}");
+    for _ in 0..3 {
+        assert_eq!(
+            worker.request(b"hi"),
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi"
+        );
+    }
+    // fmt.Printf to stdout, through WASI fd_write, in the function's log.
+    let line = worker
+        .wait_log(&["go-hello: 2 bytes"], Duration::from_secs(5))
+        .expect("stdout reaches the log");
+    assert!(line.contains("\"stream\":\"stdout\""), "{line}");
+    assert_eq!(
+        worker.metric("nur_guest_traps_total{kind=\"timeout\"}"),
+        0.0
+    );
+    let (_, metrics) = worker.admin_get("/metrics");
+    assert!(
+        !metrics.contains("nur_wasi_unsupported_calls_total{"),
+        "{metrics}"
+    );
+}

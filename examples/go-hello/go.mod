@@ -1,0 +1,3 @@
+module nur.dev/examples/go-hello
+
+go 1.24
