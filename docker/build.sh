@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the nur-operator and nur-worker images from docker/Dockerfile with
+# Builds the nur-operator, nur-worker and nur-gateway images from docker/Dockerfile with
 # whichever of docker (with a running daemon), podman or buildah is here;
 # says what is missing otherwise. `make images` runs it.
 #
@@ -38,7 +38,7 @@ if [[ -z $tool ]]; then
   fi
 fi
 
-for target in operator worker; do
+for target in operator worker gateway; do
   image="$registry/nur-$target:$tag"
   echo "==> $image ($tool)"
   case $tool in

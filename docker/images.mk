@@ -1,6 +1,6 @@
-# images.mk: container images of nur-operator and nur-worker
+# images.mk: container images of nur-operator, nur-worker and nur-gateway
 # (docker/Dockerfile). Included by the root Makefile.
-#   make images     build both with docker, podman or buildah, whichever works
+#   make images     build all three with docker, podman or buildah, whichever works
 # IMAGE_REGISTRY, IMAGE_TAG, IMAGE_TOOL and IMAGE_PLATFORM are passed on
 # (docker/build.sh).
 

@@ -3,8 +3,9 @@
 #   make testenv        build what is missing, start everything, return when ready
 #   make testenv-down   stop it
 #   make testenv-build  only build (cached by version under $(TESTENV_CACHE))
-#   make testenv-images import the operator and worker images (built from
-#                       this checkout) into the real node; part of `make testenv`
+#   make testenv-images import the operator, worker and gateway images (built
+#                       from this checkout) into the real node; part of
+#                       `make testenv`
 # After `make testenv`: .testenv/env (KUBECONFIG, AWS_*, NUR_TEST_BUCKET,
 # NUR_TESTENV_NODE...), .testenv/kubeconfig,
 # .testenv/bin/{kubectl,helm,minio,nur-testenv}.
@@ -113,10 +114,11 @@ testenv-start: testenv-build
 # Without a real node (not root, no containerd) there is nothing to import.
 testenv-images: testenv-start
 	@if grep -q '^NUR_TESTENV_NODE=' $(TESTENV_DIR)/env; then \
-	  cargo build --locked -p nur-operator -p nur-worker && \
+	  cargo build --locked -p nur-operator -p nur-worker -p nur-gateway && \
 	  $(TESTENV_DIR)/bin/nur-testenv import-image --dir $(TESTENV_DIR) \
 	    --image ghcr.io/nur-dev/nur-operator:$(NUR_IMAGE_TAG)=$(NUR_TARGET_DIR)/debug/nur-operator,run \
-	    --image ghcr.io/nur-dev/nur-worker:$(NUR_IMAGE_TAG)=$(NUR_TARGET_DIR)/debug/nur-worker; \
+	    --image ghcr.io/nur-dev/nur-worker:$(NUR_IMAGE_TAG)=$(NUR_TARGET_DIR)/debug/nur-worker \
+	    --image ghcr.io/nur-dev/nur-gateway:$(NUR_IMAGE_TAG)=$(NUR_TARGET_DIR)/debug/nur-gateway,run; \
 	fi
 
 testenv-down:

@@ -22,8 +22,21 @@ pub const T: Duration = Duration::from_secs(120);
 
 /// A namespace on the real node with the object-store Secret pods use
 /// (MinIO at the address pods reach it), and the chart installed into it,
-/// watching it. Returns once the operator pod is Ready.
+/// watching it, without the chart's gateway. Returns once the operator pod
+/// is Ready.
 pub async fn install_on_real_node(env: &TestEnv, prefix: &str) -> TestNamespace {
+    install_on_real_node_with(env, prefix, &["gateway.enabled=false"]).await
+}
+
+/// [`install_on_real_node`] with more helm `--set` values (`key=value`,
+/// after the ones it always sets, so they win), and the chart's gateway
+/// unless `sets` turn it off. Returns once every pod of the release is
+/// Ready (helm `--wait`); [`release_name`] names the release.
+pub async fn install_on_real_node_with(
+    env: &TestEnv,
+    prefix: &str,
+    sets: &[&str],
+) -> TestNamespace {
     // The chart's CRD as this checkout has it (helm installs a CRD only
     // when there is none, as on a user's upgrade).
     let mut crd = env.kubectl();
@@ -53,9 +66,7 @@ pub async fn install_on_real_node(env: &TestEnv, prefix: &str) -> TestNamespace 
         secret.arg(format!("--from-literal={k}={}", env.var(k).unwrap()));
     }
     run(secret, None);
-    // ClusterRole and ClusterRoleBinding are cluster-scoped: the release
-    // name is unique per run.
-    let release = format!("nur-{}", ns.name().rsplit('-').next().unwrap());
+    let release = release_name(&ns);
     let mut helm = env.helm();
     helm.args(["install", &release])
         .arg(chart_dir())
@@ -65,9 +76,20 @@ pub async fn install_on_real_node(env: &TestEnv, prefix: &str) -> TestNamespace 
         .args(["--set", "operator.recheckSeconds=2"])
         // MinIO is at a private address of this machine.
         .args(["--set", "operator.storage.allowLocalStorage=true"]);
+    for set in sets {
+        helm.args(["--set", set]);
+    }
     let out = run(helm, None);
     assert!(out.contains("STATUS: deployed"), "{out}");
     ns
+}
+
+/// The release [`install_on_real_node`] installs into `ns`. ClusterRole and
+/// ClusterRoleBinding are cluster-scoped: the name is unique per run (and
+/// contains "nur", so it is also the chart's fullname, the prefix of every
+/// object).
+pub fn release_name(ns: &TestNamespace) -> String {
+    format!("nur-{}", ns.name().rsplit('-').next().unwrap())
 }
 
 pub async fn nurfunctions(ns: &TestNamespace) -> Api<DynamicObject> {

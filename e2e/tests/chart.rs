@@ -32,17 +32,42 @@ fn one<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
     found[0]
 }
 
-fn operator_container(objects: &[Value]) -> &Value {
-    &one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+/// The one `kind` object named `name`.
+fn named<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let found: Vec<&Value> = find(objects, kind)
+        .into_iter()
+        .filter(|o| o["metadata"]["name"] == name)
+        .collect();
+    assert_eq!(found.len(), 1, "want one {kind} {name}, got {found:?}");
+    found[0]
 }
 
-fn args(objects: &[Value]) -> Vec<String> {
-    operator_container(objects)["args"]
-        .as_array()
-        .unwrap()
+/// Names of the `kind` objects.
+fn names_of(objects: &[Value], kind: &str) -> Vec<String> {
+    find(objects, kind)
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn operator_pod(objects: &[Value]) -> &Value {
+    &named(objects, "Deployment", "nur-operator")["spec"]["template"]["spec"]
+}
+
+fn operator_container(objects: &[Value]) -> &Value {
+    &operator_pod(objects)["containers"][0]
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
         .iter()
         .map(|a| a.as_str().unwrap().to_string())
         .collect()
+}
+
+fn args(objects: &[Value]) -> Vec<String> {
+    strings(&operator_container(objects)["args"])
 }
 
 #[test]
@@ -78,8 +103,7 @@ fn defaults_render_a_hardened_least_privilege_operator() {
     // (the credentialsSecret a function names, never listed or watched),
     // and the ClusterRole bound cluster-wide to the chart's own
     // ServiceAccount.
-    let sa = one(&objects, "ServiceAccount");
-    assert_eq!(sa["metadata"]["name"], "nur");
+    named(&objects, "ServiceAccount", "nur");
     for kind in ["ClusterRole", "Role"] {
         for role in find(&objects, kind) {
             for rule in role["rules"].as_array().unwrap() {
@@ -96,7 +120,7 @@ fn defaults_render_a_hardened_least_privilege_operator() {
             }
         }
     }
-    let cr = one(&objects, "ClusterRole");
+    let cr = named(&objects, "ClusterRole", "nur");
     let secret_rules: Vec<&Value> = cr["rules"]
         .as_array()
         .unwrap()
@@ -106,12 +130,13 @@ fn defaults_render_a_hardened_least_privilege_operator() {
     for r in &secret_rules {
         assert_eq!(r["verbs"], serde_json::json!(["get"]), "{r}");
     }
-    let crb = one(&objects, "ClusterRoleBinding");
+    let crb = named(&objects, "ClusterRoleBinding", "nur");
     assert_eq!(crb["roleRef"]["name"], cr["metadata"]["name"]);
     assert_eq!(crb["subjects"][0]["name"], "nur");
     assert_eq!(crb["subjects"][0]["namespace"], "nur-system");
     // Leases only in the release namespace, get/update only on its own one.
-    let role = one(&objects, "Role");
+    assert_eq!(names_of(&objects, "Role"), ["nur-leader-election"]);
+    let role = named(&objects, "Role", "nur-leader-election");
     assert_eq!(role["metadata"]["namespace"], "nur-system");
     let lease_rules = role["rules"].as_array().unwrap();
     assert!(
@@ -135,7 +160,7 @@ fn defaults_render_a_hardened_least_privilege_operator() {
 
     // The operator pod: its own ServiceAccount, non-root, read-only root
     // filesystem, no capabilities, RuntimeDefault seccomp.
-    let pod = &one(&objects, "Deployment")["spec"]["template"]["spec"];
+    let pod = operator_pod(&objects);
     assert_eq!(pod["serviceAccountName"], "nur");
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(pod["securityContext"]["runAsUser"], 65532);
@@ -221,9 +246,13 @@ fn defaults_render_a_hardened_least_privilege_operator() {
         assert_eq!(verbs(resource), serde_json::json!(want), "{resource}");
     }
 
-    // Metrics: a Service by default; no prometheus-operator objects unless
-    // asked for (their CRDs may not exist).
-    assert_eq!(find(&objects, "Service").len(), 1);
+    // Metrics: a Service by default (and the gateway's); no
+    // prometheus-operator objects unless asked for (their CRDs may not
+    // exist).
+    assert_eq!(
+        names_of(&objects, "Service"),
+        ["nur-gateway", "nur-operator-metrics"]
+    );
     assert!(find(&objects, "ServiceMonitor").is_empty());
     assert!(find(&objects, "PodMonitor").is_empty());
 }
@@ -283,13 +312,19 @@ fn values_change_what_is_rendered() {
     assert!(args(&objects).contains(
         &"--worker-image=ghcr.io/nur-dev/nur-worker@sha256:1111111111111111111111111111111111111111111111111111111111111111".to_string()
     ));
-    let pod = &one(&objects, "Deployment")["spec"]["template"]["spec"];
+    let pod = operator_pod(&objects);
+    assert_eq!(pod["imagePullSecrets"][0]["name"], "regcred");
+    // The gateway's pods take the same pull secrets.
+    let pod = &named(&objects, "Deployment", "nur-gateway")["spec"]["template"]["spec"];
     assert_eq!(pod["imagePullSecrets"][0]["name"], "regcred");
 
     // Two replicas elect a leader; turning election off with two replicas
     // is refused, and with one the rollout never overlaps two operators.
     let objects = render(&env, &["--set", "operator.replicas=2"]).unwrap();
-    assert_eq!(one(&objects, "Deployment")["spec"]["replicas"], 2);
+    assert_eq!(
+        named(&objects, "Deployment", "nur-operator")["spec"]["replicas"],
+        2
+    );
     assert!(args(&objects).contains(&"--leader-election=true".to_string()));
     let err = render(
         &env,
@@ -308,7 +343,7 @@ fn values_change_what_is_rendered() {
     let objects = render(&env, &["--set", "operator.leaderElection.enabled=false"]).unwrap();
     assert!(find(&objects, "Role").is_empty());
     assert_eq!(
-        one(&objects, "Deployment")["spec"]["strategy"]["type"],
+        named(&objects, "Deployment", "nur-operator")["spec"]["strategy"]["type"],
         "Recreate"
     );
     assert!(args(&objects).contains(&"--leader-election=false".to_string()));
@@ -342,4 +377,486 @@ fn values_change_what_is_rendered() {
         pm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
         "nur-function"
     );
+}
+
+fn gateway_pod(objects: &[Value]) -> &Value {
+    &named(objects, "Deployment", "nur-gateway")["spec"]["template"]["spec"]
+}
+
+fn gateway_container(objects: &[Value]) -> &Value {
+    &gateway_pod(objects)["containers"][0]
+}
+
+fn gateway_args(objects: &[Value]) -> Vec<String> {
+    strings(&gateway_container(objects)["args"])
+}
+
+/// The gateway Service's ports as (name, port, targetPort).
+fn service_ports(objects: &[Value]) -> Vec<(String, i64, String)> {
+    named(objects, "Service", "nur-gateway")["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["protocol"], "TCP", "{p}");
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["port"].as_i64().unwrap(),
+                p["targetPort"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The gateway container's ports as (name, containerPort).
+fn container_ports(objects: &[Value]) -> Vec<(String, i64)> {
+    gateway_container(objects)["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["containerPort"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `tcp-N` for each N of `ports`.
+fn tcp_names(ports: std::ops::RangeInclusive<i64>) -> Vec<String> {
+    ports.map(|p| format!("tcp-{p}")).collect()
+}
+
+/// What the gateway may do: get, list and watch NurFunctions and
+/// EndpointSlices, and patch NurFunctions (the scale-to-zero annotations),
+/// nothing else.
+fn gateway_rules() -> Value {
+    serde_json::json!([
+        {"apiGroups": ["nur.dev"], "resources": ["nurfunctions"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["nur.dev"], "resources": ["nurfunctions"], "verbs": ["patch"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+    ])
+}
+
+/// Every rendered object that belongs to the gateway, by label or name.
+fn gateway_objects(objects: &[Value]) -> Vec<String> {
+    objects
+        .iter()
+        .filter(|o| {
+            o["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
+                || o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("gateway"))
+        })
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn defaults_render_a_hardened_gateway_with_least_privilege_rbac() {
+    let env = testenv!();
+    let objects = render(&env, &[]).unwrap();
+    let version = chart_app_version();
+
+    // Two pods of the chart's gateway image, hardened exactly like the
+    // operator's: the same pod and container security contexts, spelled
+    // out here too.
+    let d = named(&objects, "Deployment", "nur-gateway");
+    assert_eq!(d["metadata"]["namespace"], "nur-system");
+    assert_eq!(d["spec"]["replicas"], 2);
+    let pod = gateway_pod(&objects);
+    let c = gateway_container(&objects);
+    assert_eq!(c["image"], format!("ghcr.io/nur-dev/nur-gateway:{version}"));
+    assert_eq!(
+        pod["securityContext"],
+        operator_pod(&objects)["securityContext"]
+    );
+    assert_eq!(
+        c["securityContext"],
+        operator_container(&objects)["securityContext"]
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+    assert_eq!(pod["securityContext"]["runAsGroup"], 65532);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["privileged"], false);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert!(sc["capabilities"]["add"].is_null(), "{sc}");
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(pod["enableServiceLinks"], false);
+    assert!(pod["hostNetwork"].is_null(), "{pod}");
+    // Its own ServiceAccount, whose token only the gateway pods mount (they
+    // need the API: the watches).
+    assert_eq!(pod["serviceAccountName"], "nur-gateway");
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    let sa = named(&objects, "ServiceAccount", "nur-gateway");
+    assert_eq!(sa["metadata"]["namespace"], "nur-system");
+    assert_eq!(sa["automountServiceAccountToken"], false);
+
+    // The listeners, the ports named after them, the probes on the admin
+    // port, and a grace period above drain delay + shutdown grace.
+    let gw_args = gateway_args(&objects);
+    for want in [
+        "--http-listen=0.0.0.0:8000",
+        "--tls-listen=0.0.0.0:8443",
+        "--admin-listen=0.0.0.0:9091",
+        "--tcp-ports=7000-7009",
+        "--drain-delay=5s",
+        "--shutdown-grace=30s",
+    ] {
+        assert!(
+            gw_args.iter().any(|a| a == want),
+            "{want} not in {gw_args:?}"
+        );
+    }
+    assert_eq!(gw_args[0], "run", "{gw_args:?}");
+    assert!(
+        !gw_args.iter().any(|a| a.starts_with("--namespace")),
+        "{gw_args:?}"
+    );
+    let mut want_ports = vec![
+        ("http".to_string(), 8000),
+        ("tls".to_string(), 8443),
+        ("admin".to_string(), 9091),
+    ];
+    want_ports.extend((7000..=7009).map(|p| (format!("tcp-{p}"), p)));
+    assert_eq!(container_ports(&objects), want_ports);
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "admin");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "admin");
+    let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap();
+    assert!(grace > 5 + 30, "terminationGracePeriodSeconds {grace}");
+    assert_eq!(
+        c["env"][0],
+        serde_json::json!({"name": "NUR_LOG", "value": "info"})
+    );
+
+    // Its pods are told apart from the operator's: neither selector (nor
+    // the operator's metrics Service) picks the other's pods.
+    let gw_labels = &d["spec"]["template"]["metadata"]["labels"];
+    let op_labels =
+        &named(&objects, "Deployment", "nur-operator")["spec"]["template"]["metadata"]["labels"];
+    let selects = |selector: &Value, labels: &Value| {
+        selector
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| &labels[k] == v)
+    };
+    let gw_selector = &d["spec"]["selector"]["matchLabels"];
+    assert_eq!(gw_selector["app.kubernetes.io/component"], "gateway");
+    assert!(selects(gw_selector, gw_labels));
+    assert!(!selects(gw_selector, op_labels));
+    let op_service = &named(&objects, "Service", "nur-operator-metrics")["spec"]["selector"];
+    assert!(!selects(op_service, gw_labels));
+
+    // RBAC: exactly get, list and watch of NurFunctions and EndpointSlices
+    // and patch of NurFunctions (the activity marks and wake requests of
+    // scale to zero), bound cluster-wide (every namespace routed) to its
+    // ServiceAccount.
+    let cr = named(&objects, "ClusterRole", "nur-gateway");
+    assert_eq!(cr["rules"], gateway_rules());
+    let crb = named(&objects, "ClusterRoleBinding", "nur-gateway");
+    assert_eq!(
+        crb["roleRef"],
+        serde_json::json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "nur-gateway"})
+    );
+    assert_eq!(
+        crb["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": "nur-gateway", "namespace": "nur-system"}])
+    );
+    // No other grant names the gateway's ServiceAccount.
+    for kind in ["ClusterRoleBinding", "RoleBinding"] {
+        for b in find(&objects, kind) {
+            if b["metadata"]["name"] != "nur-gateway" {
+                assert!(!b["subjects"].to_string().contains("nur-gateway"), "{b}");
+            }
+        }
+    }
+
+    // The Service: http 80 and tls 443 to the named container ports, and
+    // one port per TCP route port, each to the container port of its name.
+    let svc = named(&objects, "Service", "nur-gateway");
+    assert_eq!(svc["metadata"]["namespace"], "nur-system");
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    assert_eq!(&svc["spec"]["selector"], gw_selector);
+    let mut want = vec![
+        ("http".to_string(), 80, "http".to_string()),
+        ("tls".to_string(), 443, "tls".to_string()),
+    ];
+    want.extend((7000..=7009).map(|p| (format!("tcp-{p}"), p, format!("tcp-{p}"))));
+    assert_eq!(service_ports(&objects), want);
+
+    // Two replicas: a node drain takes one at a time.
+    let pdb = named(&objects, "PodDisruptionBudget", "nur-gateway");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert_eq!(&pdb["spec"]["selector"]["matchLabels"], gw_selector);
+
+    // The operator judges spec.routes.tcp by the same ports.
+    let op_args = args(&objects);
+    assert!(
+        op_args.contains(&"--gateway-tcp-ports=7000-7009".to_string()),
+        "{op_args:?}"
+    );
+}
+
+#[test]
+fn gateway_values_change_what_is_rendered() {
+    let env = testenv!();
+
+    // Other TCP route ports: other port names on the Service and the
+    // container, the same range for the gateway and the operator.
+    let objects = render(&env, &["--set", "gateway.tcpPorts=7100-7102"]).unwrap();
+    let port_names: Vec<String> = service_ports(&objects).into_iter().map(|p| p.0).collect();
+    let mut want = vec!["http".to_string(), "tls".to_string()];
+    want.extend(tcp_names(7100..=7102));
+    assert_eq!(port_names, want);
+    assert!(
+        service_ports(&objects)
+            .iter()
+            .any(|p| *p == ("tcp-7101".to_string(), 7101, "tcp-7101".to_string()))
+    );
+    let ports: Vec<String> = container_ports(&objects).into_iter().map(|p| p.0).collect();
+    assert_eq!(ports[3..], tcp_names(7100..=7102));
+    assert!(gateway_args(&objects).contains(&"--tcp-ports=7100-7102".to_string()));
+    assert!(args(&objects).contains(&"--gateway-tcp-ports=7100-7102".to_string()));
+    // One port (helm's --set makes it a number).
+    let objects = render(&env, &["--set", "gateway.tcpPorts=7100"]).unwrap();
+    let port_names: Vec<String> = service_ports(&objects).into_iter().map(|p| p.0).collect();
+    assert_eq!(port_names, ["http", "tls", "tcp-7100"]);
+    assert!(args(&objects).contains(&"--gateway-tcp-ports=7100".to_string()));
+    // Ranges the gateway could not listen on are refused.
+    for (ports, why) in [
+        ("7009-7000", "the first not above the last"),
+        ("7000-8000", "at most 98 ports"),
+        ("8440-8450", "includes 8443"),
+        ("9000-9095", "includes 9091"),
+        ("1-2-3", "/gateway/tcpPorts"),
+        ("http", "/gateway/tcpPorts"),
+    ] {
+        let err = render(&env, &["--set", &format!("gateway.tcpPorts={ports}")]).unwrap_err();
+        assert!(err.contains(why), "{ports}: {err}");
+    }
+
+    // Off: nothing of the gateway is rendered.
+    let objects = render(&env, &["--set", "gateway.enabled=false"]).unwrap();
+    assert_eq!(gateway_objects(&objects), Vec::<String>::new());
+    assert_eq!(names_of(&objects, "Deployment"), ["nur-operator"]);
+    assert_eq!(names_of(&objects, "Service"), ["nur-operator-metrics"]);
+    assert_eq!(names_of(&objects, "ServiceAccount"), ["nur"]);
+    assert_eq!(names_of(&objects, "ClusterRole"), ["nur"]);
+    assert!(find(&objects, "PodDisruptionBudget").is_empty());
+    // and the defaults render it all (the check above looks for something).
+    assert_eq!(
+        gateway_objects(&render(&env, &[]).unwrap()).len(),
+        6,
+        "Deployment, Service, ServiceAccount, ClusterRole, ClusterRoleBinding, PodDisruptionBudget"
+    );
+
+    // One watched namespace (the operator's, by default): a Role and
+    // RoleBinding there with the same rules, nothing cluster-wide.
+    let objects = render(&env, &["--set", "operator.watchNamespace=fns"]).unwrap();
+    assert!(find(&objects, "ClusterRoleBinding").is_empty());
+    assert_eq!(names_of(&objects, "ClusterRole"), ["nur"]);
+    let role = named(&objects, "Role", "nur-gateway");
+    assert_eq!(role["metadata"]["namespace"], "fns");
+    assert_eq!(role["rules"], gateway_rules());
+    let rb = named(&objects, "RoleBinding", "nur-gateway");
+    assert_eq!(rb["metadata"]["namespace"], "fns");
+    assert_eq!(
+        rb["roleRef"],
+        serde_json::json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "nur-gateway"})
+    );
+    assert_eq!(
+        rb["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": "nur-gateway", "namespace": "nur-system"}])
+    );
+    assert!(gateway_args(&objects).contains(&"--namespace=fns".to_string()));
+    // Its own namespace wins over the operator's.
+    let objects = render(
+        &env,
+        &[
+            "--set",
+            "operator.watchNamespace=fns",
+            "--set",
+            "gateway.watchNamespace=edge",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        named(&objects, "Role", "nur-gateway")["metadata"]["namespace"],
+        "edge"
+    );
+    assert!(gateway_args(&objects).contains(&"--namespace=edge".to_string()));
+    assert!(args(&objects).contains(&"--namespace=fns".to_string()));
+
+    // One replica: no PodDisruptionBudget (it would block every drain).
+    let objects = render(&env, &["--set", "gateway.replicas=1"]).unwrap();
+    assert_eq!(
+        named(&objects, "Deployment", "nur-gateway")["spec"]["replicas"],
+        1
+    );
+    assert!(find(&objects, "PodDisruptionBudget").is_empty());
+
+    // Drain times: the flags, and a grace period above both.
+    let objects = render(
+        &env,
+        &[
+            "--set",
+            "gateway.drainDelay=1500ms",
+            "--set",
+            "gateway.shutdownGrace=2m",
+        ],
+    )
+    .unwrap();
+    let gw_args = gateway_args(&objects);
+    assert!(
+        gw_args.contains(&"--drain-delay=1500ms".to_string()),
+        "{gw_args:?}"
+    );
+    assert!(
+        gw_args.contains(&"--shutdown-grace=2m".to_string()),
+        "{gw_args:?}"
+    );
+    let grace = gateway_pod(&objects)["terminationGracePeriodSeconds"]
+        .as_i64()
+        .unwrap();
+    assert!(grace > 2 + 120, "terminationGracePeriodSeconds {grace}");
+    let err = render(&env, &["--set", "gateway.drainDelay=1m30s"]).unwrap_err();
+    assert!(err.contains("/gateway/drainDelay"), "{err}");
+
+    // Service type, annotations and ports; image by digest; extra flags
+    // and environment; placement.
+    let objects = render(
+        &env,
+        &[
+            "--set",
+            "gateway.service.type=LoadBalancer",
+            "--set",
+            "gateway.service.annotations.lb\\.example/scheme=internal",
+            "--set",
+            "gateway.service.ports.http=8080",
+            "--set",
+            "gateway.image.digest=sha256:2222222222222222222222222222222222222222222222222222222222222222",
+            "--set",
+            "gateway.extraArgs[0]=--wake-timeout=10s",
+            "--set",
+            "gateway.env[0].name=X",
+            "--set",
+            "gateway.env[0].value=y",
+            "--set",
+            "gateway.nodeSelector.zone=edge",
+            "--set",
+            "gateway.podAnnotations.a=b",
+        ],
+    )
+    .unwrap();
+    let svc = named(&objects, "Service", "nur-gateway");
+    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        svc["metadata"]["annotations"]["lb.example/scheme"],
+        "internal"
+    );
+    assert_eq!(
+        service_ports(&objects)[0],
+        ("http".to_string(), 8080, "http".to_string())
+    );
+    let c = gateway_container(&objects);
+    assert_eq!(
+        c["image"],
+        "ghcr.io/nur-dev/nur-gateway@sha256:2222222222222222222222222222222222222222222222222222222222222222"
+    );
+    assert!(gateway_args(&objects).contains(&"--wake-timeout=10s".to_string()));
+    assert_eq!(c["env"][1], serde_json::json!({"name": "X", "value": "y"}));
+    let pod = gateway_pod(&objects);
+    assert_eq!(pod["nodeSelector"]["zone"], "edge");
+    assert_eq!(
+        named(&objects, "Deployment", "nur-gateway")["spec"]["template"]["metadata"]["annotations"]
+            ["a"],
+        "b"
+    );
+    // The operator's placement is its own.
+    assert!(operator_pod(&objects)["nodeSelector"].is_null());
+
+    // No RBAC objects with rbac.create=false; a ServiceAccount of the
+    // user's.
+    let objects = render(
+        &env,
+        &[
+            "--set",
+            "rbac.create=false",
+            "--set",
+            "gateway.serviceAccount.create=false",
+            "--set",
+            "gateway.serviceAccount.name=edge",
+        ],
+    )
+    .unwrap();
+    let mut left = gateway_objects(&objects);
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "Deployment/nur-gateway",
+            "PodDisruptionBudget/nur-gateway",
+            "Service/nur-gateway"
+        ]
+    );
+    assert_eq!(gateway_pod(&objects)["serviceAccountName"], "edge");
+
+    // values.schema.json: a misspelt gateway key is refused.
+    let err = render(&env, &["--set", "gateway.replica=3"]).unwrap_err();
+    assert!(
+        err.contains("additional properties 'replica' not allowed"),
+        "{err}"
+    );
+}
+
+/// NOTES.txt says where the gateway is.
+#[test]
+fn the_notes_name_the_gateway_service() {
+    let env = testenv!();
+    let notes = |sets: &[&str]| {
+        let out = env
+            .helm()
+            .args(["install", "nur"])
+            .arg(chart_dir())
+            .args(["--namespace", "nur-system", "--dry-run=client"])
+            .args(sets)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        text[text.find("NOTES:").unwrap()..].to_string()
+    };
+    let text = notes(&[]);
+    assert!(
+        text.contains("at Service nur-gateway.nur-system.svc (ClusterIP):\nHTTP on port 80, TLS on port 443, TCP on ports 7000-7009."),
+        "{text}"
+    );
+    assert!(
+        text.contains("rollout status deployment/nur-gateway"),
+        "{text}"
+    );
+    let text = notes(&["--set", "gateway.enabled=false"]);
+    assert!(!text.contains("gateway"), "{text}");
 }

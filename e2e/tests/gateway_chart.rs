@@ -1,0 +1,226 @@
+//! The chart's nur-gateway on testenv's real node, as a user installs it:
+//! `helm install` with the gateway on (the default), its two pods real
+//! containers of the imported nur-gateway image, Ready through their
+//! probes, running as the chart's non-root user with nothing but the
+//! chart's Role; a function with an HTTP route answering through the
+//! ClusterIP of the `<release>-gateway` Service, port 80, and through each
+//! gateway pod; a function scaled to zero woken by its next client through
+//! that Service (the gateway writes its wake request on the NurFunction
+//! with the chart's RBAC only).
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::ListParams;
+use nur_e2e::realnode::{
+    T, deploy, install_on_real_node_with, nurfunctions, pod_ready, release_name, wait_ready,
+};
+use nur_testkit::net::{http_get, read_to_close};
+use nur_testkit::{TestNamespace, eventually, examples, testenv};
+
+/// The uids (real, effective, saved, filesystem) of every process on this
+/// machine that runs `argv0` with the argument `arg` (a container's
+/// process, seen from the host).
+fn uids_of(argv0: &str, arg: &str) -> Vec<Vec<u32>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if argv.first() != Some(&argv0.as_bytes()) || !argv.contains(&arg.as_bytes()) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let uids = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .unwrap()
+            .split_whitespace()
+            .map(|u| u.parse().unwrap())
+            .collect();
+        out.push(uids);
+    }
+    out
+}
+
+/// `GET path` at `addr` from a blocking thread: the whole answer, if any.
+async fn get(addr: SocketAddr, path: &'static str) -> Option<String> {
+    tokio::task::spawn_blocking(move || http_get(addr, path))
+        .await
+        .unwrap()
+}
+
+/// Sends `request` to `addr` from a blocking thread and reads the answer
+/// until the server closes (at most `wait`), with how long that took.
+async fn send(addr: SocketAddr, request: &'static [u8], wait: Duration) -> (String, Duration) {
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(wait)).unwrap();
+        s.write_all(request).unwrap();
+        let answer = read_to_close(&mut s).unwrap();
+        (
+            String::from_utf8_lossy(&answer).into_owned(),
+            started.elapsed(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// The reason of NurFunction `name`'s Ready=True condition and its pod
+/// count.
+async fn ready_reason(ns: &TestNamespace, name: &str) -> Option<(String, i64)> {
+    let f = nurfunctions(ns).await.get(name).await.ok()?;
+    let reason = f.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready" && c["status"] == "True")?["reason"]
+        .as_str()?
+        .to_string();
+    Some((reason, f.data["status"]["replicas"].as_i64().unwrap_or(-1)))
+}
+
+#[tokio::test]
+async fn the_charts_gateway_routes_and_wakes_functions_through_its_cluster_ip() {
+    let env = testenv!();
+    // The chart's defaults for the gateway; the operator and the gateway
+    // watch this namespace only (a Role here, as operator.watchNamespace).
+    let ns = install_on_real_node_with(&env, "gwchart", &[]).await;
+    let release = release_name(&ns);
+    let gateway = format!("{release}-gateway");
+
+    // Two gateway pods (helm --wait saw them Ready through /readyz), real
+    // containers on the real node, none restarted, running as user 65532.
+    let lp = ListParams::default().labels(&format!(
+        "app.kubernetes.io/instance={release},app.kubernetes.io/component=gateway"
+    ));
+    let pods = ns.api::<Pod>().list(&lp).await.unwrap().items;
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    for p in &pods {
+        assert!(pod_ready(p), "{:?}", p.status);
+        let spec = p.spec.as_ref().unwrap();
+        assert_eq!(spec.node_name.as_deref(), env.var("NUR_TESTENV_NODE"));
+        assert_eq!(spec.service_account_name.as_deref(), Some(gateway.as_str()));
+        let status = &p
+            .status
+            .as_ref()
+            .unwrap()
+            .container_statuses
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(status.restart_count, 0, "{status:?}");
+        assert!(
+            status.image.contains(&format!(
+                "ghcr.io/nur-dev/nur-gateway:{}",
+                nur_e2e::chart_app_version()
+            )),
+            "{status:?}"
+        );
+    }
+    let namespace_arg = format!("--namespace={}", ns.name());
+    let uids = uids_of("/nur-gateway", &namespace_arg);
+    assert_eq!(uids, vec![vec![65532; 4]; 2], "gateway processes' uids");
+
+    // A function with an HTTP route.
+    let hello = deploy(
+        &env,
+        &ns,
+        "hello",
+        examples::read("http-hello.wasm"),
+        "  routes: {http: [{pathPrefix: /hello}]}\n",
+    )
+    .await;
+    wait_ready(&ns, "hello", &hello, 1).await;
+    let functions = nurfunctions(&ns).await;
+    eventually("hello Routed", T, || {
+        let functions = functions.clone();
+        async move {
+            let f = functions.get("hello").await.ok()?;
+            f.data["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Routed" && c["status"] == "True")
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap();
+
+    // Through the gateway Service's ClusterIP, port `http` (80). Until
+    // kube-proxy has a rule for the new ClusterIP a connection to it leaves
+    // the machine, and whatever is out there may answer: only the
+    // function's own answer counts.
+    let svc = ns.api::<Service>().get(&gateway).await.unwrap();
+    let spec = svc.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+    let http = spec
+        .ports
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name.as_deref() == Some("http"))
+        .unwrap();
+    assert_eq!(http.port, 80);
+    let addr: SocketAddr = format!("{}:{}", spec.cluster_ip.unwrap(), http.port)
+        .parse()
+        .unwrap();
+    let answer = eventually(&format!("hello through {addr}"), T, || async move {
+        get(addr, "/hello/x")
+            .await
+            .filter(|a| a.ends_with("\r\n\r\nHello, /hello/x!\n"))
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+
+    // Each gateway pod routes it (port 8000 of the pod), and counts it in
+    // its own /metrics (port 9091).
+    for p in &pods {
+        let ip = p.status.as_ref().unwrap().pod_ip.clone().unwrap();
+        let addr: SocketAddr = format!("{ip}:8000").parse().unwrap();
+        let answer = eventually(&format!("hello through pod {ip}"), T, || async move {
+            get(addr, "/hello/pod")
+                .await
+                .filter(|a| a.starts_with("HTTP/1.1 200 OK\r\n"))
+        })
+        .await
+        .unwrap();
+        assert!(answer.ends_with("\r\n\r\nHello, /hello/pod!\n"), "{answer}");
+        let metrics = get(format!("{ip}:9091").parse().unwrap(), "/metrics")
+            .await
+            .unwrap();
+        let want = format!(
+            "nur_gateway_connections_total{{function=\"{}/hello\"}}",
+            ns.name()
+        );
+        assert!(metrics.contains(&want), "no {want} in:\n{metrics}");
+    }
+
+    // A function scaled to zero: its next client, through the same
+    // ClusterIP, is held until the gateway (as its own ServiceAccount) has
+    // had it woken, then answered.
+    let napper = deploy(
+        &env,
+        &ns,
+        "napper",
+        examples::read("echo.wasm"),
+        "  scaleToZero: {idleAfter: 6s}\n  routes: {http: [{host: nap.example}]}\n",
+    )
+    .await;
+    wait_ready(&ns, "napper", &napper, 1).await;
+    eventually("napper scaled to zero", T, || async {
+        ready_reason(&ns, "napper")
+            .await
+            .filter(|(r, n)| r == "ScaledToZero" && *n == 0)
+    })
+    .await
+    .unwrap();
+    let request = b"POST / HTTP/1.1\r\nHost: nap.example\r\nConnection: close\r\nContent-Length: 4\r\n\r\nwake";
+    let (answer, took) = send(addr, request, Duration::from_secs(60)).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("wake"), "{answer}");
+    eprintln!("napper woken and answered through {addr} in {took:?}");
+}
