@@ -17,6 +17,12 @@
 //!   rollout under load, the HPA on measured CPU, an OOM kill.
 //! - `tests/cli.rs`: the `nur` command line on the real node: an original
 //!   nurfile deployed, called, logged, redeployed and removed; its errors.
+//! - `tests/gateway.rs`: nur-gateway run on this host in front of pods on
+//!   the real node: every kind of route, its own answers, a rollout under
+//!   load, scale to zero; `tests/gateway_chart.rs`: the chart's gateway
+//!   pods behind their Service.
+//! - `tests/manifests.rs`: every example NurFunction taken by the API
+//!   server (a server-side dry run).
 //! - `src/lib.rs` (this file): what the tests share and is e2e's own: the
 //!   workspace's paths, the chart, multi-document YAML; [`realnode`]: the
 //!   chart installed on the real node, functions deployed there and

@@ -284,8 +284,8 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
         .split_whitespace()
         .collect();
     assert_eq!(
-        row[..4],
-        ["echo", "True", "2", &format!("sha256:{echo_digest}")],
+        row[..5],
+        ["echo", "True", "Ready", "2", &format!("sha256:{echo_digest}")],
         "{table}"
     );
 
@@ -458,7 +458,9 @@ async fn default_install_binds_cluster_wide_and_uninstall_removes_it() {
         objects,
         [
             format!("clusterrole/{release}"),
-            format!("clusterrolebinding/{release}")
+            format!("clusterrole/{release}-gateway"),
+            format!("clusterrolebinding/{release}"),
+            format!("clusterrolebinding/{release}-gateway"),
         ]
     );
     let crb = Api::<ClusterRoleBinding>::all(admin.clone())
