@@ -125,6 +125,8 @@ impl NurfileFlag {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Modules may use WASI preview 1, as the worker serves it.
+    nur_module::abi::allow_wasi_preview1();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,

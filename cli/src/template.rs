@@ -14,6 +14,9 @@ pub enum Template {
     Wat,
     /// Zig built with zig for wasm32-freestanding, without libc.
     Zig,
+    /// Go built for GOOS=wasip1 as a reactor (the Go runtime uses the
+    /// worker's WASI preview 1).
+    Go,
 }
 
 /// A build: `command` run by `sh -c` in the function's directory writes
@@ -41,6 +44,11 @@ impl Template {
                 "function.wasm".to_string(),
             ),
             Template::Wat => ("true".to_string(), "function.wat".to_string()),
+            Template::Go => (
+                "GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -o function.wasm ."
+                    .to_string(),
+                "function.wasm".to_string(),
+            ),
             Template::Zig => (
                 "zig build-exe function.zig -target wasm32-freestanding -fno-entry -rdynamic -O ReleaseSmall -femit-bin=function.wasm"
                     .to_string(),
@@ -68,6 +76,13 @@ impl Template {
             Template::C => vec![("function.c", C_SKELETON.replace("NAME", label))],
             Template::Wat => vec![("function.wat", wat_skeleton(label))],
             Template::Zig => vec![("function.zig", ZIG_SKELETON.replace("NAME", label))],
+            Template::Go => vec![
+                (
+                    "go.mod",
+                    format!("module nur.dev/functions/{label}\n\ngo 1.24\n"),
+                ),
+                ("main.go", GO_SKELETON.replace("NAME", label)),
+            ],
         }
     }
 }
@@ -126,6 +141,51 @@ __attribute__((export_name("poll_stream"))) void poll_stream(const char *p, unsi
     nur_send(answer, sizeof answer - 1);
     nur_end();
 }
+"#;
+
+/// A Go function that answers every request with a greeting and logs the
+/// chunk's size (on stdout, which the worker's WASI puts in the log).
+const GO_SKELETON: &str = r#"// NAME: a Nur function in Go. It answers the first chunk a client sends
+// with an HTTP/1.1 200 response that greets it, and logs the chunk's size
+// (stdout goes to the function's log). Built with GOOS=wasip1 GOARCH=wasm
+// -buildmode=c-shared; the ABI: https://github.com/nur-dev/nur/blob/main/docs/ABI.md
+package main
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+//go:wasmimport nur nur_send
+func nurSend(ptr unsafe.Pointer, len uint32)
+
+//go:wasmimport nur nur_end
+func nurEnd()
+
+var buffer []byte
+
+//go:wasmexport alloc
+func alloc(n uint32) uint32 {
+	if uint32(cap(buffer)) < n || n == 0 {
+		buffer = make([]byte, max(n, 1))
+	}
+	return uint32(uintptr(unsafe.Pointer(unsafe.SliceData(buffer))))
+}
+
+func send(b []byte) {
+	nurSend(unsafe.Pointer(unsafe.SliceData(b)), uint32(len(b)))
+}
+
+//go:wasmexport poll_stream
+func pollStream(ptr, n uint32) {
+	fmt.Printf("NAME: %d bytes\n", n)
+	body := "Hello from NAME!\n"
+	send([]byte(fmt.Sprintf("HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n", len(body))))
+	send([]byte(body))
+	nurEnd()
+}
+
+func main() {}
 "#;
 
 /// A Zig function that answers every request with a greeting and logs the

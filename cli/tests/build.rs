@@ -42,6 +42,7 @@ fn nur_new_for_each_template_builds_a_function_that_answers() {
         ("c", "hello-c"),
         ("wat", "hello_wat"),
         ("zig", "Hello Zig"),
+        ("go", "Hello Go"),
     ] {
         let out = ok(nur(dir.path(), &["new", template, name]));
         assert!(out.contains("created"), "{out}");
@@ -55,11 +56,14 @@ fn nur_new_for_each_template_builds_a_function_that_answers() {
     );
     let out = ok(nur(dir.path(), &["build"]));
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 4, "{out}");
-    for (line, label) in lines
-        .iter()
-        .zip(["hello-rust", "hello-c", "hello-wat", "hello-zig"])
-    {
+    assert_eq!(lines.len(), 5, "{out}");
+    for (line, label) in lines.iter().zip([
+        "hello-rust",
+        "hello-c",
+        "hello-wat",
+        "hello-zig",
+        "hello-go",
+    ]) {
         let fields: Vec<&str> = line.split('\t').collect();
         assert_eq!(fields[0], label, "{line}");
         assert!(fields[1].ends_with("before zstd)"), "{line}");
@@ -79,7 +83,7 @@ fn nur_new_for_each_template_builds_a_function_that_answers() {
         assert!(answer.ends_with("!\n"), "{label}: {answer}");
         assert!(answer.contains("Hello from "), "{label}: {answer}");
         // The skeletons that log: the chunk's size, a line of the worker's.
-        if ["hello-rust", "hello-zig"].contains(&label) {
+        if ["hello-rust", "hello-zig", "hello-go"].contains(&label) {
             let log = std::fs::read_to_string(dir.path().join(format!("{label}.log"))).unwrap();
             assert!(log.contains(&format!("{label}: 2 bytes")), "{label}: {log}");
         }
@@ -140,7 +144,7 @@ fn build_errors_name_the_problem() {
     std::fs::create_dir_all(dir.path().join("f")).unwrap();
     std::fs::write(
         dir.path().join("f/wasi.wat"),
-        r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+        r#"(module (import "env" "abort" (func))
              (memory (export "memory") 1)
              (func (export "alloc") (param i32) (result i32) i32.const 0)
              (func (export "poll_stream") (param i32 i32)))"#,
@@ -178,7 +182,7 @@ fn build_errors_name_the_problem() {
     // The ABI rule broken.
     assert!(err.contains("wasi: "), "{err}");
     assert!(err.contains("breaks the Nur ABI"), "{err}");
-    assert!(err.contains("wasi_snapshot_preview1"), "{err}");
+    assert!(err.contains("env.abort"), "{err}");
     // A function the nurfile does not have.
     let err = failed(nur(dir.path(), &["build", "nope"]));
     assert!(

@@ -138,6 +138,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Modules may use WASI preview 1: the worker of this release serves it.
+    nur_module::abi::allow_wasi_preview1();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NUR_LOG")

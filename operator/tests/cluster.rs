@@ -23,9 +23,10 @@ mod support;
 use nur_testkit::examples;
 use support::*;
 
-/// A module that imports from WASI: breaks the ABI.
-const WASI_MODULE: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+/// A module that imports from a module the worker does not provide
+/// ("env", what a C toolchain's libc expects): breaks the ABI.
+const FOREIGN_MODULE: &str = r#"(module
+  (import "env" "abort" (func))
   (memory (export "memory") 1)
   (func (export "alloc") (param i32) (result i32) i32.const 0)
   (func (export "poll_stream") (param i32 i32)))"#;
@@ -333,7 +334,7 @@ async fn abi_breaking_module_is_refused_without_a_deployment() {
     let env = testenv!();
     install_crd(&env).await;
     let ns = env.namespace("op-abi").await.unwrap();
-    let url = upload(&env, &ns, "wasi.wat", WASI_MODULE.as_bytes().to_vec()).await;
+    let url = upload(&env, &ns, "wasi.wat", FOREIGN_MODULE.as_bytes().to_vec()).await;
     let _op = Operator::start(&env, &ns);
     create_function(&ns, "wasi", serde_json::json!({ "module": { "url": url } })).await;
 
@@ -361,7 +362,7 @@ async fn abi_breaking_module_is_refused_without_a_deployment() {
     })
     .await
     .unwrap();
-    assert!(note.contains("WASI is not supported yet"), "{note}");
+    assert!(note.contains("env.abort"), "{note}");
 
     // Several re-checks later there is still no Deployment or Service.
     tokio::time::sleep(Duration::from_secs(5)).await;
