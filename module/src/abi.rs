@@ -9,8 +9,9 @@
 //! nothing). [`check`] validates the module with wasmparser and returns a
 //! [`Summary`], or every rule the module breaks.
 //!
-//! Where WASI preview 1 is allowed ([`allow_wasi_preview1`], which the worker
-//! calls at start; [`check_with`] for one check), functions imported from
+//! Where WASI preview 1 is allowed ([`allow_wasi_preview1`], which the
+//! worker, `nur build` and the operator call at start; [`check_with`] for
+//! one check), functions imported from
 //! `wasi_snapshot_preview1` pass too: those the worker implements
 //! ([`wasi_functions`]) must have their preview 1 signatures, any other is
 //! listed in [`Summary::wasi`] as one that answers `ENOSYS`. Tables,
@@ -65,9 +66,9 @@ pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
 static WASI_PREVIEW1: AtomicBool = AtomicBool::new(false);
 
 /// Lets [`check`] (and so [`crate::load`]) accept imports from
-/// `wasi_snapshot_preview1` in this process from now on: the worker, which
-/// provides them, calls it at start. Elsewhere (the operator, `nur build`)
-/// WASI imports are still refused until those callers opt in.
+/// `wasi_snapshot_preview1` in this process from now on: `nur-worker`,
+/// which provides them, `nur build` and the operator call it at start. A
+/// process that does not (a library's tests) still refuses them.
 pub fn allow_wasi_preview1() {
     WASI_PREVIEW1.store(true, Ordering::Relaxed);
 }
