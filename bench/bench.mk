@@ -13,3 +13,9 @@ bench:
 bench-operator:
 	cargo build --release -p nur-operator -p nur-bench --bin nur-operator --bin nur-bench-operator
 	target/release/nur-bench-operator --functions $(or $(FUNCTIONS),1000) --operator target/release/nur-operator
+
+## nur-gateway's cost and the scale-to-zero wake time on testenv's real node:
+## `make testenv bench-gateway` (knobs as environment, e.g. WAKES=20 ROUNDS=2).
+.PHONY: bench-gateway
+bench-gateway:
+	bash bench/gateway.sh

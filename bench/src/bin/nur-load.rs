@@ -4,6 +4,14 @@
 //! payload, shut down the write side, read to EOF, close: one connection per
 //! request, as Nur serves them. Requests started during the warm-up are not
 //! counted. Prints one human line, then one JSON line.
+//!
+//! With `--no-shutdown` the write side stays open and the server closes
+//! first (as an HTTP client's connection ends): then the server, not this
+//! client, holds the TIME_WAIT of each connection. Against an address other
+//! than loopback that matters: with `net.ipv4.tcp_tw_reuse=2` (loopback
+//! only) every TIME_WAIT the client holds takes one of its ephemeral ports
+//! to that address for 60 s, and connect() spends its time searching for a
+//! free one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +65,10 @@ struct Args {
     /// Count a response not starting with this as an error (unescaped like --payload).
     #[arg(long)]
     expect_prefix: Option<String>,
+    /// Keep the write side open after the payload; read until the server
+    /// closes (for requests the server answers without seeing EOF).
+    #[arg(long)]
+    no_shutdown: bool,
     /// Name of this run in the output.
     #[arg(long, default_value = "load")]
     label: String,
@@ -83,6 +95,7 @@ struct Plan {
     expect_len: Option<usize>,
     expect_prefix: Vec<u8>,
     timeout: Duration,
+    shutdown: bool,
 }
 
 /// What one client counted.
@@ -141,7 +154,10 @@ async fn request(plan: &Plan, buf: &mut [u8]) -> Result<u64, Failure> {
         for part in plan.payload.chunks(piece) {
             writer.write_all(part).await?;
         }
-        writer.shutdown().await
+        if plan.shutdown {
+            writer.shutdown().await?;
+        }
+        Ok::<_, std::io::Error>(())
     };
     let read = async {
         let (mut total, mut head) = (0usize, Vec::new());
@@ -213,6 +229,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .map(unescape)
             .unwrap_or_default(),
         timeout: args.timeout,
+        shutdown: !args.no_shutdown,
     });
     let measure_from = Instant::now() + args.warmup;
     let end = measure_from + args.duration;
@@ -266,6 +283,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "duration_s": elapsed,
         "warmup_s": args.warmup.as_secs_f64(),
         "payload_bytes": plan.payload.len(),
+        "shutdown_write": plan.shutdown,
         "requests": requests,
         "rps": rps,
         "errors": errors,
