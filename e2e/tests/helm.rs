@@ -285,7 +285,13 @@ async fn helm_install_apply_example_serve_roll_and_uninstall() {
         .collect();
     assert_eq!(
         row[..5],
-        ["echo", "True", "Ready", "2", &format!("sha256:{echo_digest}")],
+        [
+            "echo",
+            "True",
+            "Ready",
+            "2",
+            &format!("sha256:{echo_digest}")
+        ],
         "{table}"
     );
 
