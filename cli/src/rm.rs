@@ -1,5 +1,5 @@
 //! `nur rm NAME`: deletes the NurFunction (the operator's objects go with
-//! it, by owner reference). Its module stays in the store, unless
+//! it, by owner reference, first) and waits until it is gone. Its module stays in the store, unless
 //! `--purge` and no other function of the namespace serves the same bytes.
 
 use kube::api::{DeleteParams, ListParams};
@@ -12,6 +12,13 @@ use crate::store::{Store, StoreError};
 pub enum RmError {
     #[error(transparent)]
     Status(#[from] StatusError),
+    #[error(
+        "{name} is being deleted but still there after {waited:?} (its pods drain first): `nur status {name}` shows what is left"
+    )]
+    StillThere {
+        name: String,
+        waited: std::time::Duration,
+    },
     #[error("{name} is deleted, but its module is not: {source}")]
     Purge { name: String, source: StoreError },
 }
@@ -27,6 +34,11 @@ pub enum Module {
     Shared(String, Vec<String>),
 }
 
+/// How long `nur rm` waits for the function and its pods to be gone.
+const GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Deletes `name` and waits until it is gone; with `purge`, its module
+/// too unless another function of the namespace serves it.
 pub async fn rm(cluster: &Cluster, name: &str, purge: bool) -> Result<Module, RmError> {
     let f = status::get(cluster, name).await?;
     let url = f.spec.module.url.clone();
@@ -35,6 +47,23 @@ pub async fn rm(cluster: &Cluster, name: &str, purge: bool) -> Result<Module, Rm
         .delete(name, &DeleteParams::foreground())
         .await
         .map_err(|e| StatusError::Cluster(cluster.error(e)))?;
+    // Foreground: the NurFunction goes once its pods and Service have gone.
+    let deadline = std::time::Instant::now() + GONE_WITHIN;
+    while cluster
+        .functions()
+        .get_opt(name)
+        .await
+        .map_err(|e| StatusError::Cluster(cluster.error(e)))?
+        .is_some()
+    {
+        if std::time::Instant::now() > deadline {
+            return Err(RmError::StillThere {
+                name: name.into(),
+                waited: GONE_WITHIN,
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
     if !purge {
         return Ok(Module::Kept(url));
     }
