@@ -234,13 +234,15 @@ async fn function_rolls_out_scales_follows_uploads_and_is_collected() {
     let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "READY", "REPLICAS", "DIGEST", "ENDPOINT", "AGE"],
+        [
+            "NAME", "READY", "REASON", "REPLICAS", "DIGEST", "ENDPOINT", "AGE"
+        ],
         "{table}"
     );
     let row: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
     assert_eq!(
-        row[..4],
-        ["echo", "True", "1", &format!("sha256:{digest}")],
+        row[..5],
+        ["echo", "True", "Ready", "1", &format!("sha256:{digest}")],
         "{table}"
     );
 
