@@ -215,3 +215,16 @@ impl Load {
         (self.ok.load(Ordering::Relaxed), failures)
     }
 }
+
+/// The reason of NurFunction `name`'s Ready=True condition and its pod
+/// count (`None` while it is not Ready).
+pub async fn ready_reason(ns: &TestNamespace, name: &str) -> Option<(String, i64)> {
+    let f = nurfunctions(ns).await.get(name).await.ok()?;
+    let reason = f.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready" && c["status"] == "True")?["reason"]
+        .as_str()?
+        .to_string();
+    Some((reason, f.data["status"]["replicas"].as_i64().unwrap_or(-1)))
+}

@@ -16,7 +16,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nur_e2e::realnode::{Load, T, deploy, install_on_real_node, nurfunctions, wait_ready};
+use nur_e2e::realnode::{
+    Load, T, deploy, install_on_real_node, nurfunctions, ready_reason, wait_ready,
+};
 use nur_testkit::net::{free_port, read_to_close};
 use nur_testkit::process::{Process, binary};
 use nur_testkit::{TestEnv, TestNamespace, eventually, examples, testenv};
@@ -463,18 +465,6 @@ async fn the_gateway_routes_http_tls_and_tcp_to_functions_on_the_real_node() {
         assert!(metrics.contains(&want), "no {want} in:\n{metrics}");
     }
     drop(gateway.process);
-}
-
-/// The Ready condition's reason and the pod count of NurFunction `name`.
-async fn ready_reason(ns: &TestNamespace, name: &str) -> Option<(String, i64)> {
-    let f = nurfunctions(ns).await.get(name).await.ok()?;
-    let reason = f.data["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready" && c["status"] == "True")?["reason"]
-        .as_str()?
-        .to_string();
-    Some((reason, f.data["status"]["replicas"].as_i64().unwrap_or(-1)))
 }
 
 async fn wait_scaled_to_zero(ns: &TestNamespace, name: &str) {

@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
 use nur_e2e::realnode::{
-    T, deploy, install_on_real_node_with, nurfunctions, pod_ready, release_name, wait_ready,
+    T, deploy, install_on_real_node_with, nurfunctions, pod_ready, ready_reason, release_name,
+    wait_ready,
 };
 use nur_testkit::net::{http_get, read_to_close};
-use nur_testkit::{TestNamespace, eventually, examples, testenv};
+use nur_testkit::{eventually, examples, testenv};
 
 /// The uids (real, effective, saved, filesystem) of every process on this
 /// machine that runs `argv0` with the argument `arg` (a container's
@@ -69,19 +70,6 @@ async fn send(addr: SocketAddr, request: &'static [u8], wait: Duration) -> (Stri
     })
     .await
     .unwrap()
-}
-
-/// The reason of NurFunction `name`'s Ready=True condition and its pod
-/// count.
-async fn ready_reason(ns: &TestNamespace, name: &str) -> Option<(String, i64)> {
-    let f = nurfunctions(ns).await.get(name).await.ok()?;
-    let reason = f.data["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready" && c["status"] == "True")?["reason"]
-        .as_str()?
-        .to_string();
-    Some((reason, f.data["status"]["replicas"].as_i64().unwrap_or(-1)))
 }
 
 #[tokio::test]
