@@ -22,6 +22,10 @@ pub enum CallError {
     Gateway { gateway: String, cause: String },
     #[error("--http wants `METHOD /path` (e.g. 'GET /hello'), not {0:?}")]
     BadRequestLine(String),
+    #[error(
+        "header {0:?} is not `Name: value` with a token name (letters, digits, `-`) and a value on one line"
+    )]
+    BadHeader(String),
     #[error("no answer from {pod} within {timeout:?} (the function's --timeout closes it sooner)")]
     Timeout { pod: String, timeout: Duration },
 }
@@ -30,8 +34,13 @@ pub enum CallError {
 pub enum Input {
     /// These bytes, as they are.
     Bytes(Vec<u8>),
-    /// An HTTP/1.1 request `METHOD /path` with these bytes as its body.
-    Http { request_line: String, body: Vec<u8> },
+    /// An HTTP/1.1 request `METHOD /path` with these headers (besides the
+    /// ones [`encode`] adds) and these bytes as its body.
+    Http {
+        request_line: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
 }
 
 /// The bytes of `input` for function `name` (an HTTP request gets `Host:
@@ -39,7 +48,11 @@ pub enum Input {
 pub fn encode(input: Input, name: &str) -> Result<Vec<u8>, CallError> {
     match input {
         Input::Bytes(b) => Ok(b),
-        Input::Http { request_line, body } => {
+        Input::Http {
+            request_line,
+            headers,
+            body,
+        } => {
             let mut parts = request_line.split_whitespace();
             let (Some(method), Some(path), None) = (parts.next(), parts.next(), parts.next())
             else {
@@ -50,6 +63,18 @@ pub fn encode(input: Input, name: &str) -> Result<Vec<u8>, CallError> {
             }
             let mut out =
                 format!("{method} {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n");
+            for (key, value) in headers {
+                let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+                let framing = ["host", "connection", "content-length", "transfer-encoding"];
+                if key.is_empty()
+                    || !key.bytes().all(token)
+                    || value.contains(['\r', '\n'])
+                    || framing.contains(&key.to_ascii_lowercase().as_str())
+                {
+                    return Err(CallError::BadHeader(format!("{key}: {value}")));
+                }
+                out.push_str(&format!("{key}: {}\r\n", value.trim()));
+            }
             if !body.is_empty() || !matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS") {
                 out.push_str(&format!("Content-Length: {}\r\n", body.len()));
             }
@@ -73,6 +98,7 @@ pub fn through_gateway(
         Input::Http { .. } => input,
         Input::Bytes(body) => Input::Http {
             request_line: format!("POST {}", route.path_prefix.as_deref().unwrap_or("/")),
+            headers: Vec::new(),
             body,
         },
     };
@@ -168,6 +194,7 @@ mod tests {
         let get = encode(
             Input::Http {
                 request_line: "GET /hello".into(),
+                headers: vec![],
                 body: vec![],
             },
             "cowsay",
@@ -180,16 +207,30 @@ mod tests {
         let post = encode(
             Input::Http {
                 request_line: "POST /moo".into(),
+                headers: vec![("X-Cow".into(), "moo".into())],
                 body: b"hi".to_vec(),
             },
             "cowsay",
         )
         .unwrap();
-        assert!(post.ends_with(b"Content-Length: 2\r\n\r\nhi"));
+        assert!(post.ends_with(b"X-Cow: moo\r\nContent-Length: 2\r\n\r\nhi"));
+        for bad in [("X Y", "1"), ("X", "a\r\nEvil: 1"), ("Content-Length", "9")] {
+            let e = encode(
+                Input::Http {
+                    request_line: "GET /".into(),
+                    headers: vec![(bad.0.into(), bad.1.into())],
+                    body: vec![],
+                },
+                "x",
+            )
+            .unwrap_err();
+            assert!(matches!(e, CallError::BadHeader(_)), "{bad:?}: {e}");
+        }
         for bad in ["/hello", "get /x", "GET hello", "GET /a b"] {
             let e = encode(
                 Input::Http {
                     request_line: bad.into(),
+                    headers: vec![],
                     body: vec![],
                 },
                 "x",

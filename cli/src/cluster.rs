@@ -19,6 +19,10 @@ pub enum ClusterError {
         "the cluster at {url} has no NurFunction resource (the CRD nurfunctions.nur.dev is not installed): install Nur with `helm install nur charts/nur`"
     )]
     NoCrd { url: String },
+    #[error(
+        "the cluster at {url} does not allow it: {message}; ask its administrator for a Role that grants it, or use a namespace where you have one"
+    )]
+    Forbidden { url: String, message: String },
     #[error("the cluster at {url} refused: {message}")]
     Refused { url: String, message: String },
 }
@@ -41,30 +45,43 @@ impl Cluster {
         namespace: Option<&str>,
         nurfile: Option<&str>,
     ) -> Result<Cluster, ClusterError> {
-        install_crypto_provider();
-        let config = Config::infer()
-            .await
-            .map_err(|e| ClusterError::NoConfig(e.to_string()))?;
-        let url = config.cluster_url.to_string();
-        let namespace = namespace
-            .or(nurfile)
-            .map(str::to_string)
-            .unwrap_or_else(|| config.default_namespace.clone());
-        let client = Client::try_from(config).map_err(|e| ClusterError::Unreachable {
-            url: url.clone(),
-            cause: e.to_string(),
-        })?;
-        let cluster = Cluster {
-            client,
-            namespace,
-            url,
-        };
+        let cluster = Cluster::infer(namespace.or(nurfile)).await?;
         cluster
             .functions()
             .list(&ListParams::default().limit(1))
             .await
             .map_err(|e| cluster.error(e))?;
         Ok(cluster)
+    }
+
+    /// A client from the kubeconfig, in `namespace` (else the
+    /// kubeconfig's), without asking the cluster anything yet.
+    pub async fn infer(namespace: Option<&str>) -> Result<Cluster, ClusterError> {
+        install_crypto_provider();
+        let config = Config::infer()
+            .await
+            .map_err(|e| ClusterError::NoConfig(e.to_string()))?;
+        let url = config.cluster_url.to_string();
+        let namespace = namespace
+            .map(str::to_string)
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let client = Client::try_from(config).map_err(|e| ClusterError::Unreachable {
+            url: url.clone(),
+            cause: e.to_string(),
+        })?;
+        Ok(Cluster {
+            client,
+            namespace,
+            url,
+        })
+    }
+
+    /// The same cluster, in namespace `namespace`.
+    pub fn in_namespace(&self, namespace: &str) -> Cluster {
+        Cluster {
+            namespace: namespace.to_string(),
+            ..self.clone()
+        }
     }
 
     /// The NurFunctions of the namespace.
@@ -94,6 +111,10 @@ impl Cluster {
             {
                 ClusterError::NoCrd { url }
             }
+            kube::Error::Api(s) if s.code == 403 => ClusterError::Forbidden {
+                url,
+                message: s.message,
+            },
             kube::Error::Api(s) => ClusterError::Refused {
                 url,
                 message: s.message,

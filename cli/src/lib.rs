@@ -10,11 +10,13 @@
 //!   NurFunction applied, pure), [`cluster`] (the kubeconfig's cluster and
 //!   its errors), [`deploy`] (upload, apply, wait Ready), [`progress`];
 //! - [`status`] (`nur ls`, `nur status`, the failure report), [`logs`],
-//!   [`call`] (through a port-forward), [`rm`].
+//!   [`call`] (through a port-forward), [`rm`];
+//! - [`console`] (`nur console`: the web console on the same modules).
 
 pub mod build;
 pub mod call;
 pub mod cluster;
+pub mod console;
 pub mod deploy;
 pub mod logs;
 pub mod manifest;

@@ -33,6 +33,11 @@ impl LogLine {
         }
     }
 
+    /// The connection and message of a line the function logged.
+    pub fn function(&self) -> Option<(u64, &str)> {
+        function_line(&self.text)
+    }
+
     /// `TIME POD [conn N] MESSAGE` for a line of the function, else
     /// `TIME POD TEXT` (the worker's own line as it wrote it).
     pub fn render(&self) -> String {
@@ -84,6 +89,23 @@ pub async fn follow(
     name: &str,
     since_seconds: Option<i64>,
 ) -> Result<(), StatusError> {
+    let mut merged = stream(cluster, name, since_seconds).await?;
+    while let Some(line) = merged.next().await {
+        match line {
+            Ok(l) => println!("{}", l.render()),
+            Err(e) => eprintln!("a log stream ended: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// The lines of every pod of `name` (those running now) as they come,
+/// merged; it ends when every pod's stream has ended.
+pub async fn stream(
+    cluster: &Cluster,
+    name: &str,
+    since_seconds: Option<i64>,
+) -> Result<futures::stream::BoxStream<'static, std::io::Result<LogLine>>, StatusError> {
     let pods = function_pods(cluster, name).await?;
     let api = cluster.api::<Pod>();
     let mut streams = Vec::new();
@@ -99,14 +121,7 @@ pub async fn follow(
                 .boxed(),
         );
     }
-    let mut merged = futures::stream::select_all(streams);
-    while let Some(line) = merged.next().await {
-        match line {
-            Ok(l) => println!("{}", l.render()),
-            Err(e) => eprintln!("a log stream ended: {e}"),
-        }
-    }
-    Ok(())
+    Ok(futures::stream::select_all(streams).boxed())
 }
 
 async fn function_pods(cluster: &Cluster, name: &str) -> Result<Vec<String>, StatusError> {

@@ -10,7 +10,7 @@ use nur_cli::cluster::Cluster;
 use nur_cli::nurfile::Nurfile;
 use nur_cli::progress::Progress;
 use nur_cli::store::{Store, Upload};
-use nur_cli::{build, call, deploy, logs, names, new, rm, status, template};
+use nur_cli::{build, call, console, deploy, logs, names, new, rm, status, template};
 
 #[derive(Parser)]
 #[command(name = "nur", version, about = "Build, deploy and run Nur functions")]
@@ -95,6 +95,21 @@ enum Cmd {
         timeout: Duration,
         /// Call through nur-gateway at HOST:PORT (its HTTP port) when the
         /// function has an HTTP route, instead of a port-forward to a pod.
+        #[arg(long, env = "NUR_GATEWAY")]
+        gateway: Option<String>,
+    },
+    /// The web console: functions, routes, live logs, metrics and a
+    /// try-it client in the browser, with your kubeconfig's rights.
+    Console {
+        /// Where it listens (beyond loopback anyone who reaches it acts
+        /// with your credentials).
+        #[arg(long, default_value = "127.0.0.1:8090", env = "NUR_CONSOLE_LISTEN")]
+        listen: std::net::SocketAddr,
+        /// Open it in the default browser.
+        #[arg(long)]
+        open: bool,
+        /// Try-it calls go through nur-gateway at HOST:PORT for functions
+        /// with an HTTP route.
         #[arg(long, env = "NUR_GATEWAY")]
         gateway: Option<String>,
     },
@@ -313,6 +328,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let input = match http {
                 Some(line) => call::Input::Http {
                     request_line: line.clone(),
+                    headers: Vec::new(),
                     body,
                 },
                 None => call::Input::Bytes(body),
@@ -334,6 +350,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::io::stdout().write_all(&answer)?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Console {
+            listen,
+            open,
+            gateway,
+        } => {
+            let namespace = cli.namespace.clone().or_else(|| nurfile_namespace(&cli));
+            let app = console::App::connect(namespace.as_deref(), gateway.clone()).await;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e} (--listen picks another address)"))?;
+            let url = format!("http://{}/", listener.local_addr()?);
+            match app.context() {
+                Some((ns, cluster)) => {
+                    println!("nur console on {url} (namespace {ns}, cluster {cluster}); Ctrl-C stops it")
+                }
+                None => println!("nur console on {url} (no cluster: the page says why); Ctrl-C stops it"),
+            }
+            if !listen.ip().is_loopback() {
+                eprintln!("warning: {listen} is beyond loopback: whoever reaches it acts with your kubeconfig's credentials");
+            }
+            if *open {
+                open_browser(&url);
+            }
+            console::serve(listener, app, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Rm { name, purge } => {
             let cluster = connect(&cli).await?;
             let label = label(name)?;
@@ -349,6 +394,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Opens `url` with the desktop's opener; says so when there is none.
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    if let Err(e) = std::process::Command::new(opener)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        eprintln!("cannot run {opener} ({e}): open {url} in a browser");
     }
 }
 

@@ -103,7 +103,7 @@ pub async fn ls(cluster: &Cluster) -> Result<String, ClusterError> {
 }
 
 /// `True`, or `False (Reason)`, or `Unknown` before the operator wrote one.
-fn ready_text(f: &NurFunction) -> String {
+pub fn ready_text(f: &NurFunction) -> String {
     match condition(f, "Ready") {
         Some(c) if c.status == "True" && c.reason != "Ready" => format!("True ({})", c.reason),
         Some(c) if c.status == "True" => "True".into(),
@@ -260,7 +260,8 @@ pub async fn report(cluster: &Cluster, f: &NurFunction) -> Result<String, Cluste
     Ok(out)
 }
 
-fn pod_row(p: &Pod) -> [String; 5] {
+/// NAME, READY, STATUS, RESTARTS and NODE of a pod, as `nur status` shows it.
+pub fn pod_row(p: &Pod) -> [String; 5] {
     let status = p.status.clone().unwrap_or_default();
     let containers = status.container_statuses.unwrap_or_default();
     let waiting = containers.iter().find_map(|c| {
@@ -294,7 +295,11 @@ fn pod_row(p: &Pod) -> [String; 5] {
 /// Recent events, oldest first: the last 5 of the NurFunction itself
 /// (what the operator did), and the last 10 of its Deployment, ReplicaSets
 /// and pods.
-async fn events(cluster: &Cluster, name: &str, pods: &[Pod]) -> Result<Vec<Event>, ClusterError> {
+pub async fn events(
+    cluster: &Cluster,
+    name: &str,
+    pods: &[Pod],
+) -> Result<Vec<Event>, ClusterError> {
     let pods: Vec<&str> = pods
         .iter()
         .filter_map(|p| p.metadata.name.as_deref())

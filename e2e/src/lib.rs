@@ -21,6 +21,11 @@
 //!   the real node: every kind of route, its own answers, a rollout under
 //!   load, scale to zero; `tests/gateway_chart.rs`: the chart's gateway
 //!   pods behind their Service.
+//! - `tests/console.rs`: `nur console` in headless Chromium (Debian's
+//!   chromium and chromium-driver over WebDriver, [`browser`]) on functions
+//!   of the real node: the live list, a failing module's message, try it
+//!   with its log line, the live log view, metrics, scaling, deleting, a
+//!   user without rights; screenshots into docs/console/.
 //! - `tests/manifests.rs`: every example NurFunction taken by the API
 //!   server (a server-side dry run).
 //! - `src/lib.rs` (this file): what the tests share and is e2e's own: the
@@ -38,6 +43,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod realnode;
 
 use std::path::{Path, PathBuf};

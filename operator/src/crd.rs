@@ -441,6 +441,57 @@ pub struct ModuleStatus {
     pub digest: String,
     /// Size of the stored object in bytes.
     pub size: i64,
+    /// What the module imports and exports, as the check saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abi: Option<AbiSummary>,
+}
+
+/// The ABI summary of a checked module (what `nur-worker check` prints).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AbiSummary {
+    /// Imported functions as `MODULE.NAME` (`nur.*` host functions, and
+    /// `wasi_snapshot_preview1.*` where WASI is used).
+    pub imports: Vec<String>,
+    /// Exported names, with their kind: `NAME (func)`, `memory (memory)`;
+    /// the first 64.
+    pub exports: Vec<String>,
+    /// The exported memory's initial size in 64 KiB pages.
+    pub memory_pages: i64,
+    /// Its maximum in pages, when the module sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum_memory_pages: Option<i64>,
+}
+
+impl AbiSummary {
+    /// Exports listed at most (a module may export thousands).
+    pub const MAX_EXPORTS: usize = 64;
+
+    pub fn of(summary: &nur_module::abi::Summary) -> Self {
+        let imports = summary
+            .imports
+            .iter()
+            .map(|i| format!("nur.{}", i.name))
+            .chain(
+                summary
+                    .wasi
+                    .iter()
+                    .map(|w| format!("wasi_snapshot_preview1.{}", w.name)),
+            )
+            .collect();
+        let exports = summary
+            .exports
+            .iter()
+            .take(Self::MAX_EXPORTS)
+            .map(|(name, kind)| format!("{name} ({kind})"))
+            .collect();
+        AbiSummary {
+            imports,
+            exports,
+            memory_pages: summary.memory.initial_pages as i64,
+            maximum_memory_pages: summary.memory.maximum_pages.map(|p| p as i64),
+        }
+    }
 }
 
 impl NurFunctionSpec {

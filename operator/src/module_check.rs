@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 
 use nur_module::{LoadError, Policy, Settings, SourceError};
 
-use crate::crd::NurFunction;
+use crate::crd::{AbiSummary, NurFunction};
 use crate::reason::Reason;
 
 /// Cached check results at most.
@@ -38,6 +38,8 @@ pub struct Servable {
     pub sha256: String,
     /// Size of the stored object.
     pub size: u64,
+    /// Its imports, exports and memory.
+    pub abi: AbiSummary,
 }
 
 /// Why the module cannot be served: ModuleValid=False with this text.
@@ -223,6 +225,7 @@ impl ModuleChecker {
         let result = tokio::task::spawn_blocking(move || {
             match nur_module::Module::from_stored(source, stored) {
                 Ok(m) => Checked::Servable(Servable {
+                    abi: AbiSummary::of(&m.summary),
                     sha256: m.sha256,
                     size: m.size,
                 }),

@@ -286,6 +286,7 @@ pub fn servable(
         module: Some(ModuleStatus {
             digest: format!("sha256:{}", module.sha256),
             size: module.size as i64,
+            abi: Some(module.abi.clone()),
         }),
         replicas: Some(ds.replicas.unwrap_or(0)),
         ready_replicas: Some(ready_replicas),
@@ -298,6 +299,7 @@ pub fn servable(
 mod tests {
     use super::*;
 
+    use crate::crd::AbiSummary;
     use crate::meta::testing::{DIGEST, IMAGE, function};
 
     fn deployment(yaml: &str) -> Deployment {
@@ -314,6 +316,7 @@ mod tests {
         let module = Servable {
             sha256: DIGEST.into(),
             size: 14135,
+            abi: AbiSummary::default(),
         };
         let rolling = deployment(
             "metadata: {generation: 2}\nspec: {replicas: 2, selector: {}, template: {}}\n\
@@ -345,7 +348,8 @@ mod tests {
             st.module,
             Some(ModuleStatus {
                 digest: format!("sha256:{DIGEST}"),
-                size: 14135
+                size: 14135,
+                abi: Some(AbiSummary::default()),
             })
         );
         assert_eq!((st.replicas, st.ready_replicas), (Some(3), Some(2)));
