@@ -357,18 +357,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let namespace = cli.namespace.clone().or_else(|| nurfile_namespace(&cli));
             let app = console::App::connect(namespace.as_deref(), gateway.clone()).await;
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e} (--listen picks another address)"))?;
+            let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+                anyhow::anyhow!("cannot listen on {listen}: {e} (--listen picks another address)")
+            })?;
             let url = format!("http://{}/", listener.local_addr()?);
             match app.context() {
                 Some((ns, cluster)) => {
-                    println!("nur console on {url} (namespace {ns}, cluster {cluster}); Ctrl-C stops it")
+                    println!(
+                        "nur console on {url} (namespace {ns}, cluster {cluster}); Ctrl-C stops it"
+                    )
                 }
-                None => println!("nur console on {url} (no cluster: the page says why); Ctrl-C stops it"),
+                None => println!(
+                    "nur console on {url} (no cluster: the page says why); Ctrl-C stops it"
+                ),
             }
             if !listen.ip().is_loopback() {
-                eprintln!("warning: {listen} is beyond loopback: whoever reaches it acts with your kubeconfig's credentials");
+                eprintln!(
+                    "warning: {listen} is beyond loopback: whoever reaches it acts with your kubeconfig's credentials"
+                );
             }
             if *open {
                 open_browser(&url);
@@ -399,7 +405,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Opens `url` with the desktop's opener; says so when there is none.
 fn open_browser(url: &str) {
-    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
     if let Err(e) = std::process::Command::new(opener)
         .arg(url)
         .stdout(std::process::Stdio::null())

@@ -71,7 +71,10 @@ impl Browser {
                     eprintln!("chromedriver not ready yet: {e}");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Err(e) => panic!("no browser session: {e}; chromedriver log:\n{}", driver.log()),
+                Err(e) => panic!(
+                    "no browser session: {e}; chromedriver log:\n{}",
+                    driver.log()
+                ),
             }
         };
         Browser {

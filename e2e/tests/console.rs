@@ -76,7 +76,14 @@ async fn the_console_shows_calls_logs_measures_scales_and_deletes_functions() {
     )
     .await;
     b.run("window.nurNoReload = 42; return null").await;
-    deploy(&env, &ns, "echo", examples::read("echo.wasm"), "  replicas: 1\n").await;
+    deploy(
+        &env,
+        &ns,
+        "echo",
+        examples::read("echo.wasm"),
+        "  replicas: 1\n",
+    )
+    .await;
     b.until(
         "echo in the list",
         r#"return document.querySelector('tr[data-name="echo"]') !== null"#,
@@ -90,7 +97,11 @@ async fn the_console_shows_calls_logs_measures_scales_and_deletes_functions() {
         )
         .await;
     assert!(ready.as_str().unwrap().contains("1/1"), "{ready}");
-    assert_eq!(b.run("return window.nurNoReload").await, 42, "the page reloaded");
+    assert_eq!(
+        b.run("return window.nurNoReload").await,
+        42,
+        "the page reloaded"
+    );
 
     // A module that breaks the ABI: its page shows the condition's message.
     let broken = wat::parse_str(
@@ -125,8 +136,11 @@ async fn the_console_shows_calls_logs_measures_scales_and_deletes_functions() {
     // Try it: raw bytes, then an HTTP request with a header; the answer and
     // the log line each call produced.
     b.goto(&format!("{url}#/fn/{}/echo/try", ns.name())).await;
-    b.until("the try-it form", "return document.getElementById('try-send') !== null")
-        .await;
+    b.until(
+        "the try-it form",
+        "return document.getElementById('try-send') !== null",
+    )
+    .await;
     b.run("const m = document.getElementById('try-mode'); m.value = 'bytes'; m.dispatchEvent(new Event('change')); return null").await;
     b.fill("#try-body", "hello console").await;
     b.click("#try-send").await;
@@ -136,7 +150,10 @@ async fn the_console_shows_calls_logs_measures_scales_and_deletes_functions() {
             "const a = document.getElementById('try-answer'); return a && a.innerText",
         )
         .await;
-    assert_eq!(answer, "hello console", "echo answers its input as the body");
+    assert_eq!(
+        answer, "hello console",
+        "echo answers its input as the body"
+    );
     let status = b
         .run("return document.getElementById('try-status').innerText")
         .await;
@@ -198,7 +215,8 @@ async fn the_console_shows_calls_logs_measures_scales_and_deletes_functions() {
     b.screenshots(&screenshots(), "logs").await;
 
     // Metrics: the charts gain points, and the calls are counted.
-    b.goto(&format!("{url}#/fn/{}/echo/metrics", ns.name())).await;
+    b.goto(&format!("{url}#/fn/{}/echo/metrics", ns.name()))
+        .await;
     let before = b
         .until(
             "a first metrics point",
@@ -231,32 +249,48 @@ async fn the_console_shows_calls_logs_measures_scales_and_deletes_functions() {
 
     // Scale from the page: the Deployment follows.
     b.goto(&format!("{url}#/fn/{}/echo", ns.name())).await;
-    b.until("the scale form", "return document.getElementById('replicas') !== null")
-        .await;
+    b.until(
+        "the scale form",
+        "return document.getElementById('replicas') !== null",
+    )
+    .await;
     b.screenshots(&screenshots(), "function").await;
     b.fill("#replicas", "2").await;
     b.click("#scale").await;
-    eventually("echo's Deployment at 2 replicas", Duration::from_secs(60), || {
-        let ns = &ns;
-        async move { (deployment_replicas(ns, "echo").await == Some(2)).then_some(()) }
-    })
+    eventually(
+        "echo's Deployment at 2 replicas",
+        Duration::from_secs(60),
+        || {
+            let ns = &ns;
+            async move { (deployment_replicas(ns, "echo").await == Some(2)).then_some(()) }
+        },
+    )
     .await
     .unwrap();
 
     // Delete asks first; cancel keeps it, confirm deletes it.
     b.goto(&format!("{url}#/fn/{}/broken", ns.name())).await;
-    b.until("broken's page", "return document.getElementById('delete') !== null")
-        .await;
+    b.until(
+        "broken's page",
+        "return document.getElementById('delete') !== null",
+    )
+    .await;
     b.click("#delete").await;
-    b.until("the confirmation", "return document.getElementById('confirm').open")
-        .await;
+    b.until(
+        "the confirmation",
+        "return document.getElementById('confirm').open",
+    )
+    .await;
     b.click("#confirm-cancel").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let functions = nurfunctions(&ns).await;
     assert!(functions.get_opt("broken").await.unwrap().is_some());
     b.click("#delete").await;
-    b.until("the confirmation", "return document.getElementById('confirm').open")
-        .await;
+    b.until(
+        "the confirmation",
+        "return document.getElementById('confirm').open",
+    )
+    .await;
     b.click("#confirm-ok").await;
     b.until(
         "back on the list without broken",
@@ -266,7 +300,14 @@ async fn the_console_shows_calls_logs_measures_scales_and_deletes_functions() {
     .await;
     eventually("broken deleted", Duration::from_secs(60), || {
         let functions = functions.clone();
-        async move { functions.get_opt("broken").await.ok()?.is_none().then_some(()) }
+        async move {
+            functions
+                .get_opt("broken")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        }
     })
     .await
     .unwrap();

@@ -150,7 +150,6 @@ pub async fn detail(
     let f = status::get(&cluster, &name).await?;
     let pods: Vec<Pod> = status::pods(&cluster, &name).await?;
     let events = status::events(&cluster, &name, &pods).await?;
-    let json = |v: &Option<_>| v.as_ref().and_then(|v| serde_json::to_value(v).ok());
     let st = f.status.clone().unwrap_or_default();
     Ok(Json(Detail {
         summary: summary(&f),
@@ -203,9 +202,9 @@ pub async fn detail(
             })
             .collect(),
         replicas: f.spec.fixed_replicas(),
-        autoscaling: json(&f.spec.autoscaling),
-        scale_to_zero: json(&f.spec.scale_to_zero),
-        limits: json(&f.spec.limits),
+        autoscaling: as_json(&f.spec.autoscaling),
+        scale_to_zero: as_json(&f.spec.scale_to_zero),
+        limits: as_json(&f.spec.limits),
         port: f.spec.port,
     }))
 }
@@ -249,4 +248,9 @@ pub async fn delete(
         .await
         .map_err(|e| cluster.error(e))?;
     Ok(Json(serde_json::json!({"deleted": name})))
+}
+
+/// A spec part as JSON for the page, `None` when it is not set.
+fn as_json<T: Serialize>(part: &Option<T>) -> Option<serde_json::Value> {
+    part.as_ref().and_then(|v| serde_json::to_value(v).ok())
 }

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
 use futures::stream::{self, BoxStream, StreamExt};
 use kube::Api;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -18,7 +18,7 @@ use super::api::summary;
 use super::error::{ConsoleError, Problem};
 use crate::logs::{self, LogLine};
 
-type Events = Sse<BoxStream<'static, Result<Event, Infallible>>>;
+type Events = Sse<KeepAliveStream<BoxStream<'static, Result<Event, Infallible>>>>;
 
 /// Log lines of the last minutes a log view starts with.
 const LOG_HISTORY: Duration = Duration::from_secs(600);

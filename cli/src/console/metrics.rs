@@ -108,15 +108,15 @@ pub async fn sample(
             cluster.namespace,
             nur_operator::meta::ADMIN_PORT
         );
-        let request = http::Request::get(path).body(Vec::new()).expect("a GET request");
+        let request = http::Request::get(path)
+            .body(Vec::new())
+            .expect("a GET request");
         match cluster.client.request_text(request).await {
             Ok(text) => {
                 sample.pods += 1;
                 sample.add(&text);
             }
-            Err(e) => sample
-                .unread
-                .push(format!("{pod}: {}", cluster.error(e))),
+            Err(e) => sample.unread.push(format!("{pod}: {}", cluster.error(e))),
         }
     }
     Ok(Json(sample))

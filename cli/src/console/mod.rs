@@ -47,9 +47,7 @@ impl App {
     /// The kubeconfig's cluster in `namespace` (else the kubeconfig's). A
     /// missing kubeconfig is kept to be shown on the page, not fatal.
     pub async fn connect(namespace: Option<&str>, gateway: Option<String>) -> App {
-        let cluster = Cluster::infer(namespace)
-            .await
-            .map_err(|e| e.to_string());
+        let cluster = Cluster::infer(namespace).await.map_err(|e| e.to_string());
         App { cluster, gateway }
     }
 

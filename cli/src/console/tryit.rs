@@ -104,11 +104,15 @@ pub async fn call(
 
 /// The function's log lines since `started` (a second of clock skew
 /// allowed), waited for a moment when there are none yet.
-async fn call_logs(cluster: &crate::cluster::Cluster, name: &str, started: jiff::Timestamp) -> Vec<Line> {
+async fn call_logs(
+    cluster: &crate::cluster::Cluster,
+    name: &str,
+    started: jiff::Timestamp,
+) -> Vec<Line> {
     let from = started - jiff::SignedDuration::from_secs(1);
     let deadline = Instant::now() + LOG_WAIT;
     loop {
-        let since = (jiff::Timestamp::now() - from).as_secs().max(1) + 1;
+        let since = jiff::Timestamp::now().duration_since(from).as_secs().max(1) + 1;
         let lines: Vec<Line> = logs::logs(cluster, name, Some(since))
             .await
             .unwrap_or_default()
@@ -154,7 +158,10 @@ mod tests {
     #[test]
     fn http_answers_are_split_and_bytes_left_alone() {
         let a = parse_http(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi").unwrap();
-        assert_eq!((a.status, a.reason.as_str(), a.body.as_str()), (200, "OK", "hi"));
+        assert_eq!(
+            (a.status, a.reason.as_str(), a.body.as_str()),
+            (200, "OK", "hi")
+        );
         assert_eq!(a.headers, vec![("content-length".into(), "2".into())]);
         assert!(parse_http(b"moo").is_none());
     }
