@@ -146,8 +146,21 @@ impl Browser {
         for (size, (w, h)) in [("phone", (390, 844)), ("desktop", (1280, 860))] {
             self.client.set_window_size(w, h).await.unwrap();
             tokio::time::sleep(Duration::from_millis(400)).await;
+            if size == "desktop" {
+                // The whole page at desktop width (up to 1,800 px): a
+                // desktop reader sees more than one screen of it.
+                let tall = self
+                    .run("return document.documentElement.scrollHeight")
+                    .await;
+                let tall = tall.as_u64().unwrap_or(0).min(1800) as u32;
+                if tall > h {
+                    self.client.set_window_size(w, tall).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
             let png = self.client.screenshot().await.unwrap();
             std::fs::write(dir.join(format!("{name}-{size}.png")), png).unwrap();
         }
+        self.client.set_window_size(1280, 860).await.unwrap();
     }
 }

@@ -35,8 +35,21 @@ fn console(kubeconfig: &std::path::Path, namespace: &str) -> (Process, String) {
         .env_remove("NUR_GATEWAY");
     let log = std::env::temp_dir().join(format!("nur-console-{port}.log"));
     let mut process = Process::spawn(cmd, log);
-    process.wait_http_ok(port, "/", Duration::from_secs(30));
-    (process, format!("http://127.0.0.1:{port}/"))
+    // The console answers only requests naming it in Host (a page of
+    // another site cannot reach it by DNS rebinding), so wait with one.
+    let addr = format!("127.0.0.1:{port}");
+    let get = format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let started = std::time::Instant::now();
+    while !request(&addr, get.as_bytes()).is_ok_and(|a| a.starts_with(b"HTTP/1.1 200")) {
+        process.assert_running();
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no console at {addr}; log:\n{}",
+            process.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (process, format!("http://{addr}/"))
 }
 
 /// A call of `name` through the console's own API, as its page makes it.
@@ -254,6 +267,17 @@ async fn the_console_shows_calls_logs_measures_scales_and_deletes_functions() {
         "return document.getElementById('replicas') !== null",
     )
     .await;
+    let module = b
+        .until(
+            "echo's module facts",
+            "const m = document.getElementById('module'); return m && m.innerText.includes('Imports') && m.innerText",
+        )
+        .await;
+    let module = module.as_str().unwrap();
+    assert!(!module.contains("not checked yet"), "the digest: {module}");
+    assert!(module.contains("nur."), "the ABI's imports: {module}");
+    assert!(module.contains("memory ("), "the exports: {module}");
+    assert!(module.contains("pages"), "the memory: {module}");
     b.screenshots(&screenshots(), "function").await;
     b.fill("#replicas", "2").await;
     b.click("#scale").await;

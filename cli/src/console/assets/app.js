@@ -17,7 +17,7 @@ function h(tag, attrs, ...children) {
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -147,9 +147,9 @@ function table(id, headers, rows) {
     h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h(typeof c === "string" && c.length > 40 ? "td.msg" : "td", {}, c)))))));
 }
 
-function facts(pairs) {
-  return h("dl.facts", {}, pairs.filter(([, v]) => v !== undefined && v !== null && v !== "")
-    .map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+function facts(id, pairs) {
+  return h("dl.facts", { id }, pairs.filter(([, v]) => v !== undefined && v !== null && v !== "")
+    .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
 
 function overview(content, path, ns, name) {
@@ -180,7 +180,7 @@ function overview(content, path, ns, name) {
       table("conditions", ["Type", "Status", "Reason", "Message"],
         d.conditions.map((c) => [c.type, badge(c.status), c.reason, c.message])),
       h("h2", {}, "Module"),
-      facts([["URL", h("span.mono", {}, d.module.url)], ["Digest", h("span.mono", {}, d.module.digest || "not checked yet")],
+      facts("module", [["URL", h("span.mono", {}, d.module.url)], ["Digest", h("span.mono", {}, d.module.digest || "not checked yet")],
         ["Size", d.module.size != null ? d.module.size + " bytes" : ""],
         ["Imports", abi ? abi.imports.join(", ") || "none" : ""],
         ["Exports", abi ? abi.exports.join(", ") : ""],
@@ -190,7 +190,7 @@ function overview(content, path, ns, name) {
       h("p", { id: "routes" }, s.routes.length ? s.routes.join(", ") + " (through nur-gateway)" :
         "None: reached through its Service on port " + d.port + "."),
       h("h2", {}, "Scaling and limits"),
-      facts([["Scaling", scaling], ["Scale to zero", d.scaleToZero ? "after " + d.scaleToZero.idleAfter + " idle" : "off"],
+      facts("scaling", [["Scaling", scaling], ["Scale to zero", d.scaleToZero ? "after " + d.scaleToZero.idleAfter + " idle" : "off"],
         ["Limits", d.limits ? Object.entries(d.limits).map(([k, v]) => k + " " + v).join(", ") : "defaults"]]),
       scaleForm,
       h("h2", {}, "Pods"),
