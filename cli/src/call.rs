@@ -163,8 +163,21 @@ pub async fn call(
     let exchange = async {
         stream.write_all(bytes).await?;
         stream.flush().await?;
+        // The API server's port-forward relays the worker's close only
+        // once the worker has stopped lingering (a second), so an HTTP
+        // answer ends where its length says.
         let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await?;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&chunk[..n]);
+            if http_answer_complete(&answer) {
+                break;
+            }
+        }
         Ok::<_, std::io::Error>(answer)
     };
     let answer = tokio::time::timeout(timeout, exchange)
@@ -179,6 +192,28 @@ pub async fn call(
     Ok(answer)
 }
 
+/// Whether `answer` is a whole HTTP/1.x response delimited by its
+/// `Content-Length` (an answer without one ends when the function closes).
+fn http_answer_complete(answer: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    let Ok(httparse::Status::Complete(head)) = response.parse(answer) else {
+        return false;
+    };
+    let length = response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| {
+            std::str::from_utf8(h.value)
+                .ok()?
+                .trim()
+                .parse::<usize>()
+                .ok()
+        });
+    length.is_some_and(|length| answer.len() >= head + length)
+}
+
 impl From<ClusterError> for CallError {
     fn from(e: ClusterError) -> Self {
         CallError::Status(StatusError::Cluster(e))
@@ -188,6 +223,23 @@ impl From<ClusterError> for CallError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_http_answer_ends_at_its_content_length() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+        assert!(!http_answer_complete(&head[..10]), "half a head");
+        assert!(
+            !http_answer_complete(&[&head[..], b"hel"].concat()),
+            "half a body"
+        );
+        assert!(http_answer_complete(&[&head[..], b"hello"].concat()));
+        let no_length = b"HTTP/1.1 200 OK\r\n\r\nhello";
+        assert!(
+            !http_answer_complete(no_length),
+            "no length: until the close"
+        );
+        assert!(!http_answer_complete(b"hello"), "not HTTP: until the close");
+    }
 
     #[test]
     fn http_requests_are_well_formed_and_bad_ones_named() {
