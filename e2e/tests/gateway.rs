@@ -576,5 +576,15 @@ async fn an_idle_function_goes_to_zero_and_its_next_client_wakes_it() {
         )),
         "a connection found no pod:\n{metrics}"
     );
+    let held = format!(
+        "nur_gateway_wake_seconds_count{{function=\"{}/napper\"}}",
+        ns.name()
+    );
+    let held: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&held))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {held} in:\n{metrics}"));
+    assert!(held >= 1.0, "the wakes are counted: {held}");
     drop(gateway.process);
 }

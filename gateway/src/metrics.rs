@@ -1,12 +1,15 @@
 //! Prometheus metrics of the gateway, served on `/metrics`: per function
 //! (`namespace/name`) connections, active connections, bytes each way and
-//! upstream connect errors; per listener the requests no route takes and
-//! the clients refused (and why).
+//! upstream connect errors, and the connections held for a pod (a wake of
+//! a function at zero, or a wait for its first pod) with how long each
+//! waited; per listener the requests no route takes and the clients
+//! refused (and why).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use nur_operator::routes::Target;
@@ -44,6 +47,7 @@ pub struct Metrics {
     bytes: Family<BytesLabels, Counter>,
     upstream_errors: Family<FunctionLabels, Counter>,
     no_ready_pod: Family<FunctionLabels, Counter>,
+    waits: Family<FunctionLabels, Histogram, fn() -> Histogram>,
     route_misses: Family<ListenerLabels, Counter>,
     rejected: Family<RejectLabels, Counter>,
 }
@@ -64,6 +68,10 @@ impl Metrics {
             bytes: Family::default(),
             upstream_errors: Family::default(),
             no_ready_pod: Family::default(),
+            // 50 ms to ~100 s: a woken pod fetches and compiles its module.
+            waits: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.05, 2.0, 12))
+            }),
             route_misses: Family::default(),
             rejected: Family::default(),
         };
@@ -87,6 +95,11 @@ impl Metrics {
             "no_ready_pod",
             "Connections answered 503 or closed: no ready pod within the wake timeout",
             m.no_ready_pod.clone(),
+        );
+        registry.register(
+            "wake_seconds",
+            "Connections held until the function had a ready pod (a wake from zero), and for how long",
+            m.waits.clone(),
         );
         registry.register(
             "route_misses",
@@ -131,6 +144,13 @@ impl Metrics {
 
     pub fn no_ready_pod(&self, target: &Target) {
         self.no_ready_pod.get_or_create(&Self::labels(target)).inc();
+    }
+
+    /// A connection held `waited` for a ready pod, then forwarded.
+    pub fn waited(&self, target: &Target, waited: std::time::Duration) {
+        self.waits
+            .get_or_create(&Self::labels(target))
+            .observe(waited.as_secs_f64());
     }
 
     pub fn route_miss(&self, listener: &'static str) {

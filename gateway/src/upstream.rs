@@ -46,6 +46,7 @@ impl Dialer {
         let deadline = started + self.wake_timeout;
         let mut changes = state.subscribe();
         let mut last = None;
+        let mut held = false;
         loop {
             changes.borrow_and_update();
             let endpoints = state.endpoints(target);
@@ -55,6 +56,9 @@ impl Dialer {
                 match tokio::time::timeout(self.connect_timeout, connect).await {
                     Ok(Ok(stream)) => {
                         let _ = stream.set_nodelay(true);
+                        if held {
+                            metrics.waited(target, started.elapsed());
+                        }
                         return Ok(Upstream {
                             stream,
                             _outstanding: outstanding,
@@ -82,6 +86,7 @@ impl Dialer {
             }
             // No ready pod: a function at zero is woken; wait for the
             // endpoints to change.
+            held = true;
             if target.wakes {
                 shared.activity.wake(target).await;
             }

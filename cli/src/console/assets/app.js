@@ -336,8 +336,15 @@ function metricsTab(content, path) {
     chart("chart-bytes", "Bytes per second", " B/s", [{ key: "in", label: "in" }, { key: "out", label: "out" }]),
     chart("chart-faults", "Guest faults per second", "/s", [{ key: "faults", label: "faults" }]),
   ];
+  const gatewayCharts = [
+    chart("chart-gateway", "Through the gateway, per second", "/s", [{ key: "gwRate", label: "requests" }, { key: "gwWakes", label: "wakes" }]),
+    chart("chart-gateway-wait", "Gateway: mean wait for a pod", " ms", [{ key: "gwWait", label: "wait" }]),
+  ];
   const totals = h("p.muted", { id: "metrics-totals", role: "status" }, "Reading the pods' metrics…");
-  content.replaceChildren(totals, h("div.charts", {}, charts));
+  const gatewayTotals = h("p.muted", { id: "gateway-totals" });
+  const gatewayPart = h("section", { id: "metrics-gateway", hidden: true },
+    h("h2", {}, "Gateway"), gatewayTotals, h("div.charts", {}, gatewayCharts));
+  content.replaceChildren(totals, h("div.charts", {}, charts), gatewayPart);
   const samples = [];
   const points = [];
   every(METRIC_INTERVAL, async () => {
@@ -351,6 +358,19 @@ function metricsTab(content, path) {
     totals.textContent = s.connections + " connections in all on " + s.pods + " pods, " + faults + " faults" +
       (s.unread.length ? "; unread: " + s.unread.join("; ") : "");
     totals.setAttribute("data-connections", s.connections);
+    const byKind = Object.entries(s.faults).filter(([, v]) => v > 0).map(([k, v]) => k + " " + v);
+    if (byKind.length) totals.textContent += " (" + byKind.join(", ") + ")";
+    const gw = s.gateway;
+    if (gw || s.gatewayUnread.length) {
+      gatewayPart.hidden = false;
+      gatewayTotals.textContent = gw
+        ? gw.connections + " through " + gw.pods + " gateway pods, " + gw.active + " open now, " + gw.wakes +
+          " held for a pod (" + (gw.wakes ? Math.round((gw.wakeSeconds / gw.wakes) * 1000) + " ms mean" : "none") + "), " +
+          gw.noReadyPod + " without a pod, " + gw.upstreamErrors + " connect errors"
+        : "";
+      if (s.gatewayUnread.length) gatewayTotals.textContent += (gw ? "; " : "") + "unread: " + s.gatewayUnread.join("; ");
+      gatewayTotals.setAttribute("data-connections", gw ? gw.connections : "");
+    }
     if (!prev) return;
     const dt = Math.max(0.001, (s.time - prev.time) / 1000);
     const delta = (a, b) => Math.max(0, a - b);
@@ -363,8 +383,17 @@ function metricsTab(content, path) {
       in: delta(s.receivedBytes, prev.receivedBytes) / dt, out: delta(s.sentBytes, prev.sentBytes) / dt,
       faults: delta(faults, prevFaults) / dt,
     });
+    const [g, pg] = [s.gateway, prev.gateway];
+    if (g && pg) {
+      const wakes = delta(g.wakes, pg.wakes);
+      Object.assign(points[points.length - 1], {
+        gwRate: delta(g.connections, pg.connections) / dt, gwWakes: wakes / dt,
+        gwWait: wakes ? (delta(g.wakeSeconds, pg.wakeSeconds) / wakes) * 1000 : 0,
+      });
+    }
     if (points.length > METRIC_KEEP) points.shift();
     charts.forEach((c) => c.draw(points));
+    if (g) gatewayCharts.forEach((c) => c.draw(points));
   });
 }
 
