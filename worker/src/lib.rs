@@ -22,7 +22,8 @@
 //!   its own blocking-pool thread; [`capacity`]: how many connections the
 //!   process's limits allow.
 //! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
-//! - [`check`]: the summary printed by `nur-worker check`.
+//! - [`check`]: the summary printed by `nur-worker check`; [`compile`]:
+//!   `nur-worker compile`, an artifact to a file or to object storage.
 //! - `sys`: the system calls (`mmap`, `mprotect`, `madvise`,
 //!   `process_madvise`, `pidfd_open`, `poll`, `read`) behind safe wrappers;
 //!   the crate denies `unsafe` code anywhere else but where wasmer's traits
@@ -35,6 +36,7 @@ pub mod admin;
 pub mod artifact;
 pub mod capacity;
 pub mod check;
+pub mod compile;
 pub mod config;
 pub mod connection;
 pub mod deadline;

@@ -12,7 +12,6 @@ use nur_worker::admin::{self, Status};
 use nur_worker::check;
 use nur_worker::config::ServeArgs;
 use nur_worker::connection::Context;
-use nur_worker::guest::Function;
 use nur_worker::{capacity, server, startup};
 
 #[derive(Parser)]
@@ -46,13 +45,7 @@ enum Command {
         url: String,
     },
     /// Compile a module ahead of time into an artifact for `serve --artifact`.
-    Compile {
-        /// The module: a path or URL (file, s3, gs, az, http(s)) to .wasm, .wasm.zst or .wat.
-        url: String,
-        /// Where to write the artifact.
-        #[arg(short, long)]
-        output: std::path::PathBuf,
-    },
+    Compile(nur_worker::compile::CompileArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,7 +64,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Compile { url, output } => match compile(&url, &output) {
+        Command::Compile(args) => match compile(&args) {
             Ok(line) => {
                 println!("{line}");
                 ExitCode::SUCCESS
@@ -130,23 +123,11 @@ fn check(url: &str) -> anyhow::Result<String> {
     Ok(check::summary(&module))
 }
 
-fn compile(url: &str, output: &std::path::Path) -> anyhow::Result<String> {
+fn compile(args: &nur_worker::compile::CompileArgs) -> anyhow::Result<String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let module = runtime.block_on(nur_module::load(url))?;
-    let engine = Function::engine(&nur_worker::config::Limits::default());
-    let (compiled, took) = Function::compile(&engine, &module)?;
-    let bytes = nur_worker::artifact::encode(&engine, &module.sha256, &compiled)?;
-    std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
-    Ok(format!(
-        "{}: {} bytes, sha256 {} (module sha256 {}, compiled in {} ms)",
-        output.display(),
-        bytes.len(),
-        nur_module::sha256_hex(&bytes),
-        module.sha256,
-        took.as_millis()
-    ))
+    runtime.block_on(nur_worker::compile::run(args))
 }
 
 fn serve(mut args: ServeArgs) -> anyhow::Result<()> {

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use nur_module::{Module, Policy, Settings, Source};
 
 use crate::artifact::{self, Cache};
@@ -96,13 +95,28 @@ pub async fn load_module(url: &str, static_credentials: bool) -> anyhow::Result<
 
 /// The static credential variables of the environment, with
 /// `--static-credentials`.
-fn store_variables(static_credentials: bool) -> Option<BTreeMap<String, String>> {
+pub fn store_variables(static_credentials: bool) -> Option<BTreeMap<String, String>> {
     static_credentials.then(|| nur_module::policy::allowed_variables(std::env::vars()))
 }
 
 /// Only `variables` when given, else the whole environment.
-fn settings(variables: Option<&BTreeMap<String, String>>) -> Settings<'_> {
+pub fn settings(variables: Option<&BTreeMap<String, String>>) -> Settings<'_> {
     variables.map_or(Settings::Environment, Settings::Variables)
+}
+
+/// The bytes of the artifact at `url`, when their sha256 is `pin`.
+async fn fetch_artifact(
+    url: &str,
+    pin: Option<&str>,
+    static_credentials: bool,
+) -> anyhow::Result<Vec<u8>> {
+    let variables = store_variables(static_credentials);
+    let settings = settings(variables.as_ref());
+    let bytes = Source::parse_with(url, settings, &Policy::TRUSTED)?
+        .fetch()
+        .await?;
+    verify_digest(url, &nur_module::sha256_hex(&bytes), pin)?;
+    Ok(bytes)
 }
 
 /// Refuses a module whose digest differs from the pin, naming both.
@@ -146,17 +160,17 @@ async fn function(
     Function::check_limits(module, limits)?;
     let engine = Function::engine(limits);
     let started = std::time::Instant::now();
+    // An artifact that cannot be had or used costs a compile, never the
+    // function: the module itself is pinned and checked.
     let artifact_bytes = match &args.artifact {
-        Some(url) => {
-            let variables = store_variables(args.static_credentials);
-            let settings = settings(variables.as_ref());
-            let bytes = Source::parse_with(url, settings, &Policy::TRUSTED)?
-                .fetch()
-                .await?;
-            let actual = nur_module::sha256_hex(&bytes);
-            verify_digest(url, &actual, args.artifact_sha256.as_deref())?;
-            Some(bytes)
-        }
+        Some(url) => fetch_artifact(
+            url,
+            args.artifact_sha256.as_deref(),
+            args.static_credentials,
+        )
+        .await
+        .inspect_err(|e| tracing::warn!("--artifact not used, compiling instead: {e:#}"))
+        .ok(),
         None => None,
     };
     let cache = args.cache_dir.as_deref().map(Cache::new).transpose()?;
@@ -165,9 +179,10 @@ async fn function(
     let (compiled, origin) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let engine = engine_for_work;
         if let Some(bytes) = artifact_bytes {
-            let compiled =
-                artifact::decode(&engine, &module_sha, &bytes).context("--artifact refused")?;
-            return Ok((compiled, Origin::Artifact));
+            match artifact::decode(&engine, &module_sha, &bytes) {
+                Ok(compiled) => return Ok((compiled, Origin::Artifact)),
+                Err(e) => tracing::warn!("--artifact not used, compiling instead: {e:#}"),
+            }
         }
         if let Some(compiled) = cache.as_ref().and_then(|c| c.load(&engine, &module_sha)) {
             return Ok((compiled, Origin::Cache));

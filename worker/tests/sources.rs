@@ -218,36 +218,66 @@ fn an_ahead_of_time_artifact_is_served_only_when_its_digest_is_pinned() {
     assert_eq!(native_code(&worker), "artifact");
     assert_eq!(worker.request(b"hi"), ECHO);
 
+    // An artifact that cannot be used costs a compile, never the function:
+    // a wrong pin, an artifact of another module, one that is not there.
     let wrong = "cd".repeat(32);
-    let failed = serve(
+    let compiled = serve(
         &vars,
         module,
         &["--artifact", &artifact, "--artifact-sha256", &wrong],
     )
-    .err()
-    .expect("refused");
+    .unwrap();
+    assert_eq!(native_code(&compiled), "compiled");
     assert!(
-        failed.logs.contains(&format!(
-            "{artifact}: sha256 is {digest}, but the pin is {wrong}"
-        )),
-        "{}",
-        failed.logs
+        compiled
+            .wait_log(
+                &[&format!(
+                    "{artifact}: sha256 is {digest}, but the pin is {wrong}"
+                )],
+                Duration::from_secs(1),
+            )
+            .is_some(),
+        "{:?}",
+        compiled.logs()
     );
+    assert_eq!(compiled.request(b"hi"), ECHO);
 
     let other = examples::path("c-hello.wasm");
-    let failed = serve(
+    let compiled = serve(
         &vars,
         other.to_str().unwrap(),
         &["--artifact", &artifact, "--artifact-sha256", &digest],
     )
-    .err()
-    .expect("refused");
+    .unwrap();
+    assert_eq!(native_code(&compiled), "compiled");
     assert!(
-        failed
-            .logs
-            .contains("the artifact was built for module sha256"),
-        "{}",
-        failed.logs
+        compiled
+            .wait_log(
+                &[
+                    "--artifact not used",
+                    "the artifact was built for module sha256",
+                ],
+                Duration::from_secs(1),
+            )
+            .is_some(),
+        "{:?}",
+        compiled.logs()
+    );
+
+    let missing = format!("{artifact}.missing");
+    let compiled = serve(
+        &vars,
+        module,
+        &["--artifact", &missing, "--artifact-sha256", &digest],
+    )
+    .unwrap();
+    assert_eq!(native_code(&compiled), "compiled");
+    assert!(
+        compiled
+            .wait_log(&["--artifact not used"], Duration::from_secs(1))
+            .is_some(),
+        "{:?}",
+        compiled.logs()
     );
 
     let unpinned = Command::new(BIN)
@@ -258,5 +288,83 @@ fn an_ahead_of_time_artifact_is_served_only_when_its_digest_is_pinned() {
         unpinned.status.code(),
         Some(2),
         "--artifact needs --artifact-sha256"
+    );
+}
+
+#[test]
+fn compile_stores_an_artifact_beside_the_module_and_reports_its_sha256() {
+    let env = testenv!();
+    let module = upload(&env, "stored/echo.wasm", echo_bytes());
+    let module_digest = nur_module::sha256_hex(&echo_bytes());
+    let artifact = format!("{module}.{}.artifact", &module_digest[..16]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("termination-log");
+    let vars = aws(&env);
+    let out = Command::new(BIN)
+        .args([
+            "compile",
+            &module,
+            "--upload",
+            &artifact,
+            "--sha256",
+            &module_digest,
+        ])
+        .args([
+            "--static-credentials",
+            "--termination-log",
+            log.to_str().unwrap(),
+        ])
+        .envs(&vars)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let message = std::fs::read_to_string(&log).unwrap();
+    let sha = message
+        .strip_prefix("artifact-sha256 ")
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("{message}"));
+    assert_eq!(sha.len(), 64, "{message}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(sha));
+
+    // Pinned by that sha256, a worker loads it instead of compiling.
+    let worker = serve(
+        &vars,
+        &module,
+        &[
+            "--sha256",
+            &module_digest,
+            "--artifact",
+            &artifact,
+            "--artifact-sha256",
+            sha,
+        ],
+    )
+    .unwrap();
+    assert_eq!(native_code(&worker), "artifact");
+    assert_eq!(worker.request(b"hi"), ECHO);
+
+    // Other bytes than the pin: nothing compiled or stored, and the
+    // termination message says why.
+    let wrong = "ab".repeat(32);
+    let out = Command::new(BIN)
+        .args([
+            "compile",
+            &module,
+            "--upload",
+            &format!("{artifact}.2"),
+            "--sha256",
+            &wrong,
+        ])
+        .args(["--termination-log", log.to_str().unwrap()])
+        .envs(&vars)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let message = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        message.contains(&format!(
+            "sha256 is {module_digest}, but the pin is {wrong}"
+        )),
+        "{message}"
     );
 }
