@@ -4,6 +4,9 @@
     gateway.py probe --addr HOST:PORT --request TEXT --label L [--expect-prefix P] [--expect-suffix S]
         One request on a new connection, timed from just before its first
         byte is written to the end of the answer (EOF): one JSON line.
+    gateway.py serving-line --label L
+        The worker's `serving` log line on stdin (text or JSON) as one JSON
+        record: label L/ORIGIN (native_code), ms its load_ms.
     gateway.py free-port
         A free TCP port on 127.0.0.1.
     gateway.py ready-zero FILE
@@ -18,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import re
 import socket
 import sys
 import time
@@ -70,6 +74,21 @@ def probe(args):
         record.update({"ok": False, "error": str(e)})
     print(json.dumps(record))
     return 0 if record["ok"] else 1
+
+
+def serving_line(args):
+    """The worker's `serving` log line on stdin, as a probe-like record:
+    ms = its load_ms, the label suffixed with its native_code origin."""
+    for line in sys.stdin:
+        if " serving " not in line and '"serving"' not in line:
+            continue
+        origin = re.search(r'native_code"?[=:]"?(\w+)', line)
+        took = re.search(r'load_ms"?[=:](\d+)', line)
+        if origin and took:
+            print(json.dumps({"label": "%s/%s" % (args.label, origin.group(1)), "kind": "probe",
+                              "ok": True, "ms": float(took.group(1))}))
+            return 0
+    return 1
 
 
 def free_port(_args):
@@ -264,6 +283,8 @@ def main():
     p.add_argument("--expect-prefix", default="HTTP/1.1 200 OK\\r\\n")
     p.add_argument("--expect-suffix", default="")
     p.add_argument("--timeout", type=float, default=90.0)
+    p = sub.add_parser("serving-line")
+    p.add_argument("--label", required=True)
     sub.add_parser("free-port")
     p = sub.add_parser("ready-zero")
     p.add_argument("file")
@@ -273,7 +294,7 @@ def main():
     p.add_argument("--name", required=True)
     p.add_argument("--meta")
     args = parser.parse_args()
-    return {"probe": probe, "free-port": free_port, "ready-zero": ready_zero, "report": report}[args.command](args) or 0
+    return {"probe": probe, "serving-line": serving_line, "free-port": free_port, "ready-zero": ready_zero, "report": report}[args.command](args) or 0
 
 
 if __name__ == "__main__":

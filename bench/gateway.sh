@@ -15,14 +15,19 @@
 #  4. scale to zero: echo with scaleToZero {idleAfter: 5s} (host nap.bench),
 #     WAKES times: wait until it is at zero, time one request through the
 #     gateway, then the same request to it awake; the same for markdown.wasm
-#     (host md.bench) MD_WAKES times;
+#     (host md.bench) MD_WAKES times; each woken pod's native-code origin
+#     and load time from its `serving` log line; then, as the baseline of
+#     the operator's compile Job, the operator upgraded to
+#     operator.compileArtifacts=false and markdown woken MD_WAKES times
+#     again, its pods compiling the module themselves;
 #  5. the namespace, the release, the uploads and the gateway go at the end.
 #
 # Needs `make testenv` with the real node (.testenv/env names
 # NUR_TESTENV_NODE_SELECTOR). Knobs (environment): CLIENTS=16 DURATION=10
 # WARMUP=2 ROUNDS=2 (direct/gateway pairs per function, the order swapped
 # each round) LIGHT_CLIENTS=1 (one more pair each at this many clients; 0: none) WAKES=20 MD_WAKES=3
-# IDLE_AFTER=5s SKIP_BUILD=1 SKIP_LOAD=1 SKIP_WAKE=1 KEEP=1 (leave the
+# IDLE_AFTER=5s SKIP_BUILD=1 SKIP_LOAD=1 SKIP_WAKE=1 SKIP_COMPILED=1 (no
+# compileArtifacts=false baseline) KEEP=1 (leave the
 # namespace) RESULTS_NAME=NAME (results/NAME.{json,md}).
 set -euo pipefail
 
@@ -339,17 +344,23 @@ fi
 
 # --- 4. scale to zero ----------------------------------------------------------------
 
-# wakes NAME REQUEST SUFFIX COUNT: COUNT times, at zero, one request timed
-# through the gateway (wake/NAME), then the same request awake (warm/NAME).
+# wakes NAME REQUEST SUFFIX COUNT [CASE]: COUNT times, at zero, one request
+# timed through the gateway (wake/CASE), then the same request awake
+# (warm/CASE), then how the woken pod got its native code
+# (load/CASE/ORIGIN: the load_ms of its `serving` line). CASE is NAME
+# unless given.
 wakes() {
-    local i
+    local i case="${5:-$1}"
     for i in $(seq "$4"); do
         wait_zero "$1"
-        python3 bench/gateway.py probe --addr "$gw" --request "$2" --expect-suffix "$3" --label "wake/$1" \
+        python3 bench/gateway.py probe --addr "$gw" --request "$2" --expect-suffix "$3" --label "wake/$case" \
             >>"$records" || log "wake $i of $1 failed: $(tail -n1 "$records")"
-        python3 bench/gateway.py probe --addr "$gw" --request "$2" --expect-suffix "$3" --label "warm/$1" \
+        python3 bench/gateway.py probe --addr "$gw" --request "$2" --expect-suffix "$3" --label "warm/$case" \
             >>"$records" || log "warm request $i of $1 failed: $(tail -n1 "$records")"
-        log "$1 $i/$4: $(tail -n2 "$records" | python3 -c 'import json,sys; print(", ".join("%s %.1f ms" % (r["label"], r.get("ms", -1)) for r in map(json.loads, sys.stdin)))')"
+        kubectl logs -n "$ns" -l "app.kubernetes.io/instance=$1" --tail=-1 2>/dev/null |
+            python3 bench/gateway.py serving-line --label "load/$case" >>"$records" ||
+            log "no serving line of $1 after wake $i"
+        log "$1 $i/$4: $(tail -n3 "$records" | python3 -c 'import json,sys; print(", ".join("%s %.1f ms" % (r["label"], r.get("ms", -1)) for r in map(json.loads, sys.stdin)))')"
     done
 }
 
@@ -366,6 +377,19 @@ if [ -z "${SKIP_WAKE:-}" ]; then
   scaleToZero: {idleAfter: $IDLE_AFTER}
   routes: {http: [{host: md.bench}]}"
         wakes md "$md_request" '</p>\n' "$MD_WAKES"
+        if [ -z "${SKIP_COMPILED:-}" ]; then
+            # The baseline: the same function, its pods compiling the module.
+            helm upgrade "$release" charts/nur --namespace "$ns" --wait --timeout 2m \
+                "${sets[@]}" --set operator.compileArtifacts=false >"$work/helm-upgrade.out"
+            deadline=$((SECONDS + 120))
+            until ! kubectl get deployment md -n "$ns" -o jsonpath='{.spec.template.spec.containers[0].args}' |
+                grep -q -- --artifact; do
+                [ $SECONDS -lt $deadline ] || { echo "gateway.sh: md still pinned to its artifact" >&2; exit 1; }
+                sleep 0.5
+            done
+            log "operator upgraded to compileArtifacts=false; md unpinned"
+            wakes md "$md_request" '</p>\n' "$MD_WAKES" md-compiled
+        fi
     fi
 fi
 

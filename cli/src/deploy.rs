@@ -53,7 +53,7 @@ pub struct Deployed {
 }
 
 /// Reasons of Ready=False that the operator moves past by itself.
-const PASSING: &[&str] = &["Progressing", "Pending", "StorageUnreachable"];
+const PASSING: &[&str] = &["Progressing", "Pending", "StorageUnreachable", "Compiling"];
 
 /// Deploys one function (built as `built`) and waits up to `timeout`.
 pub async fn deploy(
@@ -163,6 +163,9 @@ async fn wait_ready(
             _ => {}
         }
         line.step(match ready {
+            Some(c) if seen && c.reason == "Compiling" => {
+                "compiling its native code, once for every pod".to_string()
+            }
             Some(c) if seen => format!(
                 "rolling out: {}/{} pods ready ({})",
                 st.ready_replicas.unwrap_or(0),

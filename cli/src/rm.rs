@@ -1,6 +1,7 @@
 //! `nur rm NAME`: deletes the NurFunction (the operator's objects go with
 //! it, by owner reference, first) and waits until it is gone. Its module stays in the store, unless
-//! `--purge` and no other function of the namespace serves the same bytes.
+//! `--purge` and no other function of the namespace serves the same bytes;
+//! then the native code the operator stored beside it goes too.
 
 use kube::api::{DeleteParams, ListParams};
 
@@ -42,6 +43,11 @@ const GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
 pub async fn rm(cluster: &Cluster, name: &str, purge: bool) -> Result<Module, RmError> {
     let f = status::get(cluster, name).await?;
     let url = f.spec.module.url.clone();
+    let artifact = f
+        .status
+        .as_ref()
+        .and_then(|s| s.module.as_ref()?.artifact.as_ref())
+        .map(|a| a.url.clone());
     cluster
         .functions()
         .delete(name, &DeleteParams::foreground())
@@ -80,9 +86,13 @@ pub async fn rm(cluster: &Cluster, name: &str, purge: bool) -> Result<Module, Rm
     if !others.is_empty() {
         return Ok(Module::Shared(url, others));
     }
-    Store::delete(&url).await.map_err(|source| RmError::Purge {
-        name: name.into(),
-        source,
-    })?;
+    for object in std::iter::once(&url).chain(&artifact) {
+        Store::delete(object)
+            .await
+            .map_err(|source| RmError::Purge {
+                name: name.into(),
+                source,
+            })?;
+    }
     Ok(Module::Purged(url))
 }

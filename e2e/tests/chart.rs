@@ -99,7 +99,7 @@ fn defaults_render_a_hardened_least_privilege_operator() {
     let objects = render(&env, &[]).unwrap();
     let version = chart_app_version();
 
-    // RBAC: no wildcard anywhere, no Pods, Secrets only read one by one
+    // RBAC: no wildcard anywhere, Pods only listed, Secrets only read one by one
     // (the credentialsSecret a function names, never listed or watched),
     // and the ClusterRole bound cluster-wide to the chart's own
     // ServiceAccount.
@@ -112,9 +112,18 @@ fn defaults_render_a_hardened_least_privilege_operator() {
                         let v = v.as_str().unwrap();
                         assert!(!v.contains('*'), "wildcard in {kind} {field}: {rule}");
                         assert!(
-                            !matches!(v, "pods" | "pods/exec" | "nodes"),
+                            !matches!(v, "pods/exec" | "pods/log" | "nodes"),
                             "{kind} grants {v}: {rule}"
                         );
+                        // Pods only to list: the compile Job's pod, whose
+                        // termination message carries the artifact's sha256.
+                        if v == "pods" {
+                            assert_eq!(
+                                rule["verbs"],
+                                serde_json::json!(["list"]),
+                                "{kind}: {rule}"
+                            );
+                        }
                     }
                 }
             }
@@ -242,6 +251,8 @@ fn defaults_render_a_hardened_least_privilege_operator() {
         ),
         ("secrets", &["get"]),
         ("events", &["create", "patch"]),
+        ("jobs", &["list", "watch", "create"]),
+        ("pods", &["list"]),
     ] {
         assert_eq!(verbs(resource), serde_json::json!(want), "{resource}");
     }

@@ -145,14 +145,24 @@ async fn nur_deploys_the_original_nurfile_and_calls_logs_redeploys_and_removes()
         );
     }
     assert!(out.contains("ready 2"), "echo has 2 replicas: {out}");
+    // In the store: the three modules by digest, and beside each the
+    // native code the operator's compile Job stored for it.
     let uploaded = objects(&env, &prefix).await;
-    assert_eq!(uploaded.len(), 3, "{uploaded:?}");
-    assert!(
-        uploaded
-            .iter()
-            .all(|k| k.starts_with(&format!("{prefix}/sha256/")) && k.ends_with(".wasm.zst")),
-        "{uploaded:?}"
-    );
+    let modules: Vec<&String> = uploaded
+        .iter()
+        .filter(|k| k.ends_with(".wasm.zst"))
+        .collect();
+    assert_eq!(modules.len(), 3, "{uploaded:?}");
+    for m in &modules {
+        assert!(m.starts_with(&format!("{prefix}/sha256/")), "{uploaded:?}");
+        let digest = &m[m.len() - ".wasm.zst".len() - 64..m.len() - ".wasm.zst".len()];
+        let artifact = format!("{m}.{}.artifact", &digest[..16]);
+        assert!(
+            uploaded.contains(&artifact),
+            "no {artifact} in {uploaded:?}"
+        );
+    }
+    assert_eq!(uploaded.len(), 6, "{uploaded:?}");
 
     // The function answers through `nur call`, by either of its names.
     let answer = ok(nur(&env, d, &["call", "🐄 cowsay", "--data", "moo"]));
@@ -235,7 +245,8 @@ async fn nur_deploys_the_original_nurfile_and_calls_logs_redeploys_and_removes()
         after["cowsay"] > before["cowsay"],
         "{before:?} -> {after:?}"
     );
-    assert_eq!(objects(&env, &prefix).await.len(), 4);
+    // One more module and its native code.
+    assert_eq!(objects(&env, &prefix).await.len(), 8);
     let answer = ok(nur(&env, d, &["call", "cowsay", "--http", "GET /moo"]));
     assert!(answer.ends_with("Moo from cowsay!\n"), "{answer}");
     // Its status names the rollout to the new digest.
@@ -312,6 +323,16 @@ async fn nur_deploys_the_original_nurfile_and_calls_logs_redeploys_and_removes()
     );
 
     // rm: the module stays unless --purge.
+    let echo_digest = nur_e2e::realnode::nurfunctions(&ns)
+        .await
+        .get("echo")
+        .await
+        .unwrap()
+        .data["status"]["module"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
     let out = ok(nur(&env, d, &["rm", "echo", "--purge"]));
     assert!(out.contains("deleted echo and its module s3://"), "{out}");
     let out = ok(nur(&env, d, &["rm", "hello-world"]));
@@ -319,7 +340,10 @@ async fn nur_deploys_the_original_nurfile_and_calls_logs_redeploys_and_removes()
         out.contains("deleted hello-world; its module stays at s3://"),
         "{out}"
     );
-    assert_eq!(objects(&env, &prefix).await.len(), 3);
+    // echo's module and its native code went with --purge.
+    let left = objects(&env, &prefix).await;
+    assert_eq!(left.len(), 6, "{left:?}");
+    assert!(!left.iter().any(|k| k.contains(&echo_digest)), "{left:?}");
     let err = failed(nur(&env, d, &["status", "echo"]));
     assert!(err.contains("no function \"echo\" in namespace"), "{err}");
     let ls = ok(nur(&env, d, &["ls"]));

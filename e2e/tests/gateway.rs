@@ -8,7 +8,8 @@
 //! routes by path, host and method, a route conflict on the status, a TLS
 //! route by server name, a TCP port route, keep-alive, the gateway's own
 //! 400/404/408/431/503 answers, and a rollout of a routed function under
-//! load with no failed request.
+//! load with no failed request. A function at zero is woken by its next
+//! client, with the operator and then a gateway restarted mid-wake.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -551,6 +552,38 @@ async fn an_idle_function_goes_to_zero_and_its_next_client_wakes_it() {
     assert!(delete.status().unwrap().success());
     let answer = held.await.unwrap();
     assert!(answer.ends_with("wake"), "{answer}");
+
+    // A gateway restarted mid-wake: told to stop (SIGTERM) while it holds
+    // a client for a function at zero, it still answers that client (a
+    // held connection is in flight, drained like any other) and exits 0;
+    // the gateway started in its place routes the next client.
+    wait_scaled_to_zero(&ns, "napper").await;
+    let mut restarted = start_gateway(&env, &ns, "90s");
+    let http = restarted.http;
+    let held =
+        tokio::task::spawn_blocking(move || send_within(http, request, Duration::from_secs(90)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &restarted.process.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let answer = held.await.unwrap();
+    assert!(answer.ends_with("wake"), "{answer}");
+    let exited = eventually("the stopped gateway exits", T, || {
+        let status = restarted.process.try_wait();
+        async move { status }
+    })
+    .await
+    .unwrap();
+    assert!(exited.success(), "{exited}: {}", restarted.process.log());
+    let successor = start_gateway(&env, &ns, "90s");
+    let http = successor.http;
+    let answer = tokio::task::spawn_blocking(move || send(http, request))
+        .await
+        .unwrap();
+    assert!(answer.ends_with("wake"), "{answer}");
+    drop(successor.process);
 
     // Back to zero once the load stops; a load that starts at zero loses
     // nothing while the function wakes.

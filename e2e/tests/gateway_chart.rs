@@ -6,20 +6,26 @@
 //! ClusterIP of the `<release>-gateway` Service, port 80, and through each
 //! gateway pod; a function scaled to zero woken by its next client through
 //! that Service (the gateway writes its wake request on the NurFunction
-//! with the chart's RBAC only).
+//! with the chart's RBAC only). With the chart's default
+//! `operator.compileArtifacts`, each module is compiled once by a Job into
+//! an artifact beside it in MinIO, and the pods, the woken one too, load
+//! that native code instead of compiling.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::ListParams;
+use kube::api::{ListParams, LogParams};
 use nur_e2e::realnode::{
     T, deploy, install_on_real_node_with, nurfunctions, pod_ready, ready_reason, release_name,
     wait_ready,
 };
 use nur_testkit::net::{http_get, read_to_close};
-use nur_testkit::{eventually, examples, testenv};
+use nur_testkit::{TestEnv, TestNamespace, eventually, examples, testenv};
+use object_store::ObjectStoreExt;
 
 /// The uids (real, effective, saved, filesystem) of every process on this
 /// machine that runs `argv0` with the argument `arg` (a container's
@@ -70,6 +76,102 @@ async fn send(addr: SocketAddr, request: &'static [u8], wait: Duration) -> (Stri
     })
     .await
     .unwrap()
+}
+
+/// The log of every pod of function `name` that is serving.
+async fn serving_lines(ns: &TestNamespace, name: &str) -> Vec<String> {
+    let pods = ns.api::<Pod>();
+    let lp = ListParams::default().labels(&format!(
+        "app.kubernetes.io/name=nur-function,app.kubernetes.io/instance={name}"
+    ));
+    let mut lines = Vec::new();
+    for p in pods.list(&lp).await.unwrap().items {
+        let log = pods
+            .logs(&p.metadata.name.unwrap(), &LogParams::default())
+            .await
+            .unwrap();
+        lines.extend(
+            log.lines()
+                .filter(|l| l.contains("serving"))
+                .map(String::from),
+        );
+    }
+    lines
+}
+
+/// Function `name` (module digest `sha256`) has its native code compiled
+/// once: its compile Job succeeded, the artifact it stored is in MinIO with
+/// the sha256 the status names, the Deployment pins that artifact and every
+/// serving pod loaded it instead of compiling.
+async fn assert_compiled_once(env: &TestEnv, ns: &TestNamespace, name: &str, sha256: &str) {
+    let functions = nurfunctions(ns).await;
+    let f = eventually(&format!("{name} NativeCode=True"), T, || {
+        let functions = functions.clone();
+        async move {
+            let f = functions.get(name).await.ok()?;
+            f.data["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| {
+                    c["type"] == "NativeCode" && c["status"] == "True" && c["reason"] == "Compiled"
+                })
+                .then_some(f)
+        }
+    })
+    .await
+    .unwrap();
+    let artifact = &f.data["status"]["module"]["artifact"];
+    assert_eq!(
+        artifact["moduleDigest"],
+        format!("sha256:{sha256}"),
+        "{artifact}"
+    );
+    let url = artifact["url"].as_str().unwrap();
+    let pinned = artifact["sha256"].as_str().unwrap();
+    assert!(
+        url.ends_with(&format!(".wasm.{}.artifact", &sha256[..16])),
+        "{url}"
+    );
+    assert_eq!(pinned.len(), 64, "{artifact}");
+
+    let job = ns
+        .api::<Job>()
+        .get(&format!("{name}-compile-{}", &sha256[..10]))
+        .await
+        .unwrap();
+    assert_eq!(job.status.unwrap().succeeded, Some(1));
+
+    let prefix = format!("s3://{}/", env.bucket());
+    let key = url.strip_prefix(&prefix).unwrap();
+    let stored = env
+        .object_store()
+        .unwrap()
+        .get(&object_store::path::Path::from(key))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(nur_module::sha256_hex(&stored), pinned, "{url}");
+
+    let deployment = ns.api::<Deployment>().get(name).await.unwrap();
+    let args = deployment.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    let pin = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .map(|i| args[i + 1].as_str())
+    };
+    assert_eq!(pin("--artifact"), Some(url), "{args:?}");
+    assert_eq!(pin("--artifact-sha256"), Some(pinned), "{args:?}");
+
+    let lines = serving_lines(ns, name).await;
+    assert!(!lines.is_empty(), "no pod of {name} serving");
+    for l in &lines {
+        assert!(l.contains("native_code") && l.contains("artifact"), "{l}");
+    }
 }
 
 #[tokio::test]
@@ -123,6 +225,7 @@ async fn the_charts_gateway_routes_and_wakes_functions_through_its_cluster_ip() 
     )
     .await;
     wait_ready(&ns, "hello", &hello, 1).await;
+    assert_compiled_once(&env, &ns, "hello", &hello).await;
     let functions = nurfunctions(&ns).await;
     eventually("hello Routed", T, || {
         let functions = functions.clone();
@@ -211,4 +314,6 @@ async fn the_charts_gateway_routes_and_wakes_functions_through_its_cluster_ip() 
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(answer.ends_with("wake"), "{answer}");
     eprintln!("napper woken and answered through {addr} in {took:?}");
+    // The woken pod loaded the artifact compiled before it slept.
+    assert_compiled_once(&env, &ns, "napper", &napper).await;
 }

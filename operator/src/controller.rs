@@ -3,7 +3,9 @@
 //! 1. validate: the spec ([`Input::new`], pure) and what the operator's
 //!    [`SpecPolicy`] allows, then the module ([`crate::module_check`]). A
 //!    module that cannot be served sets ModuleValid=False, emits an Event and
-//!    applies nothing: running pods are left alone.
+//!    applies nothing: running pods are left alone. With
+//!    [`Config::compile_artifacts`], its native code is compiled once per
+//!    digest ([`crate::native_code`]); the rollout waits for it.
 //! 2. build: the pure builders ([`crate::deployment`], [`crate::service`],
 //!    [`crate::hpa`], [`crate::pdb`]).
 //! 3. apply: server-side apply ([`crate::apply`]); an HPA or PDB no longer
@@ -20,6 +22,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Patch, PatchParams};
@@ -34,6 +37,7 @@ use crate::health::Metrics;
 use crate::idle::Sleep;
 use crate::meta::{FIELD_MANAGER, Input, InvalidSpec, MANAGED_BY_SELECTOR};
 use crate::module_check::{self, Checked, ModuleChecker};
+use crate::native_code::{self, Native};
 use crate::reason::Reason;
 use crate::spec_policy::SpecPolicy;
 use crate::{deployment, hpa, pdb, service, status};
@@ -64,6 +68,9 @@ pub struct Config {
     pub spec_policy: SpecPolicy,
     /// The gateway's TCP route ports (a route outside is not taken).
     pub tcp_ports: std::ops::RangeInclusive<u16>,
+    /// Compile each module digest once, in a Job, and have the pods load
+    /// the stored native code (modules in object storage only).
+    pub compile_artifacts: bool,
 }
 
 impl Config {
@@ -92,6 +99,7 @@ impl Default for Config {
             storage_bound: Duration::from_secs(30),
             spec_policy: SpecPolicy::default(),
             tcp_ports: crate::routes::DEFAULT_TCP_PORTS,
+            compile_artifacts: false,
         }
     }
 }
@@ -111,6 +119,9 @@ pub enum Error {
     /// Applying an owned object failed; retried.
     #[error(transparent)]
     Apply(#[from] apply::Error),
+    /// The compile Job could not be created or read; retried.
+    #[error(transparent)]
+    NativeCode(#[from] native_code::Error),
     /// Writing the status failed; retried.
     #[error("status: {0}")]
     Status(#[source] kube::Error),
@@ -129,6 +140,8 @@ pub struct OwnedObjects {
     pub services: Applied<Service>,
     pub hpas: Applied<HorizontalPodAutoscaler>,
     pub pdbs: Applied<PodDisruptionBudget>,
+    /// The compile Jobs (fed only with [`Config::compile_artifacts`]).
+    pub jobs: reflector::Store<Job>,
 }
 
 /// Shared state of the reconcilers.
@@ -199,11 +212,24 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, identity
     let (services, services_cache) = owned_stream::<Service>(&client, &ns, applies);
     let (hpas, hpas_cache) = owned_stream::<HorizontalPodAutoscaler>(&client, &ns, applies);
     let (pdbs, pdbs_cache) = owned_stream::<PodDisruptionBudget>(&client, &ns, applies);
+    // Compile Jobs are watched only when the operator makes them (and so
+    // has the rights to).
+    let (jobs_cache, jobs_writer) = reflector::store();
+    let jobs = if config.compile_artifacts {
+        watcher(api::<Job>(&client, ns.as_deref()), owned_watch())
+            .default_backoff()
+            .reflect(jobs_writer)
+            .touched_objects()
+            .boxed()
+    } else {
+        futures::stream::pending().boxed()
+    };
     let owned = OwnedObjects {
         deployments: deployments_cache,
         services: services_cache,
         hpas: hpas_cache,
         pdbs: pdbs_cache,
+        jobs: jobs_cache,
     };
     let all_functions = reader.clone();
     Controller::for_stream(functions, reader)
@@ -211,6 +237,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, identity
         .owns_stream(services)
         .owns_stream(hpas)
         .owns_stream(pdbs)
+        .owns_stream(jobs)
         .with_config(kube::runtime::controller::Config::default().concurrency(8))
         .shutdown_on_signal()
         .run(
@@ -317,10 +344,21 @@ async fn reconcile_stages(f: &NurFunction, ctx: &Context) -> Result<Action, Erro
             return Err(e.into());
         }
     };
-    // Stage 2: build (pure).
     let input = input
         .with_digest(&module.sha256)
         .with_default_resources(ctx.config.worker_resources.as_ref());
+    // Stage 1b: native code once per digest; a new digest waits for it.
+    let native = if ctx.config.compile_artifacts {
+        native_code::ensure(&ctx.client, &ctx.owned.jobs, &ctx.functions, f, &input).await?
+    } else {
+        Native::NotAhead
+    };
+    if let Native::Compiling { job } = &native {
+        patch_status(ctx, f, &status::compiling(f, job, &module.sha256)).await?;
+        return Ok(Action::requeue(Duration::from_secs(15)));
+    }
+    // Stage 2: build (pure).
+    let input = input.with_artifact(native.pin());
     let deployment = deployment::build(&input);
     let service = service::build(&input);
     let hpa = hpa::build(&input);
@@ -345,6 +383,30 @@ async fn reconcile_stages(f: &NurFunction, ctx: &Context) -> Result<Action, Erro
     // Stage 4: status.
     let status = status::servable(f, &input, &module, &applied);
     let status = status::routed(f, status, &route_outcome(ctx, f));
+    let status = status::native(f, status, &native);
+    let artifact =
+        |s: Option<&NurFunctionStatus>| s.and_then(|s| s.module.as_ref()?.artifact.clone());
+    if let Native::Known(known) = &native
+        && artifact(f.status.as_ref()).as_ref() != Some(known)
+    {
+        let (type_, reason, note) = match (&known.sha256, &known.problem) {
+            (Some(sha), _) => (
+                EventType::Normal,
+                "Compiled",
+                format!("native code stored at {} (sha256 {sha})", known.url),
+            ),
+            (None, problem) => (
+                EventType::Warning,
+                "CompileFailed",
+                format!(
+                    "{}; the pods compile the module themselves",
+                    problem.as_deref().unwrap_or("no artifact")
+                ),
+            ),
+        };
+        let action = format!("Compile-{}", &module.sha256[..12]);
+        publish(ctx, f, type_, reason, &action, note).await;
+    }
     let digest =
         |s: Option<&NurFunctionStatus>| s.and_then(|s| s.module.as_ref()).map(|m| m.digest.clone());
     if digest(f.status.as_ref()) != digest(Some(&status)) {

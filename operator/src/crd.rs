@@ -287,7 +287,9 @@ pub struct TcpRoute {
 #[serde(rename_all = "camelCase")]
 pub struct ScaleToZeroSpec {
     /// How long without a connection before the function goes to zero
-    /// pods, a duration like 30s, 5m or 1h30m. Required.
+    /// pods, a duration like 30s, 5m or 1h30m, counted from the last
+    /// connection through a gateway or from when the function last became
+    /// Ready or its compile Job ended, whichever is later. Required.
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub idle_after: String,
 }
@@ -444,6 +446,28 @@ pub struct ModuleStatus {
     /// What the module imports and exports, as the check saw it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abi: Option<AbiSummary>,
+    /// The module's native code, compiled once by a Job of the operator
+    /// and stored beside it, which every pod loads instead of compiling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactStatus>,
+}
+
+/// Native code compiled once for every pod of a module digest.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactStatus {
+    /// sha256:HEX of the module it was compiled from.
+    pub module_digest: String,
+    /// Where it is stored: the module's URL with `.<digest>.artifact`.
+    pub url: String,
+    /// Its sha256 (hex), which the pods are pinned to; absent when
+    /// compiling failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Why there is no artifact (the pods then compile the module
+    /// themselves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// The ABI summary of a checked module (what `nur-worker check` prints).

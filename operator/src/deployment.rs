@@ -40,6 +40,14 @@ pub fn worker_args(input: &Input) -> Vec<String> {
         "--drain-delay".into(),
         format!("{DRAIN_DELAY_SECONDS}s"),
     ];
+    if let Some((url, sha256)) = input.artifact {
+        args.extend([
+            "--artifact".into(),
+            url.into(),
+            "--artifact-sha256".into(),
+            sha256.into(),
+        ]);
+    }
     if spec.module.credentials_secret.is_some() {
         args.push("--static-credentials".into());
     }

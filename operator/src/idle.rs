@@ -1,7 +1,10 @@
 //! Scale to zero (pure): whether a function with spec.scaleToZero sleeps,
 //! from its last activity: the last connection nur-gateway saw
 //! (annotation `nur.dev/last-activity`), the last wake the gateway asked
-//! for (`nur.dev/wake`), or its creation; and when to look again.
+//! for (`nur.dev/wake`), when it last became Ready or its compile Job
+//! ended (so a function whose first pods took long, a compile or an image
+//! pull, still serves for idleAfter), or its creation; and when to look
+//! again.
 
 use std::time::Duration;
 
@@ -39,9 +42,23 @@ pub fn decide(f: &NurFunction, now: Timestamp) -> Result<Sleep, String> {
             .and_then(|a| a.get(key))
             .and_then(|v| v.parse::<Timestamp>().ok())
     };
+    let condition = |type_: &str| {
+        f.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+    };
+    let serving_since = condition("Ready")
+        .filter(|c| c.status == "True" && c.reason == "Ready")
+        .map(|c| c.last_transition_time.0);
+    // The compile Job's end: the first pods start only then.
+    let compiled_at = condition("NativeCode")
+        .filter(|c| c.status != "Unknown")
+        .map(|c| c.last_transition_time.0);
     let activity = [
         annotation(LAST_ACTIVITY),
         annotation(WAKE),
+        serving_since,
+        compiled_at,
         f.metadata.creation_timestamp.as_ref().map(|t| t.0),
     ]
     .into_iter()
@@ -117,6 +134,31 @@ mod tests {
             decide(&woken, at("2026-01-01T02:00:01Z")),
             Ok(Sleep::Awake { .. })
         ));
+        // Ready only at 00:04 (a long first rollout): idleAfter from then.
+        let mut slow: NurFunction = function("{}");
+        slow.status = serde_yaml::from_str(
+            "conditions: [{type: Ready, status: 'True', reason: Ready, message: '', \
+             lastTransitionTime: '2026-01-01T00:04:00Z'}]",
+        )
+        .unwrap();
+        assert_eq!(
+            decide(&slow, at("2026-01-01T00:05:00Z")),
+            Ok(Sleep::Awake {
+                check_in: Some(Duration::from_secs(240))
+            })
+        );
+        // Compiled at 00:04:30, never Ready yet: idleAfter from then.
+        slow.status = serde_yaml::from_str(
+            "conditions: [{type: NativeCode, status: 'True', reason: Compiled, message: '', \
+             lastTransitionTime: '2026-01-01T00:04:30Z'}]",
+        )
+        .unwrap();
+        assert_eq!(
+            decide(&slow, at("2026-01-01T00:05:00Z")),
+            Ok(Sleep::Awake {
+                check_in: Some(Duration::from_secs(270))
+            })
+        );
         // Without scaleToZero: always awake, nothing to look at.
         let mut plain = function("{}");
         plain.spec.scale_to_zero = None;

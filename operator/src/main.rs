@@ -54,6 +54,13 @@ struct RunArgs {
     /// function's TCP route outside them shows Routed=False.
     #[arg(long, env = "NUR_GATEWAY_TCP_PORTS", default_value = "7000-7009", value_parser = nur_operator::routes::parse_port_range)]
     gateway_tcp_ports: std::ops::RangeInclusive<u16>,
+    /// Compile each module digest once, in a Job running `nur-worker
+    /// compile` in the function's namespace, store the native code beside
+    /// the module and have the pods load it instead of compiling (modules
+    /// in object storage whose credentials may write there; otherwise the
+    /// pods compile, as without this flag).
+    #[arg(long, env = "NUR_COMPILE_ARTIFACTS")]
+    compile_artifacts: bool,
     /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, env = "NUR_HEALTH_LISTEN", default_value = "0.0.0.0:8081")]
     health_listen: SocketAddr,
@@ -196,7 +203,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         lost = elector.hold() => {
             metrics.set_leader(false);
-            Err(lost.into())
+            // Gone at once: nothing may be written after the Lease is lost,
+            // and a return would wait for the runtime's blocking tasks (and
+            // capture a backtrace when RUST_BACKTRACE is set) first.
+            tracing::error!(error = %lost, "stepping down");
+            eprintln!("Error: {lost}");
+            std::process::exit(1)
         }
     }
 }
@@ -222,6 +234,7 @@ fn config(args: &RunArgs) -> controller::Config {
             allow_service_annotations: args.spec.allow_service_annotations,
         },
         tcp_ports: args.gateway_tcp_ports.clone(),
+        compile_artifacts: args.compile_artifacts,
     }
 }
 

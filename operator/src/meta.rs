@@ -71,6 +71,9 @@ pub struct Input<'a> {
     pub resources: Option<&'a ResourceRequirements>,
     /// Scaled to zero for being idle (see [`crate::idle`]).
     pub asleep: bool,
+    /// The native code the pods load: (URL, hex sha256) of the artifact
+    /// (see [`Input::with_artifact`]).
+    pub artifact: Option<(&'a str, &'a str)>,
 }
 
 impl<'a> Input<'a> {
@@ -119,6 +122,7 @@ impl<'a> Input<'a> {
             image: spec.image.as_deref().unwrap_or(default_image),
             resources: spec.resources.as_ref(),
             asleep: false,
+            artifact: None,
         })
     }
 
@@ -131,6 +135,13 @@ impl<'a> Input<'a> {
     /// The function with its checked module's digest.
     pub fn with_digest(mut self, sha256: &'a str) -> Self {
         self.sha256 = sha256;
+        self
+    }
+
+    /// The pods load native code from the artifact at `url`, pinned by
+    /// `sha256`, instead of compiling the module.
+    pub fn with_artifact(mut self, artifact: Option<(&'a str, &'a str)>) -> Self {
+        self.artifact = artifact;
         self
     }
 

@@ -44,6 +44,12 @@ pub enum Reason {
     RouteConflict,
     /// A TCP route outside the gateway's ports.
     PortOutOfRange,
+    /// The module's native code is being compiled once for every pod.
+    Compiling,
+    /// Its native code was compiled and stored beside the module.
+    Compiled,
+    /// Compiling it once failed: the pods compile it themselves.
+    CompileFailed,
 }
 
 impl Reason {
@@ -73,6 +79,9 @@ impl Reason {
             Self::Routed => "Routed",
             Self::RouteConflict => "RouteConflict",
             Self::PortOutOfRange => "PortOutOfRange",
+            Self::Compiling => "Compiling",
+            Self::Compiled => "Compiled",
+            Self::CompileFailed => "CompileFailed",
         }
     }
 }

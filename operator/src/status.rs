@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use crate::crd::{ModuleStatus, NurFunction, NurFunctionStatus};
 use crate::meta::{Input, selector_string};
 use crate::module_check::{ModuleProblem, Servable};
+use crate::native_code::Native;
 use crate::reason::Reason;
 use crate::routes::Outcome;
 use crate::service;
@@ -24,6 +25,8 @@ pub enum ConditionType {
     Ready,
     /// The gateway holds every route of the function.
     Routed,
+    /// The module's native code was compiled once for every pod.
+    NativeCode,
 }
 
 impl ConditionType {
@@ -33,6 +36,7 @@ impl ConditionType {
             Self::Available => "Available",
             Self::Ready => "Ready",
             Self::Routed => "Routed",
+            Self::NativeCode => "NativeCode",
         }
     }
 }
@@ -192,6 +196,61 @@ pub fn routed(
     status
 }
 
+/// A new digest whose native code is being compiled: Ready=False
+/// (Compiling) while the rollout waits; the rest of the status is kept.
+pub fn compiling(f: &NurFunction, job: &str, sha256: &str) -> NurFunctionStatus {
+    let mut status = not_ready(
+        f,
+        Reason::Compiling,
+        &format!(
+            "compiling sha256:{sha256} once for every pod (Job {job}); the rollout waits for it"
+        ),
+    );
+    let mut c = Conditions::new(f, status.conditions);
+    c.set(
+        ConditionType::NativeCode,
+        Truth::Unknown,
+        Reason::Compiling,
+        &format!("Job {job} compiles the module"),
+    );
+    status.conditions = c.conditions;
+    status
+}
+
+/// `status` with the NativeCode condition and the artifact for `native`
+/// (neither when the module is not compiled ahead).
+pub fn native(
+    f: &NurFunction,
+    mut status: NurFunctionStatus,
+    native: &Native,
+) -> NurFunctionStatus {
+    let Native::Known(artifact) = native else {
+        return status;
+    };
+    let (truth, reason, message) = match (&artifact.sha256, &artifact.problem) {
+        (Some(sha), _) => (
+            Truth::True,
+            Reason::Compiled,
+            format!("pods load {} (sha256 {sha})", artifact.url),
+        ),
+        (None, problem) => (
+            Truth::False,
+            Reason::CompileFailed,
+            format!(
+                "{}; the pods compile the module themselves",
+                problem.as_deref().unwrap_or("no artifact")
+            ),
+        ),
+    };
+    let mut c = Conditions::new(f, status.conditions);
+    c.set(ConditionType::NativeCode, truth, reason, &message);
+    status.conditions = c.conditions;
+    if let Some(module) = &mut status.module {
+        module.artifact = Some(artifact.clone());
+    }
+    status
+}
+
 /// A servable module and the Deployment the API server holds now.
 pub fn servable(
     f: &NurFunction,
@@ -287,6 +346,7 @@ pub fn servable(
             digest: format!("sha256:{}", module.sha256),
             size: module.size as i64,
             abi: Some(module.abi.clone()),
+            artifact: None,
         }),
         replicas: Some(ds.replicas.unwrap_or(0)),
         ready_replicas: Some(ready_replicas),
@@ -350,6 +410,7 @@ mod tests {
                 digest: format!("sha256:{DIGEST}"),
                 size: 14135,
                 abi: Some(AbiSummary::default()),
+                artifact: None,
             })
         );
         assert_eq!((st.replicas, st.ready_replicas), (Some(3), Some(2)));
