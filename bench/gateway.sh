@@ -25,7 +25,7 @@
 # Needs `make testenv` with the real node (.testenv/env names
 # NUR_TESTENV_NODE_SELECTOR). Knobs (environment): CLIENTS=16 DURATION=10
 # WARMUP=2 ROUNDS=2 (direct/gateway pairs per function, the order swapped
-# each round) LIGHT_CLIENTS=1 (one more pair each at this many clients; 0: none) WAKES=20 MD_WAKES=3
+# each round) LIGHT_CLIENTS=1 (one more pair each at this many clients; 0: none) WAKES=20 MD_WAKES=20
 # IDLE_AFTER=5s SKIP_BUILD=1 SKIP_LOAD=1 SKIP_WAKE=1 SKIP_COMPILED=1 (no
 # compileArtifacts=false baseline) KEEP=1 (leave the
 # namespace) RESULTS_NAME=NAME (results/NAME.{json,md}).
@@ -38,7 +38,7 @@ DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
 ROUNDS="${ROUNDS:-2}"
 WAKES="${WAKES:-20}"
-MD_WAKES="${MD_WAKES:-3}"
+MD_WAKES="${MD_WAKES:-20}"
 IDLE_AFTER="${IDLE_AFTER:-5s}"
 TAG=bench
 WORKER_IMAGE="ghcr.io/nur-dev/nur-worker:$TAG"
