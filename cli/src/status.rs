@@ -237,15 +237,7 @@ pub async fn report(cluster: &Cluster, f: &NurFunction) -> Result<String, Cluste
             .iter()
             .map(|e| {
                 [
-                    format!(
-                        "{}/{}",
-                        e.involved_object
-                            .kind
-                            .as_deref()
-                            .unwrap_or_default()
-                            .to_ascii_lowercase(),
-                        e.involved_object.name.as_deref().unwrap_or_default()
-                    ),
+                    event_object(e),
                     e.type_.clone().unwrap_or_default(),
                     e.reason.clone().unwrap_or_default(),
                     e.message.clone().unwrap_or_default().trim().to_string(),
@@ -368,6 +360,19 @@ pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+/// What an Event is about, as `kind/name` (`pod/echo-5d9f`).
+pub fn event_object(e: &k8s_openapi::api::core::v1::Event) -> String {
+    format!(
+        "{}/{}",
+        e.involved_object
+            .kind
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        e.involved_object.name.as_deref().unwrap_or_default()
+    )
 }
 
 #[cfg(test)]

@@ -186,15 +186,7 @@ pub async fn detail(
         events: events
             .iter()
             .map(|e| EventRow {
-                object: format!(
-                    "{}/{}",
-                    e.involved_object
-                        .kind
-                        .as_deref()
-                        .unwrap_or_default()
-                        .to_ascii_lowercase(),
-                    e.involved_object.name.as_deref().unwrap_or_default()
-                ),
+                object: status::event_object(e),
                 type_: e.type_.clone().unwrap_or_default(),
                 reason: e.reason.clone().unwrap_or_default(),
                 message: e.message.clone().unwrap_or_default().trim().to_string(),
