@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec};
 use k8s_openapi::api::core::v1::{Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -135,18 +135,29 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// The Job's condition `type_` when it is True.
+fn condition<'a>(job: &'a Job, type_: &str) -> Option<&'a JobCondition> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+}
+
+/// Whether `job` has ended (Complete or Failed: its pods are accounted
+/// for, their termination messages readable). SuccessCriteriaMet and
+/// FailureTarget come first, while the pod's status may not yet hold its
+/// message, so they do not count.
+pub fn finished(job: &Job) -> bool {
+    condition(job, "Complete").is_some() || condition(job, "Failed").is_some()
+}
+
 /// What `job` and its pods (any pods: those it does not own are ignored)
 /// say: the sha256 from the termination message of the pod that
 /// succeeded, or why it failed.
 pub fn outcome(job: &Job, pods: &[Pod]) -> Outcome {
-    let finished = |type_: &str| {
-        job.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .find(|c| c.type_ == type_ && c.status == "True")
-    };
+    let finished = |type_: &str| condition(job, type_);
     let uid = job.metadata.uid.as_deref();
     let messages = pods
         .iter()
@@ -166,8 +177,7 @@ pub fn outcome(job: &Job, pods: &[Pod]) -> Outcome {
             ))
         })
         .collect::<Vec<_>>();
-    // Only the terminal conditions: SuccessCriteriaMet and FailureTarget
-    // come first, while the pod's status may not yet hold its message.
+    // Only the terminal conditions (see [`finished`]).
     if finished("Complete").is_some() {
         let sha = messages
             .iter()

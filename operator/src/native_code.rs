@@ -104,7 +104,7 @@ pub async fn ensure(
         }
         return Ok(Native::Compiling { job: name });
     };
-    let pods = if finished(&job) {
+    let pods = if compile_job::finished(&job) {
         let uid = job.metadata.uid.clone().unwrap_or_default();
         let lp = ListParams::default().labels(&format!("batch.kubernetes.io/controller-uid={uid}"));
         Api::<Pod>::namespaced(client.clone(), input.namespace)
@@ -129,13 +129,4 @@ pub async fn ensure(
         Outcome::Stored(sha) => Native::Known(artifact(Some(sha), None)),
         Outcome::Failed(why) => Native::Known(artifact(None, Some(why))),
     })
-}
-
-fn finished(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.status == "True" && matches!(c.type_.as_str(), "Complete" | "Failed"))
 }
