@@ -12,7 +12,7 @@ started=$SECONDS
 step "toolchain (rust-toolchain.toml) and system packages"
 channel=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
 rustup toolchain install "$channel" --profile minimal \
-  --component rustfmt,clippy --target wasm32-unknown-unknown >/dev/null
+  --component rustfmt,clippy --target wasm32-unknown-unknown,wasm32-wasip1 >/dev/null
 missing=()
 command -v curl >/dev/null || missing+=(curl)
 command -v clang >/dev/null || missing+=(clang)
@@ -31,24 +31,12 @@ if ((${#missing[@]})); then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 
-step "zig (the zig template's compiler, from PyPI's ziglang)"
-# A zig on PATH is used as it is. Otherwise the pinned ziglang wheel goes to
-# target/tools/ziglang-VERSION (pip --target: the system's Python is left
-# alone) once, and target/tools/bin/zig, first on PATH for the rest of this
-# script and its children, points at the binary the wheel holds.
-zig_version=0.17.1
+step "zig (the zig examples' and template's compiler, from PyPI's ziglang)"
+# A zig on PATH is used as it is; otherwise scripts/zig.sh installs the
+# pinned wheel into target/tools once, first on PATH for the rest of this
+# script and its children.
 if ! command -v zig >/dev/null; then
-  zig_dir="$PWD/target/tools/ziglang-$zig_version"
-  if [ ! -x "$zig_dir/ziglang/zig" ]; then
-    python3 -m pip --version >/dev/null 2>&1 ||
-      { apt-get update -qq && apt-get install -y -qq python3-pip; }
-    rm -rf "$zig_dir.partial"
-    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-      --no-deps --target "$zig_dir.partial" "ziglang==$zig_version"
-    mv "$zig_dir.partial" "$zig_dir"
-  fi
-  mkdir -p target/tools/bin
-  ln -sfn "$zig_dir/ziglang/zig" target/tools/bin/zig
+  scripts/zig.sh >/dev/null
   export PATH="$PWD/target/tools/bin:$PATH"
 fi
 echo "zig $(zig version) ($(command -v zig))"

@@ -6,7 +6,9 @@
 //! A module may import only `nur.nur_send`, `nur.nur_log` and `nur.nur_end`
 //! with their exact signatures, and must export `memory`, `alloc` and
 //! `poll_stream` with theirs (`_initialize`, when exported, takes and returns
-//! nothing). [`check`] validates the module with wasmparser and returns a
+//! nothing). Where WASI is allowed, a module that exports `_start` and
+//! neither `alloc` nor `poll_stream` is a *command* instead ([`Kind`]): it
+//! runs once per connection, stdin and stdout being the connection. [`check`] validates the module with wasmparser and returns a
 //! [`Summary`], or every rule the module breaks.
 //!
 //! Where WASI preview 1 is allowed ([`allow_wasi_preview1`], which the
@@ -162,6 +164,31 @@ pub const FEATURES: WasmFeatures = WasmFeatures::MVP
 
 /// The optional WASI-reactor initializer, called once per instance.
 pub const INITIALIZE: &str = "_initialize";
+
+/// A WASI command's entry point, run once per connection.
+pub const START: &str = "_start";
+
+/// How the worker serves a module.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Kind {
+    /// The Nur ABI: `alloc` and `poll_stream` called for every chunk, the
+    /// answer sent with `nur_send`.
+    #[default]
+    Stream,
+    /// A WASI command: `_start` runs once per connection, reading the
+    /// client's bytes on stdin and answering on stdout.
+    Command,
+}
+
+impl Kind {
+    /// The name shown by `check` and on the NurFunction's status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stream => "nur-abi",
+            Self::Command => "wasi-command",
+        }
+    }
+}
 
 /// One rule of the ABI that a module breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,6 +410,8 @@ pub struct Summary {
     pub tables: Vec<Table>,
     /// Whether it exports `_initialize`.
     pub initializer: bool,
+    /// A Nur-ABI function or a WASI command.
+    pub kind: Kind,
     /// Functions defined in the module (not imported).
     pub defined_functions: u32,
 }
@@ -551,8 +580,22 @@ pub fn check_with(binary: &[u8], options: Options) -> Result<Summary, AbiError> 
             expected: "a memory".into(),
         }),
     }
+    // A command: `_start` and neither of the ABI's functions, where WASI is.
+    let kind = if options.wasi_preview1
+        && export(START).is_some()
+        && export("alloc").is_none()
+        && export("poll_stream").is_none()
+    {
+        Kind::Command
+    } else {
+        Kind::Stream
+    };
+    let required: Vec<(&str, Signature)> = match kind {
+        Kind::Stream => required_functions().to_vec(),
+        Kind::Command => vec![(START, Signature::new(&[], &[]))],
+    };
     let optional = [(INITIALIZE, Signature::new(&[], &[]))];
-    for (name, expected) in required_functions().iter().chain(optional.iter()) {
+    for (name, expected) in required.iter().chain(optional.iter()) {
         let found = match export(name) {
             Some(EntityType::Func(id) | EntityType::FuncExact(id)) => func(id),
             Some(other) => {
@@ -600,6 +643,7 @@ pub fn check_with(binary: &[u8], options: Options) -> Result<Summary, AbiError> 
                 })
                 .collect(),
             initializer: export(INITIALIZE).is_some(),
+            kind,
             defined_functions: types.function_count() - imported_functions,
         }),
         _ => Err(AbiError::Violations(violations)),
@@ -802,6 +846,33 @@ mod tests {
                 "import wasi_snapshot_preview1.mem is a global; only functions may be imported",
                 "import env.abort: only functions from \"nur\" may be imported",
             ]
+        );
+    }
+
+    #[test]
+    fn a_start_without_the_abi_exports_is_a_command_where_wasi_is() {
+        let command = r#"(module
+            (import "wasi_snapshot_preview1" "fd_read" (func (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (func (export "_start")))"#;
+        let summary = check_wasi(command).unwrap();
+        assert_eq!(summary.kind, Kind::Command);
+        assert_eq!(summary.kind.as_str(), "wasi-command");
+        assert_eq!(check_wasi(GOOD).unwrap().kind, Kind::Stream);
+        // Without WASI it is a module missing the ABI's exports.
+        assert!(matches!(
+            check_with(&to_binary(command.as_bytes()).unwrap(), Options::default()),
+            Err(AbiError::Violations(_))
+        ));
+        // A `_start` of another signature is named.
+        let bad = command.replace(
+            "(func (export \"_start\"))",
+            "(func (export \"_start\") (param i32))",
+        );
+        let message = check_wasi(&bad).unwrap_err().to_string();
+        assert!(
+            message.contains("export _start has signature (i32) -> (), expected () -> ()"),
+            "{message}"
         );
     }
 

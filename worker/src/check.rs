@@ -16,6 +16,13 @@ pub fn summary(module: &Module) -> String {
         )
     };
     let _ = writeln!(out, "module    {}", module.source);
+    let kind = match s.kind {
+        nur_module::abi::Kind::Stream => "nur-abi (alloc and poll_stream for every chunk)",
+        nur_module::abi::Kind::Command => {
+            "wasi-command (_start once per connection: stdin the client's bytes, stdout the answer)"
+        }
+    };
+    let _ = writeln!(out, "kind      {kind}");
     let _ = writeln!(out, "sha256    {}", module.sha256);
     let _ = writeln!(out, "size      {} bytes", module.size);
     let _ = writeln!(
@@ -82,6 +89,13 @@ pub fn summary(module: &Module) -> String {
         .map(|(name, kind)| format!("{name} ({kind})"))
         .collect();
     let _ = writeln!(out, "exports   {}", exports.join(", "));
-    let _ = writeln!(out, "ok: follows the Nur function ABI v1");
+    let _ = writeln!(
+        out,
+        "{}",
+        match s.kind {
+            nur_module::abi::Kind::Stream => "ok: follows the Nur function ABI v1",
+            nur_module::abi::Kind::Command => "ok: a WASI command, served over its connection",
+        }
+    );
     out
 }

@@ -42,6 +42,14 @@ pub struct ServeArgs {
     #[arg(long, env = "NUR_FUNCTION_NAME")]
     pub function_name: Option<String>,
 
+    /// A variable of the function's WASI environment, `NAME=VALUE`
+    /// (repeatable). Each `NUR_ENV_NAME` variable of the worker's own
+    /// environment is one too, as `NAME` (how the operator passes
+    /// `spec.env`, Secret values included); nothing else of the worker's
+    /// environment reaches the function.
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_variable)]
+    pub env: Vec<(String, String)>,
+
     /// Address the function is served on.
     #[arg(long, env = "NUR_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -61,6 +69,38 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub limits: Limits,
+}
+
+/// The prefix of the worker's environment variables that are the function's.
+pub const FUNCTION_ENV_PREFIX: &str = "NUR_ENV_";
+
+impl ServeArgs {
+    /// The function's WASI environment: `--env` flags, then every
+    /// `NUR_ENV_*` variable of the process without its prefix, by name.
+    pub fn function_environment(&self) -> Vec<(String, String)> {
+        let mut from_process: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(name, value)| {
+                let name = name.to_str()?.strip_prefix(FUNCTION_ENV_PREFIX)?.to_owned();
+                Some((name, value.into_string().ok()?))
+            })
+            .filter(|(name, _)| !name.is_empty())
+            .collect();
+        from_process.sort();
+        self.env.iter().cloned().chain(from_process).collect()
+    }
+}
+
+fn parse_variable(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value))
+            if !name.is_empty() && !name.contains('\0') && !value.contains('\0') =>
+        {
+            Ok((name.to_owned(), value.to_owned()))
+        }
+        _ => Err(format!(
+            "{text:?} is not NAME=VALUE (a non-empty name, an = and the value, no NUL)"
+        )),
+    }
 }
 
 /// Default of `--max-open-connections` (in practice RLIMIT_NOFILE decides).

@@ -1,6 +1,7 @@
 //! One connection, served start to end on one thread of tokio's blocking
 //! pool, because the guest's wasmer `Store` may not change threads: read a
-//! chunk, hand it to the guest, write its output, read the next.
+//! chunk, hand it to the guest, write its output, read the next; or, for a
+//! WASI command, run `_start` once with the socket as its stdin and stdout.
 //!
 //! The socket stays non-blocking; when it is not ready the thread waits in
 //! `poll(2)` for at most the idle timeout, or less when the connection's
@@ -9,20 +10,16 @@
 //! a client that does not read stops being fed.
 
 use std::cell::RefCell;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsFd;
+use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use nur_module::abi::Kind;
 
 use crate::admin::Status;
 use crate::config::Limits;
 use crate::guest::{Fault, FaultKind, Function, Guest};
-use crate::sys;
-
-/// Longest the worker keeps reading and discarding a client's leftover input
-/// after closing its own side, so that the close is a FIN and not a reset.
-const LINGER: Duration = Duration::from_secs(1);
+use crate::socket::{self, linger};
 
 /// What every connection shares.
 pub struct Context {
@@ -92,8 +89,23 @@ fn serve_with(
         Ok(guest) => guest,
         Err(e) => return fault(ctx, id, e),
     };
-    let done = converse(&mut stream, &mut guest, id, ctx, deadline, chunk);
     let metrics = &ctx.status.metrics;
+    let done = match ctx.function.kind {
+        Kind::Stream => converse(&mut stream, &mut guest, id, ctx, deadline, chunk),
+        Kind::Command => {
+            let buffer = std::mem::take(chunk);
+            let (returned, buffer, ran) = guest.run(stream, ctx.limits.idle_timeout, buffer);
+            (stream, *chunk) = (returned, buffer);
+            let (bytes_in, bytes_out) = guest.command_bytes();
+            metrics.bytes_in.inc_by(bytes_in);
+            metrics.bytes_out.inc_by(bytes_out);
+            match ran {
+                Ok(close @ (Close::Eof | Close::Ended)) => Ok(close),
+                Ok(close) => Err(close),
+                Err(e) => Err(fault(ctx, id, e)),
+            }
+        }
+    };
     metrics.log_lines_dropped.inc_by(guest.log_lines_dropped());
     if let Some(code) = guest.exit_code() {
         if code != 0 {
@@ -132,7 +144,7 @@ fn converse(
 ) -> Result<Close, Close> {
     let metrics = &ctx.status.metrics;
     loop {
-        let read = read(stream, chunk, ctx.limits.idle_timeout, deadline)?;
+        let read = socket::read(stream, chunk, ctx.limits.idle_timeout, deadline)?;
         metrics.bytes_in.inc_by(read as u64);
         let called = if read == 0 {
             guest.finish()
@@ -140,7 +152,7 @@ fn converse(
             guest.feed(&chunk[..])
         };
         called.map_err(|e| fault(ctx, id, e))?;
-        write(stream, guest.output(), ctx.limits.idle_timeout, deadline)?;
+        socket::write(stream, guest.output(), ctx.limits.idle_timeout, deadline)?;
         metrics.bytes_out.inc_by(guest.output().len() as u64);
         guest.clear_output();
         if guest.ended() || read == 0 {
@@ -163,104 +175,5 @@ fn fault(ctx: &Context, id: u64, fault: Fault) -> Close {
         Close::Timeout
     } else {
         Close::Fault(fault.kind)
-    }
-}
-
-fn timed_out(deadline: Instant) -> Close {
-    if Instant::now() >= deadline {
-        Close::Timeout
-    } else {
-        Close::Idle
-    }
-}
-
-/// Waits until `stream` is ready for `events` (POLLIN or POLLOUT), at most
-/// `idle` and never past `until`; false when that time has passed.
-fn wait(stream: &TcpStream, events: libc::c_short, idle: Duration, until: Instant) -> bool {
-    let started = Instant::now();
-    let limit = until.saturating_duration_since(started).min(idle);
-    let end = started + limit;
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        // Rounded up, so that a wait never ends early and spins.
-        let ms = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
-        match sys::poll(stream.as_fd(), events, ms) {
-            // Ready, or an error/hang-up that the next read or write reports.
-            Ok(true) => return true,
-            Ok(false) => continue,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return true,
-        }
-    }
-}
-
-/// Reads at most `buf.capacity()` bytes into `buf` (replacing its contents).
-fn read(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    idle: Duration,
-    deadline: Instant,
-) -> Result<usize, Close> {
-    buf.clear();
-    loop {
-        match sys::read_spare(stream.as_fd(), buf) {
-            Ok(read) => return Ok(read),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if !wait(stream, libc::POLLIN, idle, deadline) {
-                    return Err(timed_out(deadline));
-                }
-            }
-            Err(_) => return Err(Close::ClientGone),
-        }
-    }
-}
-
-fn write(
-    stream: &mut TcpStream,
-    mut bytes: &[u8],
-    idle: Duration,
-    deadline: Instant,
-) -> Result<(), Close> {
-    while !bytes.is_empty() {
-        match stream.write(bytes) {
-            Ok(0) => return Err(Close::ClientGone),
-            Ok(written) => bytes = &bytes[written..],
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if !wait(stream, libc::POLLOUT, idle, deadline) {
-                    return Err(timed_out(deadline));
-                }
-            }
-            Err(_) => return Err(Close::ClientGone),
-        }
-    }
-    Ok(())
-}
-
-/// Sends FIN, then reads and drops what the client still sends (for at most
-/// [`LINGER`]) so that closing does not reset the connection and destroy
-/// output the client has not read yet.
-fn linger(mut stream: TcpStream) {
-    if stream.shutdown(Shutdown::Write).is_err() {
-        return;
-    }
-    let until = Instant::now() + LINGER;
-    let mut sink = [0; 4096];
-    loop {
-        match stream.read(&mut sink) {
-            Ok(0) => return,
-            Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if !wait(&stream, libc::POLLIN, LINGER, until) {
-                    return;
-                }
-            }
-            Err(_) => return,
-        }
     }
 }

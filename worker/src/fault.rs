@@ -4,6 +4,8 @@
 use std::fmt;
 
 use wasmer::RuntimeError;
+
+use crate::connection::Close;
 use wasmer_types::TrapCode;
 
 /// How a guest failed; each ends its connection and only its connection.
@@ -71,14 +73,21 @@ pub(crate) enum HostFault {
         ptr: u32,
         len: u32,
     },
-    #[error("nur_send: output of one call would exceed {limit} bytes")]
-    OutputLimit { limit: usize },
+    #[error("{function}: output of one call would exceed {limit} bytes")]
+    OutputLimit {
+        function: &'static str,
+        limit: usize,
+    },
     #[error("{function}: called past the connection's deadline")]
     Timeout { function: &'static str },
     /// WASI `proc_exit`: not a fault where a call can end (the connection
     /// ends as after `nur_end`), one in instantiation.
     #[error("proc_exit({code})")]
     Exit { code: i32 },
+    /// A command's stdin or stdout found the connection closed, idle or at
+    /// its deadline: the command ends with the connection, not a fault.
+    #[error("the connection closed ({})", close.reason())]
+    Closed { close: Close },
 }
 
 impl From<HostFault> for Fault {
@@ -88,6 +97,10 @@ impl From<HostFault> for Fault {
             HostFault::OutputLimit { .. } => FaultKind::OutputLimit,
             HostFault::Timeout { .. } => FaultKind::Timeout,
             HostFault::Exit { .. } => FaultKind::Instantiate,
+            HostFault::Closed {
+                close: Close::Timeout,
+            } => FaultKind::Timeout,
+            HostFault::Closed { .. } => FaultKind::Other,
         };
         Fault {
             kind,

@@ -1,6 +1,8 @@
 //! One function compiled once ([`Function`]) and its per-connection
-//! instances ([`Guest`]); the host functions they import are in
-//! `host.rs`, how they fail in [`crate::fault`].
+//! instances ([`Guest`]): a Nur-ABI guest is fed chunk by chunk
+//! ([`Guest::feed`]), a WASI command runs once over its connection
+//! ([`Guest::run`]). The host functions they import are in `host.rs` and
+//! `wasi.rs`, how they fail in [`crate::fault`].
 //!
 //! A `Guest` owns a wasmer `Store`, which is not `Send`: it is created, used
 //! and dropped on one thread (see `connection.rs`).
@@ -14,9 +16,12 @@ use wasmer::{
     Memory, RuntimeError, Store, TypedFunction, imports,
 };
 
+use nur_module::abi::Kind;
+
 use crate::config::Limits;
+use crate::connection::Close;
 use crate::fault::HostFault;
-use crate::host::{HostState, nur_end, nur_log, nur_send};
+use crate::host::{CommandIo, HostState, nur_end, nur_log, nur_send};
 use crate::wasi;
 
 use crate::deadline::{Deadlines, GuestCode, Watchdog};
@@ -37,6 +42,10 @@ pub struct Function {
     wasi: Vec<(Arc<str>, FunctionType)>,
     /// WASI's one argument: the function's name and a NUL.
     argument: Arc<[u8]>,
+    /// WASI's environment: `NAME=value` and a NUL, each.
+    environment: Arc<[Box<[u8]>]>,
+    /// A Nur-ABI function or a WASI command.
+    pub kind: Kind,
 }
 
 impl Function {
@@ -109,8 +118,19 @@ impl Function {
                 wasi::imports_of(&compiled)
             },
             argument: name.bytes().chain([0]).collect(),
+            environment: Arc::new([]),
+            kind: module.summary.kind,
             module: compiled,
         }
+    }
+
+    /// The same function with `variables` as its WASI environment.
+    pub fn with_environment(mut self, variables: &[(String, String)]) -> Self {
+        self.environment = variables
+            .iter()
+            .map(|(name, value)| format!("{name}={value}\0").into_bytes().into_boxed_slice())
+            .collect();
+        self
     }
 
     /// The deadlines of this function's guests, for the health check.
@@ -124,9 +144,21 @@ pub struct Guest {
     store: Store,
     env: FunctionEnv<HostState>,
     memory: Memory,
-    alloc: TypedFunction<i32, i32>,
-    poll_stream: TypedFunction<(i32, i32), ()>,
+    entry: Entry,
+    /// A command's bytes in and out, once run.
+    bytes: (u64, u64),
     _watchdog: Watchdog,
+}
+
+/// What the worker calls in an instance.
+enum Entry {
+    /// The Nur ABI: `alloc` and `poll_stream` for every chunk.
+    Stream {
+        alloc: TypedFunction<i32, i32>,
+        poll_stream: TypedFunction<(i32, i32), ()>,
+    },
+    /// A WASI command: `_start`, once.
+    Command { start: TypedFunction<(), ()> },
 }
 
 impl Guest {
@@ -157,6 +189,8 @@ impl Guest {
                 exit: None,
                 unsupported: Vec::new(),
                 argument: function.argument.clone(),
+                environment: function.environment.clone(),
+                command: None,
             },
         );
         let mut imports = imports! {
@@ -186,21 +220,31 @@ impl Guest {
             .get_memory("memory")
             .map_err(missing)?
             .clone();
-        let alloc = instance
-            .exports
-            .get_typed_function(&store, "alloc")
-            .map_err(missing)?;
-        let poll_stream = instance
-            .exports
-            .get_typed_function(&store, "poll_stream")
-            .map_err(missing)?;
+        let entry = match function.kind {
+            Kind::Stream => Entry::Stream {
+                alloc: instance
+                    .exports
+                    .get_typed_function(&store, "alloc")
+                    .map_err(missing)?,
+                poll_stream: instance
+                    .exports
+                    .get_typed_function(&store, "poll_stream")
+                    .map_err(missing)?,
+            },
+            Kind::Command => Entry::Command {
+                start: instance
+                    .exports
+                    .get_typed_function(&store, nur_module::abi::START)
+                    .map_err(missing)?,
+            },
+        };
         env.as_mut(&mut store).memory = Some(memory.clone());
         let mut guest = Self {
             store,
             env,
             memory,
-            alloc,
-            poll_stream,
+            entry,
+            bytes: (0, 0),
             _watchdog: watchdog,
         };
         if function.initializer {
@@ -230,13 +274,25 @@ impl Guest {
         }
     }
 
+    /// The Nur ABI's two functions; a command has neither.
+    fn stream(&self) -> Result<(TypedFunction<i32, i32>, TypedFunction<(i32, i32), ()>), Fault> {
+        match &self.entry {
+            Entry::Stream { alloc, poll_stream } => Ok((alloc.clone(), poll_stream.clone())),
+            Entry::Command { .. } => Err(Fault {
+                kind: FaultKind::Other,
+                message: "a WASI command is run, not fed".into(),
+            }),
+        }
+    }
+
     /// Hands one chunk to the guest: `alloc(n)`, copy, `poll_stream(ptr, n)`.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), Fault> {
         if self.ended() {
             return Ok(());
         }
+        let (alloc, poll_stream) = self.stream()?;
         let len = chunk.len() as i32;
-        let called = self.alloc.call(&mut self.store, len);
+        let called = alloc.call(&mut self.store, len);
         let ptr = match called {
             Ok(ptr) => ptr as u32,
             Err(error) => return self.settle(Err(error)),
@@ -252,7 +308,7 @@ impl Guest {
                 ),
             });
         }
-        let called = self.poll_stream.call(&mut self.store, ptr as i32, len);
+        let called = poll_stream.call(&mut self.store, ptr as i32, len);
         self.settle(called)
     }
 
@@ -261,8 +317,60 @@ impl Guest {
         if self.ended() {
             return Ok(());
         }
-        let called = self.poll_stream.call(&mut self.store, 0, 0);
+        let (_, poll_stream) = self.stream()?;
+        let called = poll_stream.call(&mut self.store, 0, 0);
         self.settle(called)
+    }
+
+    /// Runs a WASI command's `_start` over its connection: stdin reads
+    /// `stream`, stdout writes it. Gives the stream back with how the run
+    /// ended: `Ok(close)` when `_start` returned or called `proc_exit`
+    /// (`Eof` if it had read to the client's EOF, else `Ended`), or when the
+    /// connection closed under it (idle, deadline, client gone); `Err` on a
+    /// fault.
+    pub fn run(
+        &mut self,
+        stream: std::net::TcpStream,
+        idle: Duration,
+        buffer: Vec<u8>,
+    ) -> (std::net::TcpStream, Vec<u8>, Result<Close, Fault>) {
+        let Entry::Command { start } = &self.entry else {
+            let fault = Fault {
+                kind: FaultKind::Other,
+                message: "a Nur-ABI function is fed, not run".into(),
+            };
+            return (stream, buffer, Err(fault));
+        };
+        let start = start.clone();
+        self.env.as_mut(&mut self.store).command = Some(CommandIo {
+            stream,
+            idle,
+            input: buffer,
+            taken: 0,
+            eof: false,
+            bytes_in: 0,
+            bytes_out: 0,
+        });
+        let called = start.call(&mut self.store);
+        let state = self.env.as_mut(&mut self.store);
+        wasi::flush_stdio(state);
+        let io = state.command.take().expect("set above");
+        self.bytes = (io.bytes_in, io.bytes_out);
+        let close = match called {
+            Ok(()) => Ok(if io.eof { Close::Eof } else { Close::Ended }),
+            Err(error) => match error.downcast::<HostFault>() {
+                Ok(HostFault::Exit { .. }) => Ok(if io.eof { Close::Eof } else { Close::Ended }),
+                Ok(HostFault::Closed { close }) => Ok(close),
+                Ok(host) => Err(host.into()),
+                Err(error) => Err(error.into()),
+            },
+        };
+        (io.stream, io.input, close)
+    }
+
+    /// A command's bytes read from and written to its connection.
+    pub fn command_bytes(&self) -> (u64, u64) {
+        self.bytes
     }
 
     /// Output sent by the guest since the last [`Guest::clear_output`].

@@ -1,11 +1,13 @@
 //! The host functions of the ABI (`nur_send`, `nur_log`, `nur_end`) and
 //! the per-instance state they reach: output, log budget, deadline (and
 //! what the WASI functions of `wasi.rs` keep: stdout and stderr lines not
-//! yet ended, the exit code, calls to unsupported functions).
+//! yet ended, the exit code, calls to unsupported functions, and a
+//! command's connection).
 
 use std::borrow::Cow;
+use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmer::{FunctionEnvMut, Memory, RuntimeError};
 
@@ -36,6 +38,49 @@ pub(crate) struct HostState {
     pub(crate) unsupported: Vec<(Arc<str>, u64)>,
     /// WASI: the one argument, the function's name, NUL-terminated.
     pub(crate) argument: Arc<[u8]>,
+    /// WASI: the environment, `NAME=value` NUL-terminated each.
+    pub(crate) environment: Arc<[Box<[u8]>]>,
+    /// A WASI command's connection, while `_start` runs.
+    pub(crate) command: Option<CommandIo>,
+}
+
+/// The connection of a WASI command: its stdin (fd 0) reads the socket,
+/// its stdout (fd 1) and `nur_send` write it.
+pub(crate) struct CommandIo {
+    pub(crate) stream: TcpStream,
+    pub(crate) idle: Duration,
+    /// Bytes read from the socket and not yet handed to the guest, from
+    /// `taken` on; its capacity is `--max-chunk`.
+    pub(crate) input: Vec<u8>,
+    pub(crate) taken: usize,
+    /// The client has closed its side.
+    pub(crate) eof: bool,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+}
+
+impl CommandIo {
+    /// Sends `bytes` to the client, waiting while the client does not read
+    /// (at most the idle timeout, never past `deadline`).
+    pub(crate) fn send(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), RuntimeError> {
+        crate::socket::write(&mut self.stream, bytes, self.idle, deadline)
+            .map_err(|close| RuntimeError::user(Box::new(HostFault::Closed { close })))?;
+        self.bytes_out += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// The input not yet handed to the guest; reads the socket when there
+    /// is none (empty at EOF).
+    pub(crate) fn pending(&mut self, deadline: Instant) -> Result<&[u8], RuntimeError> {
+        if self.taken == self.input.len() && !self.eof {
+            self.taken = 0;
+            let read = crate::socket::read(&mut self.stream, &mut self.input, self.idle, deadline)
+                .map_err(|close| RuntimeError::user(Box::new(HostFault::Closed { close })))?;
+            self.eof = read == 0;
+            self.bytes_in += read as u64;
+        }
+        Ok(&self.input[self.taken..])
+    }
 }
 
 impl HostState {
@@ -109,13 +154,23 @@ pub(crate) fn nur_send(
     let ulen = len as u32 as usize;
     if state.output.len().saturating_add(ulen) > state.max_output {
         return Err(RuntimeError::user(Box::new(HostFault::OutputLimit {
+            function: "nur_send",
             limit: state.max_output,
         })));
     }
     let mut output = std::mem::take(&mut state.output);
     let read = HostState::read_into(state, &store, "nur_send", ptr, len, &mut output);
+    // A command's output goes to the client as it is sent.
+    let sent = match (&read, state.command.as_mut()) {
+        (Ok(()), Some(io)) => {
+            let sent = io.send(&output, state.deadline);
+            output.clear();
+            sent
+        }
+        _ => Ok(()),
+    };
     state.output = output;
-    read
+    read.and(sent)
 }
 
 pub(crate) fn nur_log(

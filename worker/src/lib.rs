@@ -19,7 +19,8 @@
 //!   limits clamped to the module ([`capacity`]), the function's name,
 //!   native code from an [`artifact`] (AOT or the cache) or compiled.
 //! - [`server`]: the accept loop and drain; [`connection`]: one connection on
-//!   its own blocking-pool thread; [`capacity`]: how many connections the
+//!   its own blocking-pool thread (`socket.rs`: its reads and writes, bounded
+//!   by the idle timeout and the deadline); [`capacity`]: how many connections the
 //!   process's limits allow.
 //! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`check`]: the summary printed by `nur-worker check`; [`compile`]:
@@ -46,6 +47,7 @@ mod host;
 pub mod metrics;
 pub mod pool;
 pub mod server;
+mod socket;
 pub mod startup;
 mod sys;
 pub mod tunables;

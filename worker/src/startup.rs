@@ -196,6 +196,7 @@ async fn function(
         Ok((compiled, Origin::Compiled))
     })
     .await??;
-    let function = Function::new(engine, compiled, module, name, limits);
+    let function = Function::new(engine, compiled, module, name, limits)
+        .with_environment(&args.function_environment());
     Ok((function, origin, started.elapsed()))
 }

@@ -1,8 +1,9 @@
 //! WASI preview 1 (`wasi_snapshot_preview1`), the subset a Nur function
 //! needs, written on the worker's own [`HostState`]: stdout and stderr to
-//! the function's log, clocks, random bytes from the OS, one argument (the
-//! function's name), an empty environment, `proc_exit`, `sched_yield` and
-//! clock-only `poll_oneoff` sleeps. Every other function a module imports
+//! the function's log (a command's stdin and stdout are its connection),
+//! clocks, random bytes from the OS, one argument (the function's name),
+//! the function's own environment (`NUR_ENV_*`, never the worker's),
+//! `proc_exit`, `sched_yield` and clock-only `poll_oneoff` sleeps. Every other function a module imports
 //! from `wasi_snapshot_preview1` answers `ENOSYS` (52) and is counted.
 //!
 //! Why not wasmer-wasix: its runtime owns the instance's memory, threads,
@@ -144,6 +145,9 @@ fn fd_write(
     if fd != 1 && fd != 2 {
         return Ok(EBADF);
     }
+    if fd == 1 && env.data().command.is_some() {
+        return command_stdout(env, iovs, iovs_len, nwritten);
+    }
     let mut total: u32 = 0;
     for (buf, len) in iovecs(&mut env, "fd_write", iovs, iovs_len)? {
         // Bounds are checked whether the bytes are logged or not.
@@ -159,6 +163,45 @@ fn fd_write(
         }
     }
     write_u32(&mut env, "fd_write", nwritten, total)?;
+    Ok(ESUCCESS)
+}
+
+/// `fd_write` to a command's stdout: the bytes of every iovec, sent to the
+/// client in one write as the program writes them (at most `--max-output`
+/// bytes per call), waiting while the client does not read.
+fn command_stdout(
+    mut env: FunctionEnvMut<'_, HostState>,
+    iovs: i32,
+    iovs_len: i32,
+    nwritten: i32,
+) -> Result<i32, RuntimeError> {
+    let vecs = iovecs(&mut env, "fd_write", iovs, iovs_len)?;
+    let total: u64 = vecs.iter().map(|(_, len)| u64::from(*len)).sum();
+    let limit = env.data().max_output;
+    if total > limit as u64 {
+        return Err(user(HostFault::OutputLimit {
+            function: "fd_write",
+            limit,
+        }));
+    }
+    let (state, store) = env.data_and_store_mut();
+    let mut out = std::mem::take(&mut state.output);
+    out.clear();
+    let mut read = Ok(());
+    for (buf, len) in vecs {
+        read = HostState::read_into(state, &store, "fd_write", buf, len as i32, &mut out);
+        if read.is_err() {
+            break;
+        }
+    }
+    let sent = match (read, state.command.as_mut()) {
+        (Ok(()), Some(io)) => io.send(&out, state.deadline),
+        (read, _) => read,
+    };
+    out.clear();
+    state.output = out;
+    sent?;
+    write_u32(&mut env, "fd_write", nwritten, total as u32)?;
     Ok(ESUCCESS)
 }
 
@@ -190,7 +233,10 @@ pub(crate) fn flush_stdio(state: &mut HostState) {
     }
 }
 
-/// `fd_read`: fd 0 is at its end (0 bytes); other fds `EBADF`.
+/// `fd_read`: a command's fd 0 is the client's bytes, as they arrive (it
+/// waits for them at most the idle timeout, never past the deadline; 0
+/// bytes once the client has closed its side); a Nur-ABI function's fd 0 is
+/// at its end. Other fds `EBADF`.
 fn fd_read(
     mut env: FunctionEnvMut<'_, HostState>,
     fd: i32,
@@ -198,12 +244,41 @@ fn fd_read(
     iovs_len: i32,
     nread: i32,
 ) -> Result<i32, RuntimeError> {
-    deadline(&env, "fd_read")?;
+    const NAME: &str = "fd_read";
+    deadline(&env, NAME)?;
     if fd != 0 {
         return Ok(EBADF);
     }
-    iovecs(&mut env, "fd_read", iovs, iovs_len)?;
-    write_u32(&mut env, "fd_read", nread, 0)?;
+    let vecs = iovecs(&mut env, NAME, iovs, iovs_len)?;
+    let (state, store) = env.data_and_store_mut();
+    let deadline = state.deadline;
+    let mut given = 0;
+    if let Some(io) = state.command.as_mut() {
+        let pending = io.pending(deadline)?;
+        let view = state.memory.as_ref().map(|m| m.view(&store));
+        for (buf, len) in vecs {
+            let n = (len as usize).min(pending.len() - given);
+            if n == 0 {
+                continue;
+            }
+            let fits = view
+                .as_ref()
+                .is_some_and(|v| u64::from(buf as u32) + n as u64 <= v.data_size());
+            let bytes = &pending[given..given + n];
+            if !fits
+                || view
+                    .as_ref()
+                    .unwrap()
+                    .write(u64::from(buf as u32), bytes)
+                    .is_err()
+            {
+                return Err(bad_pointer(NAME, buf as u32, len));
+            }
+            given += n;
+        }
+        io.taken += given;
+    }
+    write_u32(&mut env, NAME, nread, given as u32)?;
     Ok(ESUCCESS)
 }
 
@@ -385,24 +460,36 @@ fn args_get(
     Ok(ESUCCESS)
 }
 
-/// `environ_sizes_get`: no variables (never the worker's own).
+/// `environ_sizes_get`: the function's own variables (`spec.env`, given
+/// to the worker as `NUR_ENV_*`), never the worker's.
 fn environ_sizes_get(
     mut env: FunctionEnvMut<'_, HostState>,
     count: i32,
     buf_size: i32,
 ) -> Result<i32, RuntimeError> {
     deadline(&env, "environ_sizes_get")?;
-    write_u32(&mut env, "environ_sizes_get", count, 0)?;
-    write_u32(&mut env, "environ_sizes_get", buf_size, 0)?;
+    let variables = env.data().environment.clone();
+    let size: usize = variables.iter().map(|v| v.len()).sum();
+    write_u32(&mut env, "environ_sizes_get", count, variables.len() as u32)?;
+    write_u32(&mut env, "environ_sizes_get", buf_size, size as u32)?;
     Ok(ESUCCESS)
 }
 
+/// `environ_get`: each `NAME=value` NUL-terminated at `buf`, one after the
+/// other, and a pointer to each at `environ`.
 fn environ_get(
-    env: FunctionEnvMut<'_, HostState>,
-    _environ: i32,
-    _buf: i32,
+    mut env: FunctionEnvMut<'_, HostState>,
+    environ: i32,
+    buf: i32,
 ) -> Result<i32, RuntimeError> {
     deadline(&env, "environ_get")?;
+    let variables = env.data().environment.clone();
+    let mut at = buf as u32;
+    for (index, variable) in variables.iter().enumerate() {
+        write(&mut env, "environ_get", at as i32, variable)?;
+        write_u32(&mut env, "environ_get", environ + 4 * index as i32, at)?;
+        at = at.wrapping_add(variable.len() as u32);
+    }
     Ok(ESUCCESS)
 }
 

@@ -1,0 +1,3 @@
+module nur.dev/examples/go-wc
+
+go 1.24
