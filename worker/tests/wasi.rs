@@ -369,3 +369,162 @@ fn check_lists_the_wasi_imports_provided_and_those_answering_enosys() {
         "{out}"
     );
 }
+
+/// A WASI command: `fd_read`, `fd_write`, `proc_exit` and `poll_oneoff`,
+/// `$read` (one fd_read of fd 0 into [1024, 1024 + 4096), the count), `$out`
+/// (one fd_write of [ptr, ptr + len) to fd `fd`), `$sleep` (ns) and `body`,
+/// which defines `_start`.
+fn command(body: &str) -> String {
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 4)
+  (func $read (result i32)
+    (i32.store (i32.const 16) (i32.const 1024))
+    (i32.store (i32.const 20) (i32.const 4096))
+    (drop (call $fd_read (i32.const 0) (i32.const 16) (i32.const 1) (i32.const 24)))
+    (i32.load (i32.const 24)))
+  (func $out (param $fd i32) (param $ptr i32) (param $len i32)
+    (i32.store (i32.const 32) (local.get $ptr))
+    (i32.store (i32.const 36) (local.get $len))
+    (drop (call $fd_write (local.get $fd) (i32.const 32) (i32.const 1) (i32.const 40))))
+  (func $sleep (param $ns i64)
+    (i64.store (i32.const 8448) (i64.const 7))
+    (i32.store (i32.const 8464) (i32.const 1))
+    (i64.store (i32.const 8472) (local.get $ns))
+    (drop (call $poll_oneoff (i32.const 8448) (i32.const 8512) (i32.const 1) (i32.const 8600))))
+  {body})"#
+    )
+}
+
+#[test]
+fn a_command_echoes_as_it_reads_and_its_proc_exit_3_is_logged_and_counted() {
+    let body = r#"
+      (data (i32.const 100) "bye\n")
+      (func (export "_start") (local $n i32)
+        (loop $more
+          (local.set $n (call $read))
+          (if (local.get $n)
+            (then
+              (call $out (i32.const 1) (i32.const 1024) (local.get $n))
+              (br $more))))
+        (call $out (i32.const 2) (i32.const 100) (i32.const 4))
+        (call $out (i32.const 1) (i32.const 100) (i32.const 4))
+        (call $proc_exit (i32.const 3))
+        (unreachable))"#;
+    let file = support::module_file(&command(body), ".wat");
+    let worker = Worker::start(&file, &[]);
+    let (_, check) = support::check(&file);
+    assert!(check.contains("kind      wasi-command"), "{check}");
+    let mut stream = worker.connect();
+    for chunk in [&b"abc"[..], b"defg"] {
+        std::io::Write::write_all(&mut stream, chunk).unwrap();
+        let mut echoed = vec![0; chunk.len()];
+        std::io::Read::read_exact(&mut stream, &mut echoed).unwrap();
+        assert_eq!(echoed, chunk, "echoed before the next chunk is sent");
+    }
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(support::read_to_close(&mut stream), b"bye\n");
+    assert_eq!(
+        worker.wait_metric("nur_guest_exits_total{code=\"3\"}", 1.0),
+        1.0
+    );
+    assert_eq!(
+        worker.wait_metric("nur_connection_closes_total{reason=\"eof\"}", 1.0),
+        1.0
+    );
+    assert_eq!(worker.metric("nur_received_bytes_total"), 7.0);
+    assert_eq!(worker.metric("nur_sent_bytes_total"), 11.0);
+    let line = worker
+        .wait_log(&["proc_exit(3)"], Duration::from_secs(5))
+        .expect("a code other than 0 is logged");
+    assert!(line.contains("\"code\":3"), "{line}");
+    let line = worker
+        .wait_log(&["\"stream\":\"stderr\""], Duration::from_secs(5))
+        .expect("stderr reaches the log");
+    assert!(line.contains("bye"), "{line}");
+}
+
+#[test]
+fn a_command_stops_at_the_deadline_the_idle_timeout_and_the_output_limit() {
+    // "s": sleeps 60 s; "r": reads again, and the client sends nothing more;
+    // "w": writes 4 KiB forever to a client that does not read; "b": one
+    // fd_write of 128 KiB, over --max-output.
+    let body = r#"
+      (func (export "_start") (local $c i32)
+        (drop (call $read))
+        (local.set $c (i32.load8_u (i32.const 1024)))
+        (if (i32.eq (local.get $c) (i32.const 115))
+          (then (call $sleep (i64.const 60000000000))))
+        (if (i32.eq (local.get $c) (i32.const 114))
+          (then (drop (call $read))))
+        (if (i32.eq (local.get $c) (i32.const 98))
+          (then (call $out (i32.const 1) (i32.const 0) (i32.const 131072))))
+        (if (i32.eq (local.get $c) (i32.const 119))
+          (then (loop $forever
+            (call $out (i32.const 1) (i32.const 0) (i32.const 4096))
+            (br $forever)))))"#;
+    let worker = Worker::wat(
+        &command(body),
+        &[
+            "--timeout",
+            "1500ms",
+            "--idle-timeout",
+            "500ms",
+            "--max-output",
+            "64Ki",
+        ],
+    );
+    let timed = |input: &[u8], read: bool| {
+        let started = Instant::now();
+        let mut stream = worker.connect();
+        std::io::Write::write_all(&mut stream, input).unwrap();
+        if read {
+            support::read_to_close(&mut stream);
+        } else {
+            // Not reading: wait for the worker to give up on this client.
+            std::thread::sleep(Duration::from_millis(1200));
+        }
+        started.elapsed()
+    };
+    let took = timed(b"s", true);
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(3000),
+        "a sleep ends at the deadline: {took:?}"
+    );
+    assert_eq!(
+        worker.wait_metric("nur_guest_traps_total{kind=\"timeout\"}", 1.0),
+        1.0
+    );
+    let took = timed(b"r", true);
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(1400),
+        "a read with nothing to read ends at the idle timeout: {took:?}"
+    );
+    timed(b"w", false);
+    assert_eq!(
+        worker.wait_metric("nur_connection_closes_total{reason=\"idle\"}", 2.0),
+        2.0,
+        "a client that does not read is dropped at the idle timeout"
+    );
+    assert!(
+        worker.metric("nur_sent_bytes_total") < 64.0 * 1024.0 * 1024.0,
+        "the writes waited for the client"
+    );
+    assert!(timed(b"b", true) < Duration::from_secs(1));
+    assert_eq!(
+        worker.wait_metric("nur_guest_traps_total{kind=\"output_limit\"}", 1.0),
+        1.0
+    );
+    assert!(
+        worker
+            .wait_log(
+                &["fd_write: output of one call would exceed 65536 bytes"],
+                Duration::from_secs(5)
+            )
+            .is_some()
+    );
+}
