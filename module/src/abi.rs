@@ -165,6 +165,11 @@ pub const FEATURES: WasmFeatures = WasmFeatures::MVP
 /// The optional WASI-reactor initializer, called once per instance.
 pub const INITIALIZE: &str = "_initialize";
 
+/// The prefix of `nur-worker`'s environment variables that are its
+/// function's WASI environment (`NUR_ENV_GREETING` is `GREETING`): how the
+/// operator passes spec.env.
+pub const FUNCTION_ENV_PREFIX: &str = "NUR_ENV_";
+
 /// A WASI command's entry point, run once per connection.
 pub const START: &str = "_start";
 

@@ -122,6 +122,9 @@ pub enum Error {
     /// The compile Job could not be created or read; retried.
     #[error(transparent)]
     NativeCode(#[from] native_code::Error),
+    /// A Secret or ConfigMap of spec.env could not be read; retried.
+    #[error(transparent)]
+    EnvSource(#[from] crate::env_sources::Error),
     /// Writing the status failed; retried.
     #[error("status: {0}")]
     Status(#[source] kube::Error),
@@ -329,6 +332,16 @@ async fn reconcile_stages(f: &NurFunction, ctx: &Context) -> Result<Action, Erro
         let reason = Reason::SpecNotAllowed;
         write_problem(ctx, f, status::not_ready(f, reason, &message)).await?;
         return Err(Error::NotAllowed(message));
+    }
+    // The Secrets and ConfigMaps of spec.env: not watched, so rechecked.
+    if let Err(problem) = crate::env_sources::check(&ctx.client, f).await? {
+        write_problem(
+            ctx,
+            f,
+            status::not_ready(f, problem.reason, &problem.message),
+        )
+        .await?;
+        return Ok(recheck);
     }
     let module = match ctx.modules.check(&ctx.client, f).await {
         Ok(Checked::Servable(m)) => m,

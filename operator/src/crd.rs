@@ -160,6 +160,75 @@ pub struct NurFunctionSpec {
     /// Default: never scaled to zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_to_zero: Option<ScaleToZeroSpec>,
+
+    /// The function's environment, as WASI's environ_get gives it: plain
+    /// values, and values from a key of a Secret or ConfigMap in the same
+    /// namespace. A Secret or ConfigMap used here must carry the label
+    /// nur.dev/function-env: "true" (Ready=False, EnvSourceNotAllowed, until
+    /// it does): a function's code can read its environment, and only
+    /// those who may label a Secret choose to hand it to functions. The
+    /// worker's own variables never reach the function. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub env: Option<Vec<EnvVarSpec>>,
+}
+
+/// One variable of the function's environment: exactly one of value and
+/// valueFrom.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.value) != has(self.valueFrom)")
+        .message("set exactly one of value and valueFrom")
+)]
+pub struct EnvVarSpec {
+    /// The variable's name: letters, digits and underscores, not starting
+    /// with a digit (a POSIX name). Required.
+    #[schemars(
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"),
+        length(min = 1, max = 128)
+    )]
+    pub name: String,
+
+    /// The variable's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32768))]
+    pub value: Option<String>,
+
+    /// Where the value comes from: one key of a Secret or ConfigMap in the
+    /// function's namespace, labelled nur.dev/function-env: "true".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<EnvSourceSpec>,
+}
+
+/// A key of a Secret or of a ConfigMap: exactly one of the two.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.secretKeyRef) != has(self.configMapKeyRef)")
+        .message("set exactly one of secretKeyRef and configMapKeyRef")
+)]
+pub struct EnvSourceSpec {
+    /// A key of a Secret in the function's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<KeyRef>,
+
+    /// A key of a ConfigMap in the function's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<KeyRef>,
+}
+
+/// One key of a Secret or ConfigMap.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRef {
+    /// Name of the Secret or ConfigMap, in the function's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+
+    /// The key whose value is the variable's.
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(min = 1, max = 253))]
+    pub key: String,
 }
 
 /// Where the module is and how to check it.
@@ -474,6 +543,11 @@ pub struct ArtifactStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AbiSummary {
+    /// How the worker serves it: nur-abi (alloc and poll_stream for every
+    /// chunk) or wasi-command (_start once per connection, stdin the
+    /// client's bytes, stdout the answer).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
     /// Imported functions as `MODULE.NAME` (`nur.*` host functions, and
     /// `wasi_snapshot_preview1.*` where WASI is used).
     pub imports: Vec<String>,
@@ -510,6 +584,7 @@ impl AbiSummary {
             .map(|(name, kind)| format!("{name} ({kind})"))
             .collect();
         AbiSummary {
+            kind: summary.kind.as_str().into(),
             imports,
             exports,
             memory_pages: summary.memory.initial_pages as i64,

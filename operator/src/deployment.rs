@@ -3,13 +3,16 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
-    SecurityContext,
+    Capabilities, ConfigMapKeySelector, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecretKeySelector, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use nur_module::abi::FUNCTION_ENV_PREFIX;
+
+use crate::crd::EnvVarSpec;
 use crate::meta::{
     ADMIN_PORT, DRAIN_DELAY_SECONDS, Input, SHUTDOWN_GRACE_SECONDS, TERMINATION_GRACE_SECONDS,
 };
@@ -86,6 +89,33 @@ fn credential_variables(secret: &str) -> Vec<EnvVar> {
         .collect()
 }
 
+/// One variable of spec.env, as the worker takes it: `NUR_ENV_NAME`, its
+/// value or the kubelet's reference to a Secret's or ConfigMap's key (the
+/// value never in the Deployment).
+fn function_variable(variable: &EnvVarSpec) -> EnvVar {
+    let source = variable.value_from.as_ref().map(|from| EnvVarSource {
+        secret_key_ref: from.secret_key_ref.as_ref().map(|r| SecretKeySelector {
+            name: r.name.clone(),
+            key: r.key.clone(),
+            optional: Some(false),
+        }),
+        config_map_key_ref: from
+            .config_map_key_ref
+            .as_ref()
+            .map(|r| ConfigMapKeySelector {
+                name: r.name.clone(),
+                key: r.key.clone(),
+                optional: Some(false),
+            }),
+        ..Default::default()
+    });
+    EnvVar {
+        name: format!("{FUNCTION_ENV_PREFIX}{}", variable.name),
+        value: variable.value.clone(),
+        value_from: source,
+    }
+}
+
 fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -120,11 +150,16 @@ pub fn build(input: &Input) -> Deployment {
                 ..Default::default()
             },
         ]),
-        env: spec
-            .module
-            .credentials_secret
-            .as_deref()
-            .map(credential_variables),
+        env: {
+            let mut env: Vec<EnvVar> = spec
+                .module
+                .credentials_secret
+                .as_deref()
+                .map(credential_variables)
+                .unwrap_or_default();
+            env.extend(spec.env.iter().flatten().map(function_variable));
+            (!env.is_empty()).then_some(env)
+        },
         readiness_probe: Some(http_probe("/readyz", 2, 1)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
         resources: input.resources.cloned(),

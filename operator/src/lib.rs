@@ -12,7 +12,8 @@
 //! - [`controller`]: the reconciler's wiring and stages; [`module_check`]
 //!   (stage 1: the module, with the credentials Secret, cached and bounded),
 //!   [`apply`] (stage 3: server-side apply), [`status`] (stage 4, pure) and
-//!   [`reason`] (every condition reason).
+//!   [`reason`] (every condition reason); [`env_sources`] (stage 1: the
+//!   Secrets and ConfigMaps of spec.env, labelled for functions).
 //! - [`native_code`] (stage 1b: native code compiled once per digest by
 //!   the Job of the pure [`compile_job`], pinned in the Deployment).
 //! - [`idle`]: scale to zero (pure): asleep or awake from the gateway's
@@ -28,6 +29,7 @@ pub mod compile_job;
 pub mod controller;
 pub mod crd;
 pub mod deployment;
+pub mod env_sources;
 pub mod health;
 pub mod hpa;
 pub mod idle;

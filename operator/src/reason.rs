@@ -50,6 +50,10 @@ pub enum Reason {
     Compiled,
     /// Compiling it once failed: the pods compile it themselves.
     CompileFailed,
+    /// A Secret or ConfigMap named by spec.env does not exist.
+    EnvSourceNotFound,
+    /// A Secret or ConfigMap named by spec.env lacks nur.dev/function-env=true.
+    EnvSourceNotAllowed,
 }
 
 impl Reason {
@@ -82,6 +86,8 @@ impl Reason {
             Self::Compiling => "Compiling",
             Self::Compiled => "Compiled",
             Self::CompileFailed => "CompileFailed",
+            Self::EnvSourceNotFound => "EnvSourceNotFound",
+            Self::EnvSourceNotAllowed => "EnvSourceNotAllowed",
         }
     }
 }

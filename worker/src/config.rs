@@ -71,8 +71,7 @@ pub struct ServeArgs {
     pub limits: Limits,
 }
 
-/// The prefix of the worker's environment variables that are the function's.
-pub const FUNCTION_ENV_PREFIX: &str = "NUR_ENV_";
+pub use nur_module::abi::FUNCTION_ENV_PREFIX;
 
 impl ServeArgs {
     /// The function's WASI environment: `--env` flags, then every
