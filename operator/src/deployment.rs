@@ -326,6 +326,33 @@ spec:
     }
 
     #[test]
+    fn spec_env_becomes_nur_env_variables_the_kubelet_fills_in() {
+        let f = function(
+            r#"
+apiVersion: nur.dev/v1alpha1
+kind: NurFunction
+spec:
+  module: {url: "s3://fns/echo.wasm"}
+  env:
+  - {name: GREETING, value: hello}
+  - {name: TOKEN, valueFrom: {secretKeyRef: {name: api, key: token}}}
+  - {name: MODE, valueFrom: {configMapKeyRef: {name: settings, key: mode}}}
+"#,
+        );
+        let input = Input::new(&f, IMAGE).unwrap().with_digest(DIGEST);
+        let want = expected(
+            "replicas: 1",
+            "",
+            "        env:\n        \
+             - {name: NUR_ENV_GREETING, value: hello}\n        \
+             - {name: NUR_ENV_TOKEN, valueFrom: {secretKeyRef: {name: api, key: token, optional: false}}}\n        \
+             - {name: NUR_ENV_MODE, valueFrom: {configMapKeyRef: {name: settings, key: mode, optional: false}}}",
+            "",
+        );
+        assert_object(&build(&input), &want);
+    }
+
+    #[test]
     fn full_function() {
         let f = function(
             r#"

@@ -206,4 +206,20 @@ mod tests {
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_chunk_size("1Gi").unwrap_err().contains("at most"));
     }
+
+    #[test]
+    fn variables_are_name_equals_value() {
+        assert_eq!(
+            parse_variable("A=b=c"),
+            Ok(("A".to_string(), "b=c".to_string()))
+        );
+        assert_eq!(
+            parse_variable("EMPTY="),
+            Ok(("EMPTY".into(), String::new()))
+        );
+        for bad in ["noequals", "=value"] {
+            let error = parse_variable(bad).unwrap_err();
+            assert!(error.contains("is not NAME=VALUE"), "{error}");
+        }
+    }
 }

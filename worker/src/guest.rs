@@ -150,12 +150,17 @@ pub struct Guest {
     _watchdog: Watchdog,
 }
 
+/// The Nur ABI's `alloc(len) -> ptr`.
+type Alloc = TypedFunction<i32, i32>;
+/// The Nur ABI's `poll_stream(ptr, len)`.
+type PollStream = TypedFunction<(i32, i32), ()>;
+
 /// What the worker calls in an instance.
 enum Entry {
     /// The Nur ABI: `alloc` and `poll_stream` for every chunk.
     Stream {
-        alloc: TypedFunction<i32, i32>,
-        poll_stream: TypedFunction<(i32, i32), ()>,
+        alloc: Alloc,
+        poll_stream: PollStream,
     },
     /// A WASI command: `_start`, once.
     Command { start: TypedFunction<(), ()> },
@@ -275,7 +280,7 @@ impl Guest {
     }
 
     /// The Nur ABI's two functions; a command has neither.
-    fn stream(&self) -> Result<(TypedFunction<i32, i32>, TypedFunction<(i32, i32), ()>), Fault> {
+    fn stream(&self) -> Result<(Alloc, PollStream), Fault> {
         match &self.entry {
             Entry::Stream { alloc, poll_stream } => Ok((alloc.clone(), poll_stream.clone())),
             Entry::Command { .. } => Err(Fault {
