@@ -19,3 +19,9 @@ bench-operator:
 .PHONY: bench-gateway
 bench-gateway:
 	bash bench/gateway.sh
+
+## The per-connection cost of WASI functions (Go, Rust commands) beside the
+## Nur-ABI echo, in one run: `make bench-wasi` (knobs: CLIENTS, DURATION).
+.PHONY: bench-wasi
+bench-wasi:
+	bash bench/wasi.sh

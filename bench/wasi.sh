@@ -49,14 +49,15 @@ run() {
     tail -n1 "$work/load.out" >>"$out.jsonl"
 }
 
-echo "wasi.sh: load before $(cut -d' ' -f1-3 /proc/loadavg); clients=$CLIENTS duration=${DURATION}s"
-run echo/nur-abi echo.wasm 'HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\nhello, wasi\n' 52
-run go-hello/nur-abi-reactor go-hello.wasm 'HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\nhello, wasi\n' 52
+load_before="$(cut -d' ' -f1 /proc/loadavg)"
+echo "wasi.sh: load before $load_before; clients=$CLIENTS duration=${DURATION}s"
+run echo/nur-abi echo.wasm 'HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\nhello, wasi\n' 51
+run go-hello/nur-abi-reactor go-hello.wasm 'HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\nhello, wasi\n' 51
 run shout/wasi-command shout.wasm 'HELLO, WASI\n' 12
 run go-wc/wasi-command go-wc.wasm '2 words\ntotal: 1 lines, 2 words\n' 32
 stop
 
-python3 - "$out.jsonl" "$out.md" "$CLIENTS" "$DURATION" <<'PY'
+python3 - "$out.jsonl" "$out.md" "$CLIENTS" "$DURATION" "$load_before" <<'PY'
 import json, platform, sys, os
 records = [json.loads(l) for l in open(sys.argv[1])]
 base = records[0]["rps"]
@@ -68,7 +69,7 @@ for r in records:
     rows.append("| %s | %s | %.0f | %.2f× | %d | %d | %d |" % (
         fn, kind, r["rps"], r["rps"] / base, lat["p50"], lat["p99"], r["errors"]))
 head = "%s, %d cores (%s), %s clients, %ss per function, load average before %s\n\n" % (
-    platform.node(), os.cpu_count(), cpu, sys.argv[3], sys.argv[4], open("/proc/loadavg").read().split()[0])
+    platform.node(), os.cpu_count(), cpu, sys.argv[3], sys.argv[4], sys.argv[5])
 open(sys.argv[2], "w").write(head + "\n".join(rows) + "\n")
 print(head + "\n".join(rows))
 PY
