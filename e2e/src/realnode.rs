@@ -15,7 +15,7 @@ use kube::discovery::ApiResource;
 use nur_testkit::net::exchange;
 use nur_testkit::{TestEnv, TestNamespace, eventually, store};
 
-use crate::{chart_dir, run};
+use crate::{chart_dir, run, workspace_root};
 
 /// How long a function on the real node may take to become Ready.
 pub const T: Duration = Duration::from_secs(120);
@@ -227,4 +227,15 @@ pub async fn ready_reason(ns: &TestNamespace, name: &str) -> Option<(String, i64
         .as_str()?
         .to_string();
     Some((reason, f.data["status"]["replicas"].as_i64().unwrap_or(-1)))
+}
+
+/// The manifest `examples/manifests/FILE` with its module URL moved to
+/// `prefix` of the test bucket.
+pub fn example_manifest(env: &TestEnv, file: &str, prefix: &str) -> String {
+    let text =
+        std::fs::read_to_string(workspace_root().join("examples/manifests").join(file)).unwrap();
+    text.replace(
+        "s3://functions/",
+        &format!("s3://{}/{prefix}/", env.bucket()),
+    )
 }

@@ -11,20 +11,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use nur_e2e::realnode::{T, apply, install_on_real_node as install, nurfunctions, wait_ready};
-use nur_e2e::{run, workspace_root};
+use nur_e2e::realnode::{
+    T, apply, example_manifest, install_on_real_node as install, nurfunctions, wait_ready,
+};
+use nur_e2e::run;
 use nur_testkit::net::exchange;
 use nur_testkit::{TestEnv, TestNamespace, eventually, examples, store, testenv};
-
-/// examples/manifests/FILE with its module URL under `prefix` of the test bucket.
-fn manifest(env: &TestEnv, file: &str, prefix: &str) -> String {
-    let text =
-        std::fs::read_to_string(workspace_root().join("examples/manifests").join(file)).unwrap();
-    text.replace(
-        "s3://functions/",
-        &format!("s3://{}/{prefix}/", env.bucket()),
-    )
-}
 
 /// Uploads examples/build/NAME.wasm, applies its example manifest and waits
 /// for its pod to be Ready.
@@ -33,7 +25,11 @@ async fn deploy_example(env: &TestEnv, ns: &TestNamespace, name: &str) {
     let module = examples::read(&format!("{name}.wasm"));
     let digest = nur_module::sha256_hex(&module);
     store::put(env, &format!("{prefix}/{name}.wasm"), module).await;
-    apply(env, ns, &manifest(env, &format!("{name}.yaml"), &prefix));
+    apply(
+        env,
+        ns,
+        &example_manifest(env, &format!("{name}.yaml"), &prefix),
+    );
     wait_ready(ns, name, &digest, 1).await;
 }
 

@@ -25,11 +25,11 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{ListParams, WatchEvent, WatchParams};
 use nur_e2e::realnode::{
-    Load, T, apply, deploy, install_on_real_node as install, pod_ready, wait_ready,
+    Load, T, apply, deploy, example_manifest, install_on_real_node as install, pod_ready,
+    wait_ready,
 };
-use nur_e2e::workspace_root;
 use nur_testkit::net::exchange;
-use nur_testkit::{TestEnv, TestNamespace, eventually, examples, store, testenv};
+use nur_testkit::{TestNamespace, eventually, examples, store, testenv};
 
 /// The ClusterIP and port of Service `name`, once kube-proxy routes it to
 /// the function: `probe` gets an answer ending with `expect`. (A bare
@@ -58,17 +58,6 @@ async fn cluster_ip(
     .await
     .unwrap();
     addr
-}
-
-/// The manifest `examples/manifests/FILE` with its module URL moved to
-/// this test's prefix of the test bucket.
-fn manifest(env: &TestEnv, file: &str, prefix: &str) -> String {
-    let text =
-        std::fs::read_to_string(workspace_root().join("examples/manifests").join(file)).unwrap();
-    text.replace(
-        "s3://functions/",
-        &format!("s3://{}/{prefix}/", env.bucket()),
-    )
 }
 
 type Exits = Arc<std::sync::Mutex<BTreeMap<String, i32>>>;
@@ -143,7 +132,7 @@ async fn helm_install_serves_echo_through_its_cluster_ip_and_rolls_out_under_loa
     let echo = examples::read("echo.wasm");
     let echo_digest = nur_module::sha256_hex(&echo);
     store::put(&env, &format!("{prefix}/echo.wasm"), echo).await;
-    let out = apply(&env, &ns, &manifest(&env, "echo.yaml", &prefix));
+    let out = apply(&env, &ns, &example_manifest(&env, "echo.yaml", &prefix));
     assert!(out.contains("nurfunction.nur.dev/echo created"), "{out}");
     wait_ready(&ns, "echo", &echo_digest, 2).await;
 
