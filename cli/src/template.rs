@@ -17,6 +17,12 @@ pub enum Template {
     /// Go built for GOOS=wasip1 as a reactor (the Go runtime uses the
     /// worker's WASI preview 1).
     Go,
+    /// C++ built with clang++ for wasm32-wasi, with libc++ and wasi-libc
+    /// (examples/cpp-hello).
+    Cpp,
+    /// AssemblyScript built with the npm package `assemblyscript`, pinned
+    /// by its package-lock.json (examples/as-hello).
+    Assemblyscript,
 }
 
 /// A build: `command` run by `sh -c` in the function's directory writes
@@ -49,6 +55,16 @@ impl Template {
                     .to_string(),
                 "function.wasm".to_string(),
             ),
+            Template::Cpp => (
+                "clang++ --target=wasm32-wasi -O2 -std=c++17 -fno-exceptions -fno-rtti -mexec-model=reactor -Wl,--strip-all -o function.wasm function.cpp"
+                    .to_string(),
+                "function.wasm".to_string(),
+            ),
+            Template::Assemblyscript => (
+                "{ [ -x node_modules/.bin/asc ] || npm ci --no-audit --no-fund --loglevel=error; } && npm run --silent build"
+                    .to_string(),
+                "function.wasm".to_string(),
+            ),
             Template::Zig => (
                 "zig build-exe function.zig -target wasm32-freestanding -fno-entry -rdynamic -O ReleaseSmall -femit-bin=function.wasm"
                     .to_string(),
@@ -76,6 +92,13 @@ impl Template {
             Template::C => vec![("function.c", C_SKELETON.replace("NAME", label))],
             Template::Wat => vec![("function.wat", wat_skeleton(label))],
             Template::Zig => vec![("function.zig", ZIG_SKELETON.replace("zig-hello", label))],
+            Template::Cpp => vec![("function.cpp", CPP_SKELETON.replace("cpp-hello", label))],
+            Template::Assemblyscript => vec![
+                ("package.json", AS_PACKAGE.replace("as-hello", label)),
+                ("package-lock.json", AS_LOCK.replace("as-hello", label)),
+                ("assembly/index.ts", AS_SKELETON.replace("as-hello", label)),
+                (".gitignore", "node_modules/\nfunction.wasm\n".into()),
+            ],
             Template::Go => vec![
                 (
                     "go.mod",
@@ -193,6 +216,16 @@ func main() {}
 /// `_start` and `-rdynamic` exports the `export fn`s (the linker exports
 /// `memory`); it imports nothing but `nur`'s functions.
 const ZIG_SKELETON: &str = include_str!("../../examples/zig-hello/hello.zig");
+
+/// examples/cpp-hello: C++ on the Nur ABI, answering an HTTP request once
+/// its headers are in.
+const CPP_SKELETON: &str = include_str!("../../examples/cpp-hello/hello.cpp");
+
+/// examples/as-hello: AssemblyScript on the Nur ABI, with its pinned
+/// compiler (package.json and its lockfile).
+const AS_SKELETON: &str = include_str!("../../examples/as-hello/assembly/index.ts");
+const AS_PACKAGE: &str = include_str!("../../examples/as-hello/package.json");
+const AS_LOCK: &str = include_str!("../../examples/as-hello/package-lock.json");
 
 fn wat_skeleton(label: &str) -> String {
     let body = format!("Hello from {label}!\n");

@@ -34,6 +34,9 @@ fn serve_and_call(module: &Path, input: &[u8], log: &Path) -> String {
     String::from_utf8(exchange(("127.0.0.1", port), input).unwrap()).unwrap()
 }
 
+/// What every template's function is called with: a whole HTTP request.
+const REQUEST: &[u8] = b"GET /hi HTTP/1.1\r\nHost: x\r\n\r\n";
+
 #[test]
 fn nur_new_for_each_template_builds_a_function_that_answers() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,6 +46,8 @@ fn nur_new_for_each_template_builds_a_function_that_answers() {
         ("wat", "hello_wat"),
         ("zig", "Hello Zig"),
         ("go", "Hello Go"),
+        ("cpp", "Hello Cpp"),
+        ("assemblyscript", "Hello AS"),
     ] {
         let out = ok(nur(dir.path(), &["new", template, name]));
         assert!(out.contains("created"), "{out}");
@@ -56,13 +61,15 @@ fn nur_new_for_each_template_builds_a_function_that_answers() {
     );
     let out = ok(nur(dir.path(), &["build"]));
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 5, "{out}");
+    assert_eq!(lines.len(), 7, "{out}");
     for (line, label) in lines.iter().zip([
         "hello-rust",
         "hello-c",
         "hello-wat",
         "hello-zig",
         "hello-go",
+        "hello-cpp",
+        "hello-as",
     ]) {
         let fields: Vec<&str> = line.split('\t').collect();
         assert_eq!(fields[0], label, "{line}");
@@ -75,17 +82,17 @@ fn nur_new_for_each_template_builds_a_function_that_answers() {
             "{line}"
         );
         assert_eq!(fields[3], format!(".nur/build/{label}.wasm.zst"));
-        let answer = serve_and_call(&path, b"hi", &dir.path().join(format!("{label}.log")));
+        let answer = serve_and_call(&path, REQUEST, &dir.path().join(format!("{label}.log")));
         assert!(
             answer.starts_with("HTTP/1.1 200 OK\r\n"),
             "{label}: {answer}"
         );
-        assert!(answer.ends_with("!\n"), "{label}: {answer}");
-        assert!(answer.contains("Hello from "), "{label}: {answer}");
+        assert!(answer.contains("\r\n\r\nHello from "), "{label}: {answer}");
         // The skeletons that log: the chunk's size, a line of the worker's.
-        if ["hello-rust", "hello-zig", "hello-go"].contains(&label) {
+        if ["hello-rust", "hello-zig", "hello-go", "hello-as"].contains(&label) {
             let log = std::fs::read_to_string(dir.path().join(format!("{label}.log"))).unwrap();
-            assert!(log.contains(&format!("{label}: 2 bytes")), "{label}: {log}");
+            let line = format!("{label}: {} bytes", REQUEST.len());
+            assert!(log.contains(&line), "{label}: {log}");
         }
     }
     // A second `nur new` of a name the nurfile has is refused.
