@@ -182,6 +182,8 @@ function overview(content, path, ns, name) {
       h("h2", {}, "Module"),
       facts("module", [["URL", h("span.mono", {}, d.module.url)], ["Digest", h("span.mono", {}, d.module.digest || "not checked yet")],
         ["Size", d.module.size != null ? d.module.size + " bytes" : ""],
+        ["Kind", abi && abi.kind ? (abi.kind === "wasi-command"
+          ? "WASI command (stdin and stdout are the connection)" : "Nur ABI") : ""],
         ["Imports", abi ? abi.imports.join(", ") || "none" : ""],
         ["Exports", abi ? abi.exports.join(", ") : ""],
         ["Memory", abi ? abi.memoryPages + " pages (" + abi.memoryPages * 64 + " KiB)" +
