@@ -487,7 +487,8 @@ fn environ_get(
     let mut at = buf as u32;
     for (index, variable) in variables.iter().enumerate() {
         write(&mut env, "environ_get", at as i32, variable)?;
-        write_u32(&mut env, "environ_get", environ + 4 * index as i32, at)?;
+        let slot = environ.wrapping_add((4 * index) as i32);
+        write_u32(&mut env, "environ_get", slot, at)?;
         at = at.wrapping_add(variable.len() as u32);
     }
     Ok(ESUCCESS)
