@@ -190,6 +190,16 @@ func (k *cluster) startControllerManager() {
 			"replicationcontroller-controller",
 		}, ","),
 		"--concurrent-gc-syncs=5",
+		// No client-side rate limit (as kwokctl's --disable-qps-limits) and
+		// more workers, so that a thousand functions roll out at the API
+		// server's pace, not at the default 20 requests/s shared by every
+		// controller (bench/ nur-bench-operator).
+		"--kube-api-qps=5000",
+		"--kube-api-burst=10000",
+		"--concurrent-deployment-syncs=20",
+		"--concurrent-replicaset-syncs=20",
+		"--concurrent-service-endpoint-syncs=20",
+		"--concurrent-endpoint-syncs=20",
 		// Quick HorizontalPodAutoscalers for the tests (defaults: 15s, 5m,
 		// 30s, 5m).
 		"--horizontal-pod-autoscaler-sync-period=1s",
@@ -215,6 +225,8 @@ func (k *cluster) startSchedulerAndKwok() {
 		"--secure-port=" + strconv.Itoa(k.c.kcmPort+2),
 		"--cert-dir=" + k.c.path("pki", "scheduler-certs"),
 		"--leader-elect=false",
+		"--kube-api-qps=5000",
+		"--kube-api-burst=10000",
 	}, nil)
 	k.child("kwok", k.self, []string{"kwok",
 		"--kubeconfig=" + k.c.path("kubeconfig"),

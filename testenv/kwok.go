@@ -69,11 +69,13 @@ func runKwok(args []string) int {
 	return 0
 }
 
+// fakeNode is kwok's node: large enough that the benchmark's thousands
+// of one-pod functions all fit on it (bench/ nur-bench-operator).
 func fakeNode(name string) *corev1.Node {
 	res := corev1.ResourceList{
-		corev1.ResourceCPU:    resource.MustParse("64"),
-		corev1.ResourceMemory: resource.MustParse("256Gi"),
-		corev1.ResourcePods:   resource.MustParse("500"),
+		corev1.ResourceCPU:    resource.MustParse("1000"),
+		corev1.ResourceMemory: resource.MustParse("4Ti"),
+		corev1.ResourcePods:   resource.MustParse("10000"),
 	}
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
