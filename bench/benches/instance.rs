@@ -33,7 +33,7 @@ fn compile(rt: &tokio::runtime::Runtime, file: &str) -> Function {
         .block_on(nur_module::load(&path))
         .unwrap_or_else(|e| panic!("{path}: {e} (run examples/build.sh first)"));
     let limits = limits();
-    let engine = Function::engine(&limits);
+    let engine = Function::engine(&limits, &module).expect("an engine");
     let (compiled, _took) = Function::compile(&engine, &module).expect("compiles");
     Function::new(engine, compiled, &module, file, &limits)
 }

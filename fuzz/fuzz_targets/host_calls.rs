@@ -100,7 +100,7 @@ fn harness() -> &'static Harness {
         let source = nur_module::Source::parse("host_calls.wat").unwrap();
         let module = nur_module::Module::from_stored(source, text.as_bytes().to_vec()).unwrap();
         let limits = limits();
-        let engine = Function::engine(&limits);
+        let engine = Function::engine(&limits, &module).unwrap();
         let (compiled, _) = Function::compile(&engine, &module).unwrap();
         let function = Function::new(engine, compiled, &module, "host_calls", &limits);
         let runtime = tokio::runtime::Builder::new_multi_thread()

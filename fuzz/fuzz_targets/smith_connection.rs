@@ -104,7 +104,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let shared = shared();
-    let engine = Function::engine(&limits);
+    let engine = Function::engine(&limits, &module).expect("an engine");
     let compiled = match Function::compile(&engine, &module) {
         Ok((compiled, _)) => compiled,
         Err(e) => panic!("the ABI check accepted a module the worker cannot compile: {e}"),

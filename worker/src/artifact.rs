@@ -4,7 +4,7 @@
 //! An artifact file is a short header followed by wasmer's serialized module:
 //!
 //! ```text
-//! nur-artifact v1\n
+//! nur-artifact v2\n
 //! <sha256 of the module as stored>\n
 //! <engine key: wasmer version, compiler, target, CPU features>\n
 //! <wasmer bytes>
@@ -23,7 +23,10 @@ use std::path::{Path, PathBuf};
 use wasmer::Engine;
 use wasmer::sys::NativeEngineExt;
 
-const MAGIC: &str = "nur-artifact v1";
+/// v2: compiled from the module with its data lifted into a memory image
+/// ([`crate::image`]); a v1 artifact copied the data itself, and is compiled
+/// again.
+const MAGIC: &str = "nur-artifact v2";
 
 /// The wasmer release the artifacts are made with (pinned in Cargo.toml).
 const WASMER: &str = "wasmer 7.4.2";
@@ -68,7 +71,14 @@ pub fn decode(
     let mut lines = bytes.splitn(4, |&b| b == b'\n');
     let mut line = || std::str::from_utf8(lines.next().unwrap_or_default()).unwrap_or("");
     let (magic, built_for, key) = (line(), line(), line());
-    anyhow::ensure!(magic == MAGIC, "not a Nur artifact");
+    anyhow::ensure!(
+        magic == MAGIC,
+        "{}",
+        match magic.strip_prefix("nur-artifact ") {
+            Some(version) => format!("an artifact of format {version}, this worker reads {MAGIC}"),
+            None => "not a Nur artifact".to_string(),
+        }
+    );
     anyhow::ensure!(
         built_for == module_sha256,
         "the artifact was built for module sha256 {built_for}, not {module_sha256}"

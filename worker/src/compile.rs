@@ -70,7 +70,7 @@ struct Compiled {
 async fn compile(args: &CompileArgs) -> anyhow::Result<Compiled> {
     let module = startup::load_module(&args.url, args.static_credentials).await?;
     startup::verify_digest(&args.url, &module.sha256, args.sha256.as_deref())?;
-    let engine = Function::engine(&crate::config::Limits::default());
+    let engine = Function::engine(&crate::config::Limits::default(), &module)?;
     let (bytes, took) = tokio::task::spawn_blocking({
         let module = module.clone();
         move || -> anyhow::Result<_> {

@@ -49,24 +49,35 @@ pub struct Function {
 }
 
 impl Function {
-    /// The engine every instance runs on: Cranelift, memories capped at
-    /// `--memory-limit`.
-    pub fn engine(limits: &Limits) -> Engine {
-        let mut engine: Engine = EngineBuilder::new(Cranelift::default()).engine().into();
-        engine.set_tunables(MemoryLimit::new(
+    /// The engine the instances of `module` run on: Cranelift, memories
+    /// capped at `--memory-limit`, each starting from the module's memory
+    /// image ([`crate::image`]; the native code must then come from
+    /// [`Function::compile`] or an artifact of it).
+    pub fn engine(limits: &Limits, module: &nur_module::Module) -> anyhow::Result<Engine> {
+        let image = crate::image::lift(&module.binary).map(|lifted| lifted.image);
+        let tunables = MemoryLimit::new(
             limits.memory_limit,
             limits.max_connections as usize,
-        ));
-        engine
+            image.as_deref().unwrap_or_default(),
+        )
+        .map_err(|e| anyhow::anyhow!("{}: making its memory image: {e}", module.source))?;
+        let mut engine: Engine = EngineBuilder::new(Cranelift::default()).engine().into();
+        engine.set_tunables(tunables);
+        Ok(engine)
     }
 
-    /// Compiles `module` to native code; returns it and the time it took.
+    /// Compiles `module` to native code, its active data lifted into the
+    /// image [`Function::engine`] maps; returns it and the time it took.
     pub fn compile(
         engine: &Engine,
         module: &nur_module::Module,
     ) -> anyhow::Result<(wasmer::Module, Duration)> {
         let started = Instant::now();
-        let compiled = wasmer::Module::new(engine, &module.binary)
+        let lifted = crate::image::lift(&module.binary);
+        let binary = lifted
+            .as_ref()
+            .map_or(&module.binary, |lifted| &lifted.module);
+        let compiled = wasmer::Module::new(engine, binary)
             .map_err(|e| anyhow::anyhow!("{}: compiling failed: {e}", module.source))?;
         Ok((compiled, started.elapsed()))
     }

@@ -13,7 +13,8 @@
 //!   `host.rs` (private): the ABI's host functions; [`wasi`]: the subset
 //!   of WASI preview 1 a module may import too; [`fault`]: how a guest
 //!   fails; [`tunables`] caps its memory,
-//!   [`pool`] reuses memories and
+//!   [`image`] lifts its data into a memory image,
+//!   [`pool`] reuses memories (mapping the image into each) and
 //!   [`deadline`] interrupts it at the connection's deadline.
 //! - [`startup`]: [`startup::prepare`]: fetch with retries, digest pin, the
 //!   limits clamped to the module ([`capacity`]), the function's name,
@@ -25,7 +26,7 @@
 //! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`check`]: the summary printed by `nur-worker check`; [`compile`]:
 //!   `nur-worker compile`, an artifact to a file or to object storage.
-//! - `sys`: the system calls (`mmap`, `mprotect`, `madvise`,
+//! - `sys`: the system calls (`mmap`, `mprotect`, `madvise`, `memfd_create`,
 //!   `process_madvise`, `pidfd_open`, `poll`, `read`) behind safe wrappers;
 //!   the crate denies `unsafe` code anywhere else but where wasmer's traits
 //!   and APIs require it (the [`pool`] memory and the [`tunables`], loading
@@ -44,6 +45,7 @@ pub mod deadline;
 pub mod fault;
 pub mod guest;
 mod host;
+pub mod image;
 pub mod metrics;
 pub mod pool;
 pub mod server;

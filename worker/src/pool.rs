@@ -25,6 +25,14 @@
 //! a `memory.grow`); everything past it stays `PROT_NONE`, so the guard-page
 //! bounds checks of the compiled code hold exactly as with wasmer's memories.
 //! A slot that cannot be reset is unmapped, never reused.
+//!
+//! A pool may hold the module's initial memory as an image
+//! ([`crate::image`], a sealed `memfd`): every slot then maps it
+//! copy-on-write over its first pages when the slot is made, so an instance
+//! starts with its data already in place (the lifted module copies none),
+//! pages it only reads are the image's own (no fault to zero or copy them,
+//! no memory of the instance's), and `MADV_DONTNEED` brings the image back
+//! instead of zeros: resetting a slot costs the same as without one.
 
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
@@ -33,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use wasmer::sys::vm::{LinearMemory, MemoryError, MemoryStyle, VMMemoryDefinition};
 use wasmer::{MemoryType, Pages, WASM_MAX_PAGES, WASM_PAGE_SIZE};
 
-use crate::sys::{self, Reservation};
+use crate::sys::{self, ImageFile, Reservation};
 
 /// Dirty slots zeroed together.
 pub const BATCH: usize = 16;
@@ -51,10 +59,17 @@ struct Slot {
 }
 
 impl Slot {
-    fn map(len: usize) -> Result<Self, MemoryError> {
-        let region = Reservation::new(len).map_err(|e| {
+    fn map(len: usize, image: Option<&ImageFile>) -> Result<Self, MemoryError> {
+        let mut region = Reservation::new(len).map_err(|e| {
             MemoryError::Region(format!("reserving {len} bytes for a linear memory: {e}"))
         })?;
+        if let Some(image) = image {
+            region.map_image(image).map_err(|e| {
+                MemoryError::Region(format!(
+                    "mapping the memory image into a linear memory: {e}"
+                ))
+            })?;
+        }
         Ok(Self {
             region,
             accessible: 0,
@@ -80,13 +95,14 @@ impl Slot {
         Ok(())
     }
 
-    /// Gives the accessible pages back to the kernel: they read as zeros after.
+    /// Gives the accessible pages back to the kernel: they read as zeros
+    /// (or the image) after.
     fn zero(&mut self) -> bool {
         self.region.discard(self.accessible).is_ok()
     }
 }
 
-/// Zeroes the accessible pages of every slot in one `process_madvise`
+/// Resets the accessible pages of every slot in one `process_madvise`
 /// call, or with one `madvise` each; returns the slots that are now zero
 /// (any other is unmapped).
 fn zero_all(mut slots: Vec<Slot>) -> Vec<Slot> {
@@ -123,20 +139,30 @@ pub struct MemoryPool {
     slots: Mutex<Slots>,
     keep: usize,
     batch: usize,
+    /// What every memory starts with, mapped into every slot.
+    image: Option<ImageFile>,
 }
 
 impl MemoryPool {
-    /// A pool that keeps at most `keep` unused slots (the rest are unmapped).
-    pub fn new(keep: usize) -> Arc<Self> {
-        Self::with_batch(keep, BATCH)
+    /// A pool that keeps at most `keep` unused slots (the rest are
+    /// unmapped), whose memories start as `image` (the first bytes of
+    /// memory 0, [`crate::image::Lifted::image`]; empty for zeros).
+    pub fn new(keep: usize, image: &[u8]) -> std::io::Result<Arc<Self>> {
+        Self::with_batch(keep, BATCH, image)
     }
 
-    fn with_batch(keep: usize, batch: usize) -> Arc<Self> {
-        Arc::new(Self {
+    fn with_batch(keep: usize, batch: usize, image: &[u8]) -> std::io::Result<Arc<Self>> {
+        let image = if image.is_empty() {
+            None
+        } else {
+            Some(ImageFile::new(image)?)
+        };
+        Ok(Arc::new(Self {
             slots: Mutex::new(Slots::default()),
             keep: keep.max(batch),
             batch: batch.max(1),
-        })
+            image,
+        }))
     }
 
     /// Zeroed slots ready now.
@@ -153,7 +179,7 @@ impl MemoryPool {
             .and_then(|mut slots| slots.free.pop());
         match reused {
             Some(slot) => Ok(slot),
-            None => Slot::map(reservation()),
+            None => Slot::map(reservation(), self.image.as_ref()),
         }
     }
 
@@ -176,9 +202,11 @@ impl MemoryPool {
         }
     }
 
-    /// A zeroed static-style memory of type `ty` (its maximum already
-    /// capped), whose definition lives at `definition` (an instance's
-    /// `VMContext`), or in the memory itself for `None`.
+    /// A static-style memory of type `ty` (its maximum already capped),
+    /// zeroed but for the pool's image, whose definition lives at
+    /// `definition` (an instance's `VMContext`), or in the memory itself for
+    /// `None`. A memory smaller than the image is refused: the image belongs
+    /// to one module, whose memory holds it.
     ///
     /// # Safety
     /// `definition`, when given, must be valid for as long as the memory lives.
@@ -198,8 +226,16 @@ impl MemoryPool {
                 max_allowed: maximum,
             });
         }
-        let mut slot = self.take()?;
         let bytes = ty.minimum.bytes().0;
+        if let Some(image) = &self.image
+            && image.len() > bytes
+        {
+            return Err(MemoryError::Region(format!(
+                "a memory of {bytes} bytes cannot start from a memory image of {} bytes",
+                image.len()
+            )));
+        }
+        let mut slot = self.take()?;
         slot.set_accessible(bytes)?;
         let value = VMMemoryDefinition {
             base: slot.base().as_ptr(),
@@ -343,7 +379,7 @@ mod tests {
 
     #[test]
     fn reused_slots_are_zeroed_and_sized_to_the_new_memory() {
-        let pool = MemoryPool::with_batch(4, 1);
+        let pool = MemoryPool::with_batch(4, 1, &[]).unwrap();
         // SAFETY: host-owned definitions.
         let mut first = unsafe { pool.memory(&ty(1, Some(4)), None) }.unwrap();
         let base = unsafe { first.vmmemory().as_ref().base };
@@ -372,7 +408,7 @@ mod tests {
 
     #[test]
     fn keeps_at_most_keep_free_slots() {
-        let pool = MemoryPool::with_batch(1, 1);
+        let pool = MemoryPool::with_batch(1, 1, &[]).unwrap();
         let a = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
         let b = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
         drop(a);
@@ -382,7 +418,7 @@ mod tests {
 
     #[test]
     fn dirty_slots_are_zeroed_a_batch_at_a_time_and_only_then_reused() {
-        let pool = MemoryPool::with_batch(8, 3);
+        let pool = MemoryPool::with_batch(8, 3, &[]).unwrap();
         let memories: Vec<_> = (0..3)
             .map(|i| {
                 let memory = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
@@ -416,7 +452,47 @@ mod tests {
 
     #[test]
     fn minimum_above_maximum_is_refused() {
-        let pool = MemoryPool::new(1);
+        let pool = MemoryPool::new(1, &[]).unwrap();
         assert!(unsafe { pool.memory(&ty(3, Some(2)), None) }.is_err());
+    }
+
+    #[test]
+    fn memories_start_as_the_image_again_after_every_reuse() {
+        let image: Vec<u8> = (1..=5000u32).map(|i| (i % 251) as u8 + 1).collect();
+        let pool = MemoryPool::with_batch(4, 1, &image).unwrap();
+        for round in 0..3 {
+            let mut memory = unsafe { pool.memory(&ty(1, Some(4)), None) }.unwrap();
+            let base = unsafe { memory.vmmemory().as_ref().base };
+            // SAFETY: the first page is accessible.
+            let first = unsafe { std::slice::from_raw_parts(base, WASM_PAGE_SIZE) };
+            assert_eq!(&first[..image.len()], &image[..], "round {round}");
+            assert!(
+                first[image.len()..].iter().all(|&b| b == 0),
+                "round {round}"
+            );
+            // SAFETY: inside the accessible first page; then a grown page.
+            unsafe { base.add(10).write(0) };
+            unsafe { base.add(4999).write(0xEE) };
+            memory.grow(Pages(1)).unwrap();
+            unsafe { base.add(WASM_PAGE_SIZE + 1).write(0xEE) };
+            assert_eq!(
+                unsafe { base.add(10).read() },
+                0,
+                "the write is the instance's"
+            );
+            drop(memory);
+            assert_eq!(pool.free_slots(), 1, "reset and free again");
+        }
+        let other = MemoryPool::with_batch(1, 1, &[]).unwrap();
+        let zeroed = unsafe { other.memory(&ty(1, None), None) }.unwrap();
+        assert_eq!(unsafe { zeroed.vmmemory().as_ref().base.add(10).read() }, 0);
+    }
+
+    #[test]
+    fn a_memory_smaller_than_the_image_is_refused() {
+        let pool = MemoryPool::new(1, &vec![1; WASM_PAGE_SIZE + 1]).unwrap();
+        let err = unsafe { pool.memory(&ty(1, None), None) }.unwrap_err();
+        assert!(err.to_string().contains("memory image"), "{err}");
+        assert!(unsafe { pool.memory(&ty(2, None), None) }.is_ok());
     }
 }

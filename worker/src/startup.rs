@@ -158,7 +158,7 @@ async fn function(
     name: &str,
 ) -> anyhow::Result<(Function, Origin, Duration)> {
     Function::check_limits(module, limits)?;
-    let engine = Function::engine(limits);
+    let engine = Function::engine(limits, module)?;
     let started = std::time::Instant::now();
     // An artifact that cannot be had or used costs a compile, never the
     // function: the module itself is pinned and checked.

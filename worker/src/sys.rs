@@ -5,6 +5,10 @@
 //! - [`Reservation`]: an anonymous `PROT_NONE` mapping (`mmap`), made
 //!   accessible in part (`mprotect`), its pages given back (`madvise`), and
 //!   unmapped when dropped.
+//! - [`ImageFile`]: a sealed `memfd` holding a module's initial memory,
+//!   which [`Reservation::map_image`] maps copy-on-write at a reservation's
+//!   start (`mmap` with `MAP_FIXED`); `MADV_DONTNEED` on those pages then
+//!   brings back the image, not zeros.
 //! - [`discard_all`]: many reservations' pages given back in one
 //!   `process_madvise` on [`own_pidfd`].
 //! - [`poll`] on one descriptor, and [`read_spare`], a `read(2)` into a
@@ -93,15 +97,50 @@ impl Reservation {
         Ok(())
     }
 
+    /// Maps `image` copy-on-write over the start of this reservation,
+    /// `PROT_NONE` like the rest until [`Reservation::protect`]: writes go to
+    /// private copies of the pages, and [`Reservation::discard`] drops them,
+    /// so the pages read as the image again.
+    pub fn map_image(&mut self, image: &ImageFile) -> io::Result<()> {
+        assert!(
+            image.len <= self.len,
+            "an image of {} bytes over a reservation of {} bytes",
+            image.len,
+            self.len
+        );
+        if image.len == 0 {
+            return Ok(());
+        }
+        // SAFETY: `MAP_FIXED` replaces pages of this reservation's own
+        // mapping (inside it, checked above), which no Rust reference
+        // points into; the kernel keeps its own reference to the file.
+        let mapped = unsafe {
+            libc::mmap(
+                self.base.as_ptr().cast(),
+                image.len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                image.fd.as_raw_fd(),
+                0,
+            )
+        };
+        if mapped == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        debug_assert_eq!(mapped.cast(), self.base.as_ptr());
+        Ok(())
+    }
+
     /// Gives the pages of `[0, len)` back to the kernel
-    /// (`MADV_DONTNEED`): they read as zeros after.
+    /// (`MADV_DONTNEED`): they read as zeros after, or as the image where
+    /// one is mapped ([`Reservation::map_image`]).
     pub fn discard(&mut self, len: usize) -> io::Result<()> {
         let len = len.min(self.len);
         if len == 0 {
             return Ok(());
         }
         // SAFETY: `[0, len)` is inside this reservation's own private
-        // anonymous mapping; `&mut self` means no one uses it meanwhile.
+        // mappings; `&mut self` means no one uses it meanwhile.
         let done = unsafe { libc::madvise(self.base.as_ptr().cast(), len, libc::MADV_DONTNEED) };
         if done != 0 {
             return Err(io::Error::last_os_error());
@@ -118,6 +157,57 @@ impl Drop for Reservation {
             libc::munmap(self.base.as_ptr().cast(), self.len);
         }
     }
+}
+
+/// A module's initial memory in a sealed anonymous file (`memfd_create`),
+/// its length rounded up to whole host pages (the rest zeros).
+#[derive(Debug)]
+pub struct ImageFile {
+    fd: OwnedFd,
+    len: usize,
+}
+
+impl ImageFile {
+    /// A file holding `bytes`, sealed against any change.
+    pub fn new(bytes: &[u8]) -> io::Result<Self> {
+        use std::io::Write as _;
+        // SAFETY: a NUL-terminated name; no other pointer.
+        let fd = unsafe {
+            libc::memfd_create(
+                c"nur-memory-image".as_ptr(),
+                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor just opened, owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let len = bytes.len().next_multiple_of(page_size());
+        let mut file = std::fs::File::from(fd);
+        file.write_all(bytes)?;
+        file.set_len(len as u64)?;
+        let fd = OwnedFd::from(file);
+        let seals =
+            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl on a descriptor this function owns; no pointers.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { fd, len })
+    }
+
+    /// Its length: whole host pages.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// The host's page size.
+fn page_size() -> usize {
+    // SAFETY: sysconf takes no pointers.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096).max(1)
 }
 
 /// The most ranges one `process_madvise` call takes (`UIO_MAXIOV`).
@@ -145,8 +235,7 @@ pub fn discard_all(
     if ranges.len() > MAX_RANGES {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    // SAFETY: every range is inside a private anonymous mapping this process
-    // owns, borrowed mutably for the call; `ranges` outlives the call.
+    // SAFETY: every range is inside a private mapping this process owns, borrowed mutably for the call; `ranges` outlives the call.
     let done = unsafe {
         libc::syscall(
             libc::SYS_process_madvise,

@@ -1,6 +1,6 @@
 //! Wasmer tunables that keep an instance's memory and tables under
 //! `--memory-limit` together, and take instance memories from a
-//! [`MemoryPool`].
+//! [`MemoryPool`] (which starts them from the module's memory image).
 //!
 //! The limit is shared by the memory and the tables (8 bytes an entry):
 //! [`caps`] gives each its maximum, so that the memory's maximum plus every
@@ -135,13 +135,14 @@ pub struct MemoryLimit {
 
 impl MemoryLimit {
     /// Keeps each instance's memory and tables under `bytes`; keeps up to
-    /// `pooled` memories for reuse.
-    pub fn new(bytes: u64, pooled: usize) -> Self {
-        Self {
+    /// `pooled` memories for reuse, each starting as `image` (the module's
+    /// lifted data, [`crate::image`]).
+    pub fn new(bytes: u64, pooled: usize, image: &[u8]) -> std::io::Result<Self> {
+        Ok(Self {
             limit: bytes,
             base: BaseTunables::default(),
-            pool: MemoryPool::new(pooled),
-        }
+            pool: MemoryPool::new(pooled, image)?,
+        })
     }
 
     /// The caps of an instance of `module`.
