@@ -47,7 +47,7 @@ command -v clang >/dev/null || packages+=(clang)
 [ -n "$(find_wasm_ld)" ] || packages+=(lld)
 [ -e /usr/lib/wasm32-wasi/libc.a ] || packages+=(wasi-libc)
 ls /usr/lib/wasm32-wasi/libc++.a /usr/lib/llvm-*/lib/wasm32-wasi/libc++.a >/dev/null 2>&1 ||
-    packages+=(libc++-dev-wasm32 libc++abi-dev-wasm32)
+    packages+=(libc++-dev-wasm32) # pulls in libc++abi for wasm32
 ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 ||
     packages+=(libclang-rt-dev-wasm32)
 if ((${#packages[@]})); then
