@@ -24,8 +24,10 @@ use wasmer::Engine;
 use wasmer::sys::NativeEngineExt;
 
 /// v2: compiled from the module with its data lifted into a memory image
-/// ([`crate::image`]); a v1 artifact copied the data itself, and is compiled
-/// again.
+/// when it is worth one ([`crate::image::lift_if_worthwhile`]); a v1
+/// artifact copied the data itself, and is compiled again. The version
+/// stands for that rule too: a change to it is a new version, as an
+/// artifact lifted under another rule would start from the wrong memory.
 const MAGIC: &str = "nur-artifact v2";
 
 /// The wasmer release the artifacts are made with (pinned in Cargo.toml).

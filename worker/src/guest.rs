@@ -54,7 +54,7 @@ impl Function {
     /// image ([`crate::image`]; the native code must then come from
     /// [`Function::compile`] or an artifact of it).
     pub fn engine(limits: &Limits, module: &nur_module::Module) -> anyhow::Result<Engine> {
-        let image = crate::image::lift(&module.binary).map(|lifted| lifted.image);
+        let image = crate::image::lift_if_worthwhile(&module.binary).map(|lifted| lifted.image);
         let tunables = MemoryLimit::new(
             limits.memory_limit,
             limits.max_connections as usize,
@@ -73,7 +73,7 @@ impl Function {
         module: &nur_module::Module,
     ) -> anyhow::Result<(wasmer::Module, Duration)> {
         let started = Instant::now();
-        let lifted = crate::image::lift(&module.binary);
+        let lifted = crate::image::lift_if_worthwhile(&module.binary);
         let binary = lifted
             .as_ref()
             .map_or(&module.binary, |lifted| &lifted.module);

@@ -228,11 +228,11 @@ impl MemoryPool {
         }
         let bytes = ty.minimum.bytes().0;
         if let Some(image) = &self.image
-            && image.len() > bytes
+            && image.end() > bytes
         {
             return Err(MemoryError::Region(format!(
                 "a memory of {bytes} bytes cannot start from a memory image of {} bytes",
-                image.len()
+                image.end()
             )));
         }
         let mut slot = self.take()?;
@@ -458,7 +458,9 @@ mod tests {
 
     #[test]
     fn memories_start_as_the_image_again_after_every_reuse() {
-        let image: Vec<u8> = (1..=5000u32).map(|i| (i % 251) as u8 + 1).collect();
+        // Zeros first (a stack, left anonymous), then the data (the file).
+        let mut image = vec![0u8; 9000];
+        image.extend((1..=5000u32).map(|i| (i % 251) as u8 + 1));
         let pool = MemoryPool::with_batch(4, 1, &image).unwrap();
         for round in 0..3 {
             let mut memory = unsafe { pool.memory(&ty(1, Some(4)), None) }.unwrap();
@@ -471,14 +473,15 @@ mod tests {
                 "round {round}"
             );
             // SAFETY: inside the accessible first page; then a grown page.
-            unsafe { base.add(10).write(0) };
-            unsafe { base.add(4999).write(0xEE) };
+            unsafe { base.add(10).write(0xAB) };
+            unsafe { base.add(9001).write(0) };
+            unsafe { base.add(13999).write(0xEE) };
             memory.grow(Pages(1)).unwrap();
             unsafe { base.add(WASM_PAGE_SIZE + 1).write(0xEE) };
             assert_eq!(
-                unsafe { base.add(10).read() },
-                0,
-                "the write is the instance's"
+                unsafe { (base.add(10).read(), base.add(9001).read()) },
+                (0xAB, 0),
+                "the writes are the instance's"
             );
             drop(memory);
             assert_eq!(pool.free_slots(), 1, "reset and free again");

@@ -97,26 +97,28 @@ impl Reservation {
         Ok(())
     }
 
-    /// Maps `image` copy-on-write over the start of this reservation,
+    /// Maps `image` copy-on-write at its offset in this reservation,
     /// `PROT_NONE` like the rest until [`Reservation::protect`]: writes go to
     /// private copies of the pages, and [`Reservation::discard`] drops them,
     /// so the pages read as the image again.
     pub fn map_image(&mut self, image: &ImageFile) -> io::Result<()> {
         assert!(
-            image.len <= self.len,
-            "an image of {} bytes over a reservation of {} bytes",
-            image.len,
+            image.end() <= self.len,
+            "an image ending at {} bytes over a reservation of {} bytes",
+            image.end(),
             self.len
         );
         if image.len == 0 {
             return Ok(());
         }
+        // SAFETY: `offset` is inside this reservation (checked above).
+        let at = unsafe { self.base.as_ptr().add(image.offset) };
         // SAFETY: `MAP_FIXED` replaces pages of this reservation's own
         // mapping (inside it, checked above), which no Rust reference
         // points into; the kernel keeps its own reference to the file.
         let mapped = unsafe {
             libc::mmap(
-                self.base.as_ptr().cast(),
+                at.cast(),
                 image.len,
                 libc::PROT_NONE,
                 libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
@@ -127,7 +129,7 @@ impl Reservation {
         if mapped == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        debug_assert_eq!(mapped.cast(), self.base.as_ptr());
+        debug_assert_eq!(mapped.cast(), at);
         Ok(())
     }
 
@@ -159,18 +161,27 @@ impl Drop for Reservation {
     }
 }
 
-/// A module's initial memory in a sealed anonymous file (`memfd_create`),
-/// its length rounded up to whole host pages (the rest zeros).
+/// A module's initial memory in a sealed anonymous file (`memfd_create`):
+/// the pages from the first one holding a non-zero byte (its `offset`) to
+/// the end, rounded up to whole host pages. The zero pages before it (a
+/// Rust or C module's stack, most often) stay anonymous memory, as a
+/// write to a zero page costs less there than copying a page of the file.
 #[derive(Debug)]
 pub struct ImageFile {
     fd: OwnedFd,
+    offset: usize,
     len: usize,
 }
 
 impl ImageFile {
-    /// A file holding `bytes`, sealed against any change.
+    /// A file holding `bytes` (memory from address 0), sealed against any
+    /// change.
     pub fn new(bytes: &[u8]) -> io::Result<Self> {
         use std::io::Write as _;
+        let page = page_size();
+        let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+        let offset = first - first % page;
+        let bytes = &bytes[offset..];
         // SAFETY: a NUL-terminated name; no other pointer.
         let fd = unsafe {
             libc::memfd_create(
@@ -183,7 +194,7 @@ impl ImageFile {
         }
         // SAFETY: a descriptor just opened, owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let len = bytes.len().next_multiple_of(page_size());
+        let len = bytes.len().next_multiple_of(page);
         let mut file = std::fs::File::from(fd);
         file.write_all(bytes)?;
         file.set_len(len as u64)?;
@@ -194,12 +205,12 @@ impl ImageFile {
         if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Self { fd, len })
+        Ok(Self { fd, offset, len })
     }
 
-    /// Its length: whole host pages.
-    pub fn len(&self) -> usize {
-        self.len
+    /// Where in memory the image ends: whole host pages.
+    pub fn end(&self) -> usize {
+        self.offset + self.len
     }
 }
 
