@@ -25,3 +25,13 @@ bench-gateway:
 .PHONY: bench-wasi
 bench-wasi:
 	bash bench/wasi.sh
+
+## One connection's wasm cost, Nur's worker beside wasmtime's pooling
+## allocator, same modules, one run: `make bench-runtimes` (wasmtime is
+## built for this target alone). Table in bench/results/runtimes-<date>.md.
+.PHONY: bench-runtimes
+bench-runtimes:
+	examples/build.sh >/dev/null
+	cargo bench --locked -p nur-bench --features wasmtime --bench runtimes
+	python3 bench/report.py runtimes target/criterion/runtimes >bench/results/runtimes-$$(date -u +%F).md
+	cat bench/results/runtimes-$$(date -u +%F).md

@@ -4,6 +4,7 @@
 Standard library only. Subcommands:
   wrk LABEL FILE          wrk's text output -> one JSON record
   criterion DIR           target/criterion/<group> -> one JSON record per bench
+  runtimes DIR            target/criterion/runtimes -> Nur beside wasmtime, a table
   report RECORDS OUTDIR   records (JSON lines) -> table on stdout,
                           OUTDIR/<date>.json, OUTDIR/<date>.md, OUTDIR/latency.svg
 """
@@ -59,6 +60,27 @@ def criterion(directory):
             "mean_us": est["mean"]["point_estimate"] / 1e3,
         })
     return out
+
+
+def runtimes(directory):
+    """The table of benches/runtimes.rs: per module, Nur and wasmtime-pooling."""
+    by_module = {}
+    for record in criterion(directory):
+        module, runtime = record["label"].split("/")[1:3]
+        by_module.setdefault(module, {})[runtime] = record
+    rows = ["| module | Nur µs (median) | wasmtime pooling µs | Nur ÷ wasmtime |",
+            "|---|---|---|---|"]
+    for module, runs in by_module.items():
+        nur, theirs = runs.get("nur"), runs.get("wasmtime-pooling")
+        if not (nur and theirs):
+            continue
+        rows.append("| %s | %.1f | %.1f | %.2f× |" % (
+            module, nur["median_us"], theirs["median_us"], nur["median_us"] / theirs["median_us"]))
+    m = machine()
+    head = ("One connection's wasm cost (instantiate, one chunk in, the answer out, drop), %s; "
+            "%s cores (%s), %s GiB, kernel %s, load average after %s\n\n") % (
+        m["date"], m["nproc"], m["cpu"], m["memory_gib"], m["kernel"], open("/proc/loadavg").read().split()[0])
+    return head + "\n".join(rows)
 
 
 def machine():
@@ -278,6 +300,8 @@ def main():
     p.add_argument("file")
     p = sub.add_parser("criterion")
     p.add_argument("directory")
+    p = sub.add_parser("runtimes")
+    p.add_argument("directory")
     p = sub.add_parser("report")
     p.add_argument("records")
     p.add_argument("outdir")
@@ -290,6 +314,8 @@ def main():
     elif args.command == "criterion":
         for record in criterion(args.directory):
             print(json.dumps(record))
+    elif args.command == "runtimes":
+        print(runtimes(args.directory))
     else:
         report(args)
 

@@ -11,6 +11,9 @@
 //!   brings back the image, not zeros.
 //! - [`discard_all`]: many reservations' pages given back in one
 //!   `process_madvise` on [`own_pidfd`].
+//! - [`Reservation::written_pages`]: the pages a reservation's user wrote,
+//!   from the `PAGEMAP_SCAN` ioctl on `/proc/self/pagemap` (Linux 6.7 and
+//!   later), and [`Reservation::zero`] to clear them in place.
 //! - [`poll`] on one descriptor, and [`read_spare`], a `read(2)` into a
 //!   `Vec`'s spare capacity, for the connection's non-blocking socket.
 //! - [`extend_uninit`]: a `Vec` extended by whatever initialises its spare
@@ -133,6 +136,63 @@ impl Reservation {
         Ok(())
     }
 
+    /// The pages of `[0, len)` that hold bytes of their own: present,
+    /// written, neither the shared zero page nor a file's page (`PAGEMAP_SCAN`
+    /// on `/proc/self/pagemap`), as offsets, contiguous ones together.
+    /// `None` when there are more than `max_pages`, or the kernel has no
+    /// such scan (before Linux 6.7): then only [`Reservation::discard`]
+    /// resets them.
+    pub fn written_pages(&self, len: usize, max_pages: usize) -> Option<Vec<Range<usize>>> {
+        let pagemap = pagemap()?;
+        let len = len.min(self.len);
+        let start = self.base.as_ptr() as u64;
+        let end = start + len as u64;
+        let mut regions = [PageRegion::default(); 8];
+        let mut scan = PmScanArg {
+            size: std::mem::size_of::<PmScanArg>() as u64,
+            flags: 0,
+            start,
+            end,
+            walk_end: 0,
+            vec: regions.as_mut_ptr() as u64,
+            vec_len: regions.len() as u64,
+            max_pages: max_pages as u64,
+            category_inverted: PAGE_IS_PFNZERO | PAGE_IS_FILE,
+            category_mask: PAGE_IS_PRESENT | PAGE_IS_WRITTEN | PAGE_IS_PFNZERO | PAGE_IS_FILE,
+            category_anyof_mask: 0,
+            return_mask: PAGE_IS_PRESENT,
+        };
+        // SAFETY: `scan` and the `regions` it points to outlive the call, and
+        // the kernel writes at most `vec_len` regions and `walk_end`; the
+        // scanned range is this reservation's own.
+        let found = unsafe { libc::ioctl(pagemap.as_raw_fd(), PAGEMAP_SCAN, &mut scan) };
+        if found < 0 || scan.walk_end < end {
+            return None; // no such ioctl, more pages than wanted, or more regions
+        }
+        let found = usize::try_from(found).ok()?.min(regions.len());
+        Some(
+            regions[..found]
+                .iter()
+                .map(|region| (region.start - start) as usize..(region.end - start) as usize)
+                .collect(),
+        )
+    }
+
+    /// Writes zeros over `range` (offsets inside `[0, len)`, readable and
+    /// writable), keeping its pages.
+    pub fn zero(&mut self, range: Range<usize>) {
+        assert!(range.start <= range.end && range.end <= self.len);
+        // SAFETY: inside this reservation, which `&mut self` holds alone;
+        // the caller made the range accessible (a write to a `PROT_NONE`
+        // page would fault, never corrupt).
+        unsafe {
+            self.base
+                .as_ptr()
+                .add(range.start)
+                .write_bytes(0, range.end - range.start)
+        };
+    }
+
     /// Gives the pages of `[0, len)` back to the kernel
     /// (`MADV_DONTNEED`): they read as zeros after, or as the image where
     /// one is mapped ([`Reservation::map_image`]).
@@ -212,6 +272,50 @@ impl ImageFile {
     pub fn end(&self) -> usize {
         self.offset + self.len
     }
+}
+
+/// `PAGEMAP_SCAN`: `_IOWR('f', 16, struct pm_scan_arg)` (linux/fs.h).
+const PAGEMAP_SCAN: libc::c_ulong = 0xC060_6610;
+const PAGE_IS_WRITTEN: u64 = 1 << 1;
+const PAGE_IS_FILE: u64 = 1 << 2;
+const PAGE_IS_PRESENT: u64 = 1 << 3;
+const PAGE_IS_PFNZERO: u64 = 1 << 5;
+
+/// `struct pm_scan_arg` (linux/fs.h).
+#[repr(C)]
+struct PmScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+/// `struct page_region` (linux/fs.h).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct PageRegion {
+    start: u64,
+    end: u64,
+    categories: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<PmScanArg>() == 96);
+
+/// `/proc/self/pagemap`, opened once. The worker never forks without an
+/// `exec` (a forked child would scan its parent's pages through it).
+fn pagemap() -> Option<&'static std::fs::File> {
+    static PAGEMAP: OnceLock<Option<std::fs::File>> = OnceLock::new();
+    PAGEMAP
+        .get_or_init(|| std::fs::File::open("/proc/self/pagemap").ok())
+        .as_ref()
 }
 
 /// The host's page size.
