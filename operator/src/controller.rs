@@ -205,6 +205,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, identity
     let (reader, writer) = reflector::store();
     let functions = watcher(functions, watcher::Config::default())
         .default_backoff()
+        .modify(drop_managed_fields)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(crate::idle::trigger, Default::default());
@@ -221,6 +222,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, identity
     let jobs = if config.compile_artifacts {
         watcher(api::<Job>(&client, ns.as_deref()), owned_watch())
             .default_backoff()
+            .modify(drop_managed_fields)
             .reflect(jobs_writer)
             .touched_objects()
             .boxed()
@@ -276,23 +278,36 @@ fn owned_stream<K: apply::Owned>(
     let (reader, writer) = reflector::store();
     let stream = watcher(api::<K>(client, namespace.as_deref()), owned_watch())
         .default_backoff()
+        .modify(drop_managed_fields)
         .reflect(writer)
         .touched_objects();
     (stream, Applied::new(reader, applies.clone()))
 }
 
+/// Caches keep no `managedFields`: nothing here reads them, and they are a
+/// large part of each object (most of a Deployment's bytes in a watch cache).
+fn drop_managed_fields<K: kube::Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
 /// What `f`'s routes come to among every watched function.
 fn route_outcome(ctx: &Context, f: &NurFunction) -> crate::routes::Outcome {
+    // Only functions with routes can hold one: one without needs no table,
+    // and one with builds it from the routed functions alone.
+    if f.spec.routes.is_none() {
+        return crate::routes::Outcome::NoRoutes;
+    }
     let all = ctx.functions.state();
+    let own = key(f);
     let mut functions: Vec<&NurFunction> = all
         .iter()
         .map(|a| a.as_ref())
-        .filter(|o| key(o) != key(f))
+        .filter(|o| o.spec.routes.is_some() && key(o) != own)
         .collect();
     functions.push(f);
     let (_, mut outcomes) = crate::routes::build(functions, &ctx.config.tcp_ports);
     outcomes
-        .remove(&key(f))
+        .remove(&own)
         .unwrap_or(crate::routes::Outcome::NoRoutes)
 }
 

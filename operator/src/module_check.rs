@@ -95,6 +95,10 @@ pub struct ModuleChecker {
     /// How long an asked version is shared.
     fresh: Duration,
     downloads: Semaphore,
+    /// Parsed sources: each holds its store's HTTP client (its TLS roots
+    /// read and its connections kept), made once per URL and credentials
+    /// rather than per check.
+    sources: Mutex<lru::LruCache<CacheKey, nur_module::Source>>,
 }
 
 impl ModuleChecker {
@@ -111,6 +115,7 @@ impl ModuleChecker {
             versions: Mutex::new(lru::LruCache::new(entries)),
             fresh: recheck.mul_f64(0.9),
             downloads: Semaphore::new(1),
+            sources: Mutex::new(lru::LruCache::new(entries)),
         }
     }
 
@@ -201,11 +206,19 @@ impl ModuleChecker {
                 Ok(Checked::Problem(problem(&e)))
             }
         };
-        let source = match nur_module::Source::parse_with(url, settings, &self.policy) {
-            Ok(s) => s,
-            Err(e) => return outcome(e),
-        };
         let key = (url.to_string(), identity);
+        let cached = self.sources.lock().unwrap().get(&key).cloned();
+        let source = match cached {
+            Some(source) => source,
+            None => match nur_module::Source::parse_with(url, settings, &self.policy) {
+                Ok(source) => {
+                    let mut sources = self.sources.lock().unwrap();
+                    sources.put(key.clone(), source.clone());
+                    source
+                }
+                Err(e) => return outcome(e),
+            },
+        };
         let version = match self.version(&source, &key).await {
             Ok(v) => v,
             Err(e) => return outcome(e),

@@ -144,7 +144,7 @@ pub fn build<'a>(
     tcp_ports: &RangeInclusive<u16>,
 ) -> (RouteTable, HashMap<String, Outcome>) {
     let mut functions: Vec<&NurFunction> = functions.into_iter().collect();
-    functions.sort_by_key(|f| {
+    functions.sort_by_cached_key(|f| {
         (
             f.metadata.creation_timestamp.as_ref().map(|t| t.0),
             f.namespace().unwrap_or_default(),
