@@ -112,7 +112,7 @@ impl Slot {
             return false;
         };
         for pages in written {
-            self.region.zero(pages);
+            self.region.write_zeros(pages);
         }
         true
     }

@@ -13,7 +13,7 @@
 //!   `process_madvise` on [`own_pidfd`].
 //! - [`Reservation::written_pages`]: the pages a reservation's user wrote,
 //!   from the `PAGEMAP_SCAN` ioctl on `/proc/self/pagemap` (Linux 6.7 and
-//!   later), and [`Reservation::zero`] to clear them in place.
+//!   later), and [`Reservation::write_zeros`] to clear them in place.
 //! - [`poll`] on one descriptor, and [`read_spare`], a `read(2)` into a
 //!   `Vec`'s spare capacity, for the connection's non-blocking socket.
 //! - [`extend_uninit`]: a `Vec` extended by whatever initialises its spare
@@ -180,7 +180,7 @@ impl Reservation {
 
     /// Writes zeros over `range` (offsets inside `[0, len)`, readable and
     /// writable), keeping its pages.
-    pub fn zero(&mut self, range: Range<usize>) {
+    pub fn write_zeros(&mut self, range: Range<usize>) {
         assert!(range.start <= range.end && range.end <= self.len);
         // SAFETY: inside this reservation, which `&mut self` holds alone;
         // the caller made the range accessible (a write to a `PROT_NONE`
