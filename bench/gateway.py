@@ -209,7 +209,8 @@ def markdown(meta, loads, wakes):
     lines.append("Commit %s%s; script ran %s s (%s to %s)."
                  % (meta.get("commit"), " (with uncommitted changes in: %s)" % meta["dirty"] if meta.get("dirty") else "",
                     meta.get("elapsed_s"), meta.get("started"), meta.get("finished")))
-    lines.append("Load: nur-load, %s clients, %s s measured after %s s warm-up, one connection per request; "
+    lines.append("Load: nur-load, %s clients, %s s measured after %s s warm-up, one connection per request "
+                 "(`Connection: close`), and in the *-keepalive rows clients that keep their connection (`--keep-alive`); "
                  "the client, nur-gateway (release, on the host) and the worker pod (release image) share the %s CPUs."
                  % (p.get("clients"), p.get("duration_s"), p.get("warmup_s"), m.get("nproc")))
     lines.append("")

@@ -11,7 +11,9 @@
 #     each, from MinIO;
 #  3. nur-gateway (release) on this host with the testenv kubeconfig; nur-load
 #     against each pod's IP:8080 directly and through the gateway, the same
-#     payload both ways;
+#     payload both ways: one connection per request (`Connection: close`),
+#     then clients that keep their connection (`--keep-alive`, the
+#     *-keepalive rows);
 #  4. scale to zero: echo with scaleToZero {idleAfter: 5s} (host nap.bench),
 #     WAKES times: wait until it is at zero, time one request through the
 #     gateway, then the same request to it awake; the same for markdown.wasm
@@ -219,15 +221,36 @@ log "nur-gateway (pid $gateway_pid) on $gw"
 # length TEXT: bytes of TEXT after printf's escapes.
 length() { printf '%b' "$1" | wc -c; }
 body64="$(printf 'abcdefghijklmnopqrstuvwxyz%.0s' 1 2 3 | head -c 64)"
+# One connection per request (`Connection: close`), and the same requests
+# from clients that keep their connection (the *-keepalive rows).
 echo_request="POST /bench HTTP/1.1\r\nHost: echo.bench\r\nConnection: close\r\nContent-Length: 64\r\n\r\n$body64"
-echo_len=$(length "$echo_request")
-echo_check=(--payload "$echo_request" --expect-prefix 'HTTP/1.1 200 OK\r\n'
-    --expect-len "$(($(length "HTTP/1.1 200 OK\r\ncontent-length: $echo_len\r\n\r\n") + echo_len))")
-hello_request='GET /bench HTTP/1.1\r\nHost: hello.bench\r\nuser-agent: nur-load\r\n\r\n'
+echo_ka_request="POST /bench HTTP/1.1\r\nHost: echo.bench\r\nContent-Length: 64\r\n\r\n$body64"
+hello_request='GET /bench HTTP/1.1\r\nHost: hello.bench\r\nuser-agent: nur-load\r\nConnection: close\r\n\r\n'
+hello_ka_request='GET /bench HTTP/1.1\r\nHost: hello.bench\r\nuser-agent: nur-load\r\n\r\n'
 hello_body='Hello, /bench!\n'
-hello_head="HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: $(length "$hello_body")\r\nconnection: close\r\n\r\n"
-hello_check=(--payload "$hello_request" --expect-prefix 'HTTP/1.1 200 OK\r\n'
-    --expect-len "$(($(length "$hello_head") + $(length "$hello_body")))")
+hello_head="HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: $(length "$hello_body")\r\n\r\n"
+# checks FUNCTION PATH: sets `check`, nur-load's payload and checks for
+# FUNCTION (echo, http-hello, echo-keepalive, http-hello-keepalive) reached
+# PATH (direct, gateway). echo answers with the bytes it was sent: through
+# the gateway, without the request's hop-by-hop `Connection` field.
+checks() {
+    local request answered flags=()
+    case "$1" in
+        echo) request=$echo_request ;;
+        echo-keepalive) request=$echo_ka_request flags=(--keep-alive) ;;
+        http-hello) request=$hello_request ;;
+        http-hello-keepalive) request=$hello_ka_request flags=(--keep-alive) ;;
+    esac
+    if [ "${1%-keepalive}" = echo ]; then
+        answered=$request
+        [ "$2" = gateway ] && answered=${answered/Connection: close\\r\\n/}
+        answered=$(length "$answered")
+        answered=$(($(length "HTTP/1.1 200 OK\r\ncontent-length: $answered\r\n\r\n") + answered))
+    else
+        answered=$(($(length "$hello_head") + $(length "$hello_body")))
+    fi
+    check=("${flags[@]}" --payload "$request" --expect-prefix 'HTTP/1.1 200 OK\r\n' --expect-len "$answered")
+}
 
 # CPU time in ns: of a process (all its threads, /proc/PID/stat utime +
 # stime, in clock ticks), and of a pod (its cgroup's cpuacct.usage; empty
@@ -319,12 +342,13 @@ if [ -z "${SKIP_LOAD:-}" ]; then
     load_at_load="$(cut -d' ' -f1-3 /proc/loadavg)"
     # Odd rounds direct first, even rounds the gateway first.
     for round in $(seq "$ROUNDS"); do
-        for function in echo http-hello; do
-            if [ "$function" = echo ]; then pod=$echo_pod cg=$echo_cg check=("${echo_check[@]}")
-            else pod=$hello_pod cg=$hello_cg check=("${hello_check[@]}"); fi
+        for function in echo http-hello echo-keepalive http-hello-keepalive; do
+            if [ "${function%-keepalive}" = echo ]; then pod=$echo_pod cg=$echo_cg
+            else pod=$hello_pod cg=$hello_cg; fi
             if [ $((round % 2)) -eq 1 ]; then order=(direct gateway); else order=(gateway direct); fi
             for path in "${order[@]}"; do
                 if [ "$path" = direct ]; then addr=$pod; else addr=$gw; fi
+                checks "$function" "$path"
                 load "$function/$path/$round" "$addr" "${pod%:*}" "$cg" "${check[@]}"
             done
         done
@@ -333,10 +357,13 @@ if [ -z "${SKIP_LOAD:-}" ]; then
     # the 2 CPUs saturated.
     if [ "${LIGHT_CLIENTS:-1}" -gt 0 ]; then
         for function in echo http-hello; do
-            if [ "$function" = echo ]; then pod=$echo_pod cg=$echo_cg check=("${echo_check[@]}")
-            else pod=$hello_pod cg=$hello_cg check=("${hello_check[@]}"); fi
-            LOAD_CLIENTS="${LIGHT_CLIENTS:-1}" load "$function-${LIGHT_CLIENTS:-1}client/direct/1" "$pod" "${pod%:*}" "$cg" "${check[@]}"
-            LOAD_CLIENTS="${LIGHT_CLIENTS:-1}" load "$function-${LIGHT_CLIENTS:-1}client/gateway/1" "$gw" "${pod%:*}" "$cg" "${check[@]}"
+            if [ "$function" = echo ]; then pod=$echo_pod cg=$echo_cg
+            else pod=$hello_pod cg=$hello_cg; fi
+            for path in direct gateway; do
+                if [ "$path" = direct ]; then addr=$pod; else addr=$gw; fi
+                checks "$function" "$path"
+                LOAD_CLIENTS="${LIGHT_CLIENTS:-1}" load "$function-${LIGHT_CLIENTS:-1}client/$path/1" "$addr" "${pod%:*}" "$cg" "${check[@]}"
+            done
         done
     fi
     # Their pods stay up, idle, for the rest of the run.

@@ -144,7 +144,7 @@ load echo/native "${echo_check[@]}"
 # --- http-hello: GET /bench, a whole request parsed with httparse --------------
 
 hello_body='Hello, /bench!\n'
-hello_head="HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: $(length "$hello_body")\r\nconnection: close\r\n\r\n"
+hello_head="HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: $(length "$hello_body")\r\n\r\n"
 hello_check=(--http-get /bench --expect-len "$(($(length "$hello_head") + $(length "$hello_body")))" --expect-prefix 'HTTP/1.1 200 OK\r\n')
 start_worker http-hello.wasm
 load http-hello/nur "${hello_check[@]}"

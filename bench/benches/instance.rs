@@ -24,6 +24,7 @@ fn limits() -> Limits {
         max_chunk: 64 << 10,
         max_output: 16 << 20,
         max_log_bytes: 64 << 10,
+        keep_alive: false,
     }
 }
 

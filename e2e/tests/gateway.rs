@@ -17,8 +17,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
 use nur_e2e::realnode::{
-    Load, T, deploy, install_on_real_node, nurfunctions, ready_reason, wait_ready,
+    Load, T, deploy, install_on_real_node, nurfunctions, pod_ready, ready_reason, wait_ready,
 };
 use nur_testkit::net::{free_port, read_to_close};
 use nur_testkit::process::{Process, binary};
@@ -414,6 +416,39 @@ async fn the_gateway_routes_http_tls_and_tcp_to_functions_on_the_real_node() {
         failures.len(),
         answered + failures.len() as u64,
         &failures[..failures.len().min(5)]
+    );
+
+    // The gateway keeps its connections to a pod open between requests (a
+    // client's `Connection: close` is for its own hop), and the pod, whose
+    // function has HTTP routes, serves request after request on them.
+    let http = gateway.http;
+    tokio::task::spawn_blocking(move || {
+        for i in 0..10 {
+            let a = get(http, None, &format!("/hello/kept{i}"));
+            assert!(a.ends_with(&format!("Hello, /hello/kept{i}!\n")), "{a}");
+        }
+    })
+    .await
+    .unwrap();
+    let pods = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=hello"))
+        .await
+        .unwrap();
+    let ip = pods
+        .items
+        .iter()
+        .find(|p| pod_ready(p))
+        .and_then(|p| p.status.as_ref()?.pod_ip.clone())
+        .expect("a ready hello pod");
+    let metrics = nur_testkit::net::http_get((ip.as_str(), 9090), "/metrics").unwrap();
+    let kept: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("nur_kept_alive_requests_total "))
+        .map_or(0.0, |v| v.trim().parse().unwrap());
+    assert!(
+        kept >= 9.0,
+        "{kept} requests on kept connections:\n{metrics}"
     );
 
     // `nur call` through the gateway, `nur status` naming the routes.

@@ -122,6 +122,7 @@ fn limits() -> Limits {
         max_chunk: 64 * 1024,
         max_output: MAX_OUTPUT,
         max_log_bytes: 64 << 10,
+        keep_alive: false,
     }
 }
 

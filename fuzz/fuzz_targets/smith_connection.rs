@@ -66,6 +66,7 @@ fn limits() -> Limits {
         max_chunk: 64,
         max_output: 64 << 10,
         max_log_bytes: 64 << 10,
+        keep_alive: false,
     }
 }
 

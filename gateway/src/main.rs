@@ -69,6 +69,11 @@ struct RunArgs {
     /// 503 for HTTP, a close for TLS and TCP).
     #[arg(long, env = "NUR_WAKE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     wake_timeout: Duration,
+    /// Longest a connection to a pod is kept open, idle, for the next HTTP
+    /// request to that pod (keep it below the workers' --idle-timeout); 0s:
+    /// a new connection for every request.
+    #[arg(long, env = "NUR_UPSTREAM_KEEP_ALIVE", default_value = "4s", value_parser = humantime::parse_duration)]
+    upstream_keep_alive: Duration,
     /// How often the activity of functions that scale to zero is written
     /// to them (keep it well below their idleAfter).
     #[arg(long, env = "NUR_ACTIVITY_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
@@ -128,6 +133,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         upstream::Dialer {
             connect_timeout: args.connect_timeout,
             wake_timeout: args.wake_timeout,
+            keep_alive: args.upstream_keep_alive,
         },
         http::Limits {
             max_head: args.max_head_bytes.max(1024),
@@ -139,6 +145,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let admin = bind(args.admin_listen).await?;
     tokio::spawn(admin::serve(admin, shared.clone()));
     tokio::spawn(shared.activity.clone().flush_every(args.activity_interval));
+    if !args.upstream_keep_alive.is_zero() {
+        // Kept connections no request took in time are closed, not left
+        // to the pods' idle timeouts.
+        let (state, max_idle) = (shared.state.clone(), args.upstream_keep_alive);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(max_idle);
+            loop {
+                tick.tick().await;
+                state.expire_idle(max_idle);
+            }
+        });
+    }
     tokio::spawn(watch::functions(
         client.clone(),
         args.namespace.clone(),

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the gateway, served on `/metrics`: per function
-//! (`namespace/name`) connections, active connections, bytes each way and
-//! upstream connect errors, and the connections held for a pod (a wake of
+//! (`namespace/name`) connections, active connections, bytes each way,
+//! upstream connect errors and requests retried on a new connection, and the connections held for a pod (a wake of
 //! a function at zero, or a wait for its first pod) with how long each
 //! waited; per listener the requests no route takes and the clients
 //! refused (and why).
@@ -46,6 +46,7 @@ pub struct Metrics {
     active: Family<FunctionLabels, Gauge>,
     bytes: Family<BytesLabels, Counter>,
     upstream_errors: Family<FunctionLabels, Counter>,
+    upstream_retries: Family<FunctionLabels, Counter>,
     no_ready_pod: Family<FunctionLabels, Counter>,
     waits: Family<FunctionLabels, Histogram, fn() -> Histogram>,
     route_misses: Family<ListenerLabels, Counter>,
@@ -67,6 +68,7 @@ impl Metrics {
             active: Family::default(),
             bytes: Family::default(),
             upstream_errors: Family::default(),
+            upstream_retries: Family::default(),
             no_ready_pod: Family::default(),
             // 50 ms to ~100 s: a woken pod fetches and compiles its module.
             waits: Family::new_with_constructor(|| {
@@ -90,6 +92,11 @@ impl Metrics {
             "upstream_connect_errors",
             "Connects to a ready pod that failed (the next pod was tried)",
             m.upstream_errors.clone(),
+        );
+        registry.register(
+            "upstream_retries",
+            "Requests sent again on a new connection: the kept-alive one closed before any answer",
+            m.upstream_retries.clone(),
         );
         registry.register(
             "no_ready_pod",
@@ -138,6 +145,12 @@ impl Metrics {
 
     pub fn upstream_errors(&self, target: &Target) -> Counter {
         self.upstream_errors
+            .get_or_create(&Self::labels(target))
+            .clone()
+    }
+
+    pub fn upstream_retries(&self, target: &Target) -> Counter {
+        self.upstream_retries
             .get_or_create(&Self::labels(target))
             .clone()
     }

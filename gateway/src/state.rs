@@ -1,7 +1,8 @@
 //! What the gateway routes by, shared by every connection: the route table
 //! (from NurFunctions) and each function's ready endpoints (from
 //! EndpointSlices), each endpoint with its count of outstanding
-//! connections. The watches replace them; connections read them.
+//! connections and its idle kept-alive connections (dropped, so closed,
+//! with the endpoint when it leaves). The watches replace them; connections read them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,12 +12,16 @@ use std::sync::{Arc, RwLock};
 use nur_operator::routes::{RouteTable, Target};
 use tokio::sync::watch;
 
+use crate::upstream::Idle;
+
 /// A ready pod of a function.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub addr: SocketAddr,
     /// Connections through this gateway to it, now.
     pub outstanding: Arc<AtomicUsize>,
+    /// Its connections kept open between HTTP requests.
+    pub idle: Arc<Idle>,
 }
 
 /// `namespace/name`.
@@ -72,6 +77,7 @@ impl State {
                         .unwrap_or_else(|| Endpoint {
                             addr,
                             outstanding: Arc::new(AtomicUsize::new(0)),
+                            idle: Arc::default(),
                         })
                 })
                 .collect();
@@ -93,6 +99,15 @@ impl State {
             .unwrap_or_default();
         list.sort_by_key(|e| e.outstanding.load(Ordering::Relaxed));
         list
+    }
+
+    /// Closes every pod's kept connections idle for `max_idle` or more.
+    pub fn expire_idle(&self, max_idle: std::time::Duration) {
+        for endpoints in self.endpoints.read().unwrap().values() {
+            for endpoint in endpoints {
+                endpoint.idle.expire(max_idle);
+            }
+        }
     }
 
     /// A receiver that sees each endpoint change.

@@ -1,8 +1,11 @@
 //! A connection to a ready pod of a function: least outstanding
-//! connections first, a pod that refuses (or does not answer the connect
-//! in time) skipped for the next, before any byte goes upstream; with no
-//! ready pod, the wait for one up to the wake timeout.
+//! connections first, a connection kept open from an earlier HTTP request
+//! taken before a new one is made, a pod that refuses (or does not answer
+//! the connect in time) skipped for the next, before any byte goes
+//! upstream; with no ready pod, the wait for one up to the wake timeout.
 
+use std::mem::MaybeUninit;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nur_operator::routes::Target;
@@ -10,7 +13,10 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::Shared;
-use crate::state::Outstanding;
+use crate::state::{Endpoint, Outstanding};
+
+/// Most idle connections kept per pod.
+const MAX_IDLE_PER_POD: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -27,19 +33,104 @@ pub enum UpstreamError {
 pub struct Dialer {
     pub connect_timeout: Duration,
     pub wake_timeout: Duration,
+    /// Longest a connection to a pod is kept idle for the next request;
+    /// zero: a new connection for every request.
+    pub keep_alive: Duration,
 }
 
 /// An open connection to a pod, counted as outstanding on it.
 pub struct Upstream {
     pub stream: TcpStream,
+    /// Taken from the pod's idle connections (it served a request before).
+    pub reused: bool,
+    idle: Arc<Idle>,
     _outstanding: Outstanding,
 }
 
+/// A pod's connections kept open between requests, the most recently
+/// used last.
+#[derive(Debug, Default)]
+pub struct Idle(Mutex<Vec<(TcpStream, Instant)>>);
+
+impl Idle {
+    /// The most recently used idle connection that is still open and was
+    /// idle for less than `max_idle`; the others are closed.
+    fn take(&self, max_idle: Duration) -> Option<TcpStream> {
+        let mut idle = self.0.lock().unwrap();
+        expire(&mut idle, max_idle);
+        while let Some((stream, _)) = idle.pop() {
+            if still_open(&stream) {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    /// Closes the connections idle for `max_idle` or more.
+    pub fn expire(&self, max_idle: Duration) {
+        expire(&mut self.0.lock().unwrap(), max_idle);
+    }
+
+    fn put(&self, stream: TcpStream) {
+        let mut idle = self.0.lock().unwrap();
+        if idle.len() < MAX_IDLE_PER_POD {
+            idle.push((stream, Instant::now()));
+        }
+    }
+}
+
+/// Drops the connections idle for `max_idle` or more: the oldest, at the
+/// front, the nearest to the pod's own idle timeout.
+fn expire(idle: &mut Vec<(TcpStream, Instant)>, max_idle: Duration) {
+    let now = Instant::now();
+    let old = idle.partition_point(|(_, since)| now.duration_since(*since) >= max_idle);
+    idle.drain(..old);
+}
+
+/// An idle connection is still open when nothing is waiting on it: no
+/// end of stream (the pod closed it: its idle timeout, its drain), no
+/// reset, no stray bytes. One `recv(MSG_PEEK)` that would block.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = [MaybeUninit::<u8>::uninit(); 1];
+    match socket2::SockRef::from(stream).peek(&mut byte) {
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        Ok(_) => false,
+    }
+}
+
 impl Dialer {
+    /// A connection to a ready pod of `target`: a kept one if a pod has
+    /// one, else a new one; with no ready pod, waits (and wakes a function
+    /// at zero) up to the wake timeout.
     pub async fn connect(
         &self,
         shared: &Shared,
         target: &Target,
+    ) -> Result<Upstream, UpstreamError> {
+        self.dial(shared, target, !self.keep_alive.is_zero()).await
+    }
+
+    /// [`Dialer::connect`], always with a new connection.
+    pub async fn connect_new(
+        &self,
+        shared: &Shared,
+        target: &Target,
+    ) -> Result<Upstream, UpstreamError> {
+        self.dial(shared, target, false).await
+    }
+
+    /// Keeps `upstream` for the next request to its pod.
+    pub fn release(&self, upstream: Upstream) {
+        if !self.keep_alive.is_zero() {
+            upstream.idle.put(upstream.stream);
+        }
+    }
+
+    async fn dial(
+        &self,
+        shared: &Shared,
+        target: &Target,
+        reuse: bool,
     ) -> Result<Upstream, UpstreamError> {
         let (state, metrics) = (&shared.state, &shared.metrics);
         let started = Instant::now();
@@ -50,6 +141,14 @@ impl Dialer {
         loop {
             changes.borrow_and_update();
             let endpoints = state.endpoints(target);
+            if reuse {
+                for endpoint in &endpoints {
+                    if let Some(stream) = endpoint.idle.take(self.keep_alive) {
+                        let outstanding = Outstanding::new(endpoint);
+                        return Ok(Upstream::new(stream, true, endpoint, outstanding));
+                    }
+                }
+            }
             for endpoint in &endpoints {
                 let outstanding = Outstanding::new(endpoint);
                 let connect = TcpStream::connect(endpoint.addr);
@@ -59,10 +158,7 @@ impl Dialer {
                         if held {
                             metrics.waited(target, started.elapsed());
                         }
-                        return Ok(Upstream {
-                            stream,
-                            _outstanding: outstanding,
-                        });
+                        return Ok(Upstream::new(stream, false, endpoint, outstanding));
                     }
                     Ok(Err(e)) => last = Some(format!("{}: {e}", endpoint.addr)),
                     Err(_) => {
@@ -99,6 +195,22 @@ impl Dialer {
                     waited: started.elapsed(),
                 });
             }
+        }
+    }
+}
+
+impl Upstream {
+    fn new(
+        stream: TcpStream,
+        reused: bool,
+        endpoint: &Endpoint,
+        outstanding: Outstanding,
+    ) -> Upstream {
+        Upstream {
+            stream,
+            reused,
+            idle: endpoint.idle.clone(),
+            _outstanding: outstanding,
         }
     }
 }

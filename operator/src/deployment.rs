@@ -54,6 +54,11 @@ pub fn worker_args(input: &Input) -> Vec<String> {
     if spec.module.credentials_secret.is_some() {
         args.push("--static-credentials".into());
     }
+    // A function with HTTP routes speaks HTTP: its connections (the
+    // gateway's among them) carry request after request.
+    if spec.routes.as_ref().is_some_and(|r| !r.http.is_empty()) {
+        args.push("--keep-alive".into());
+    }
     if let Some(l) = &spec.limits {
         if let Some(t) = &l.timeout {
             args.extend(["--timeout".into(), t.clone()]);
@@ -323,6 +328,21 @@ spec:
             "",
         );
         assert_object(&build(&input), &want);
+    }
+
+    #[test]
+    fn http_routes_keep_connections_alive_and_others_do_not() {
+        let routed = |routes: &str| {
+            let f = function(&format!(
+                "apiVersion: nur.dev/v1alpha1\nkind: NurFunction\nspec:\n  \
+                 module: {{url: \"s3://fns/echo.wasm\"}}\n  routes: {routes}\n"
+            ));
+            worker_args(&Input::new(&f, IMAGE).unwrap().with_digest(DIGEST))
+                .contains(&"--keep-alive".to_string())
+        };
+        assert!(routed("{http: [{pathPrefix: /hello}]}"));
+        assert!(!routed("{tls: [{sni: db.example}]}"));
+        assert!(!routed("{tcp: {port: 7000}}"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::deadline::Deadlines;
 use crate::metrics::Metrics;
@@ -28,6 +29,8 @@ pub struct Status {
     pub metrics: Metrics,
     /// The deadline timer of the function served, once there is one.
     deadlines: OnceLock<Deadlines>,
+    /// True from the start of the drain: kept-alive connections close.
+    draining: watch::Sender<bool>,
 }
 
 impl Status {
@@ -36,7 +39,25 @@ impl Status {
             ready: AtomicBool::new(false),
             metrics: Metrics::new(),
             deadlines: OnceLock::new(),
+            draining: watch::Sender::new(false),
         })
+    }
+
+    /// Not ready any more, and kept-alive connections close (those waiting
+    /// for a request at once, the others after their answer).
+    pub fn start_draining(&self) {
+        self.set_ready(false);
+        self.draining.send_replace(true);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    /// Completes once the drain has started.
+    pub async fn drained(&self) {
+        let mut draining = self.draining.subscribe();
+        let _ = draining.wait_for(|d| *d).await;
     }
 
     pub fn set_ready(&self, ready: bool) {

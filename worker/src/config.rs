@@ -145,6 +145,13 @@ pub struct Limits {
     /// later lines are dropped and counted (nur_guest_log_lines_dropped_total).
     #[arg(long, env = "NUR_MAX_LOG_BYTES", default_value = "64Ki", value_parser = parse_size)]
     pub max_log_bytes: u64,
+
+    /// HTTP/1.1 keep-alive: after a whole, length-delimited answer to a
+    /// request that allows another, the connection waits (without a thread,
+    /// up to --idle-timeout) for its next request, served in a fresh
+    /// instance. Off: every connection closes after its answer.
+    #[arg(long, env = "NUR_KEEP_ALIVE")]
+    pub keep_alive: bool,
 }
 
 impl Default for Limits {

@@ -8,12 +8,21 @@
 //! deadline is nearer. No socket option is set per read or write. The next
 //! chunk is read only once the output of the previous one is in the socket:
 //! a client that does not read stops being fed.
+//!
+//! With `--keep-alive`, a Nur-ABI function's connection carries HTTP/1.1
+//! requests one after the other, each served here in an instance of its
+//! own: [`nur_http::RequestEnd`] feeds the instance only its request's
+//! bytes, [`nur_http::ResponseEnd`] follows its answer, and when the
+//! function ends with a whole, length-delimited answer to a request that
+//! allows another, the connection goes back to the accept side
+//! ([`Served::KeptAlive`]) to wait, without a thread, for the next.
 
 use std::cell::RefCell;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Instant;
 
+use nur_http::{RequestEnd, ResponseEnd};
 use nur_module::abi::Kind;
 
 use crate::admin::Status;
@@ -45,7 +54,26 @@ pub enum Close {
     Fault(FaultKind),
     /// A bug in the worker (a panic); the worker goes on.
     Internal,
+    /// A kept-alive connection closed between requests: by the client, at
+    /// the idle timeout, or because the worker drains.
+    KeepAliveEnd,
 }
+
+/// How a request on a connection ended.
+pub enum Served {
+    Closed(Close),
+    /// The answer was whole and the request allows another: the
+    /// connection waits for its next request; `carry` holds the bytes of
+    /// it already read.
+    KeptAlive {
+        stream: TcpStream,
+        carry: Vec<u8>,
+    },
+}
+
+/// Most bytes of a request head followed for keep-alive; a larger head
+/// ends the connection after its answer.
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
 impl Close {
     /// The label used in metrics.
@@ -58,6 +86,7 @@ impl Close {
             Self::Timeout => "timeout",
             Self::Fault(_) => "fault",
             Self::Internal => "internal",
+            Self::KeepAliveEnd => "keep_alive_end",
         }
     }
 }
@@ -69,29 +98,46 @@ thread_local! {
     static CHUNK: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Serves `stream` (non-blocking mode) until it closes.
+/// Serves `stream` (non-blocking mode) until it closes (a connection that
+/// could be kept alive is closed too).
 pub fn serve(stream: TcpStream, id: u64, ctx: &Context, deadline: Instant) -> Close {
+    match serve_request(stream, Vec::new(), id, ctx, deadline) {
+        Served::Closed(close) => close,
+        Served::KeptAlive { .. } => Close::KeepAliveEnd,
+    }
+}
+
+/// Serves the next request of `stream` (non-blocking mode), whose first
+/// bytes, `carry`, may have been read already.
+pub fn serve_request(
+    stream: TcpStream,
+    carry: Vec<u8>,
+    id: u64,
+    ctx: &Context,
+    deadline: Instant,
+) -> Served {
     CHUNK.with_borrow_mut(|chunk| {
         chunk.clear();
         chunk.reserve_exact(ctx.limits.max_chunk as usize);
-        serve_with(stream, id, ctx, deadline, chunk)
+        serve_with(stream, carry, id, ctx, deadline, chunk)
     })
 }
 
 fn serve_with(
     mut stream: TcpStream,
+    carry: Vec<u8>,
     id: u64,
     ctx: &Context,
     deadline: Instant,
     chunk: &mut Vec<u8>,
-) -> Close {
+) -> Served {
     let mut guest = match Guest::instantiate(&ctx.function, id, deadline) {
         Ok(guest) => guest,
-        Err(e) => return fault(ctx, id, e),
+        Err(e) => return Served::Closed(fault(ctx, id, e)),
     };
     let metrics = &ctx.status.metrics;
     let done = match ctx.function.kind {
-        Kind::Stream => converse(&mut stream, &mut guest, id, ctx, deadline, chunk),
+        Kind::Stream => converse(&mut stream, &mut guest, id, ctx, deadline, chunk, carry),
         Kind::Command => {
             let buffer = std::mem::take(chunk);
             let (returned, buffer, ran) = guest.run(stream, ctx.limits.idle_timeout, buffer);
@@ -100,7 +146,7 @@ fn serve_with(
             metrics.bytes_in.inc_by(bytes_in);
             metrics.bytes_out.inc_by(bytes_out);
             match ran {
-                Ok(close @ (Close::Eof | Close::Ended)) => Ok(close),
+                Ok(close @ (Close::Eof | Close::Ended)) => Ok((close, None)),
                 Ok(close) => Err(close),
                 Err(e) => Err(fault(ctx, id, e)),
             }
@@ -124,16 +170,19 @@ fn serve_with(
     // The memory goes back to the pool before the linger.
     drop(guest);
     match done {
-        Ok(close) => {
+        Ok((_, Some(carry))) => Served::KeptAlive { stream, carry },
+        Ok((close, None)) => {
             linger(stream);
-            close
+            Served::Closed(close)
         }
-        Err(close) => close,
+        Err(close) => Served::Closed(close),
     }
 }
 
-/// Feeds the guest chunk after chunk and writes its output: `Ok` when it
-/// ended or answered EOF (the connection lingers), `Err` on any other close.
+/// Feeds the guest chunk after chunk (`carry` first) and writes its
+/// output: `Ok` when it ended or answered EOF (the connection lingers, or
+/// with the bytes of the next request read so far, is kept alive), `Err`
+/// on any other close.
 fn converse(
     stream: &mut TcpStream,
     guest: &mut Guest,
@@ -141,22 +190,56 @@ fn converse(
     ctx: &Context,
     deadline: Instant,
     chunk: &mut Vec<u8>,
-) -> Result<Close, Close> {
+    mut carry: Vec<u8>,
+) -> Result<(Close, Option<Vec<u8>>), Close> {
     let metrics = &ctx.status.metrics;
+    let mut http = ctx
+        .limits
+        .keep_alive
+        .then(|| (RequestEnd::new(MAX_REQUEST_HEAD), ResponseEnd::default()));
     loop {
-        let read = socket::read(stream, chunk, ctx.limits.idle_timeout, deadline)?;
-        metrics.bytes_in.inc_by(read as u64);
+        let read = if carry.is_empty() {
+            let read = socket::read(stream, chunk, ctx.limits.idle_timeout, deadline)?;
+            metrics.bytes_in.inc_by(read as u64);
+            read
+        } else {
+            chunk.clear();
+            chunk.append(&mut carry);
+            chunk.len()
+        };
+        let mut fed = read;
+        if let Some((request, _)) = &mut http
+            && read > 0
+        {
+            if request.complete() {
+                // More bytes before the function ended its answer: it gets
+                // them, as without keep-alive, and the connection closes.
+                http = None;
+            } else {
+                fed = request.take(&chunk[..read]);
+                carry.extend_from_slice(&chunk[fed..read]);
+            }
+        }
         let called = if read == 0 {
             guest.finish()
         } else {
-            guest.feed(&chunk[..])
+            guest.feed(&chunk[..fed])
         };
         called.map_err(|e| fault(ctx, id, e))?;
         socket::write(stream, guest.output(), ctx.limits.idle_timeout, deadline)?;
         metrics.bytes_out.inc_by(guest.output().len() as u64);
+        if let Some((_, answer)) = &mut http {
+            answer.see(guest.output());
+        }
         guest.clear_output();
-        if guest.ended() || read == 0 {
-            return Ok(if read == 0 { Close::Eof } else { Close::Ended });
+        if read == 0 {
+            return Ok((Close::Eof, None));
+        }
+        if guest.ended() {
+            let kept = http.as_ref().is_some_and(|(request, answer)| {
+                request.complete_and_kept() && answer.complete_and_kept()
+            }) && !ctx.status.is_draining();
+            return Ok((Close::Ended, kept.then_some(carry)));
         }
     }
 }

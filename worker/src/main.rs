@@ -185,7 +185,7 @@ async fn serve_until_drained(args: ServeArgs) -> anyhow::Result<()> {
     let drain_delay = args.drain_delay;
     let shutdown = async {
         terminated().await;
-        status.set_ready(false);
+        status.start_draining();
         if !drain_delay.is_zero() {
             tracing::info!(
                 drain_delay_ms = drain_delay.as_millis() as u64,

@@ -39,6 +39,7 @@ pub struct WasiLabels {
 pub struct Metrics {
     pub registry: Registry,
     pub connections: Counter,
+    pub kept_alive_requests: Counter,
     pub active: Gauge,
     pub duration: Histogram,
     pub bytes_in: Counter,
@@ -55,6 +56,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("nur");
         let connections = Counter::default();
+        let kept_alive_requests = Counter::default();
         let active = Gauge::default();
         let duration = Histogram::new(exponential_buckets(0.0001, 4.0, 12));
         let bytes_in = Counter::default();
@@ -66,6 +68,11 @@ impl Metrics {
         let wasi_unsupported = Family::<WasiLabels, Counter>::default();
         let compile_seconds = Gauge::<f64, AtomicU64>::default();
         registry.register("connections", "Connections accepted", connections.clone());
+        registry.register(
+            "kept_alive_requests",
+            "Requests served on a connection kept open after an earlier answer (--keep-alive)",
+            kept_alive_requests.clone(),
+        );
         registry.register(
             "connections_active",
             "Connections being served",
@@ -111,6 +118,7 @@ impl Metrics {
         Self {
             registry,
             connections,
+            kept_alive_requests,
             active,
             duration,
             bytes_in,

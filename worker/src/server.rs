@@ -7,12 +7,15 @@
 //! once, each with a live instance on its own thread of tokio's blocking
 //! pool. An accepted connection first waits on tokio, without a thread or an
 //! instance, for its first bytes (or EOF), then for a serving slot, then is
-//! handed to [`connection::serve`]. So tens of thousands of mostly idle
-//! clients cost a tokio task and a socket each, and never more threads or
-//! memory mappings than the process can have.
+//! handed to [`connection::serve_request`]. So tens of thousands of mostly
+//! idle clients cost a tokio task and a socket each, and never more threads
+//! or memory mappings than the process can have. A connection kept alive
+//! after its answer (`--keep-alive`) comes back here and waits the same way
+//! for its next request, which gets a deadline of its own.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::admin::Status;
-use crate::connection::{self, Close, Context};
+use crate::connection::{self, Close, Context, Served};
 
 /// Accepts connections until `shutdown` completes, at most `max_open` open at
 /// once; returns the permits that open connections hold, for [`drain`].
@@ -79,22 +82,95 @@ async fn handle(
         Ok(slot) => slot,
         Err(close) => return tracked.close(close),
     };
+    serve_on_pool(
+        socket,
+        Vec::new(),
+        id,
+        ctx,
+        serving,
+        tracked,
+        slot,
+        deadline,
+    );
+}
+
+/// Serves the connection's next request on a thread of the blocking pool,
+/// where it is recorded and released: nothing waits for it here, so its
+/// end wakes no task. A connection kept alive goes on in
+/// [`next_request`].
+#[allow(clippy::too_many_arguments)]
+fn serve_on_pool(
+    socket: TcpStream,
+    carry: Vec<u8>,
+    id: u64,
+    ctx: Arc<Context>,
+    serving: Arc<Semaphore>,
+    tracked: Tracked,
+    slot: OwnedSemaphorePermit,
+    deadline: Instant,
+) {
     let Some(stream) = socket.into_std().ok() else {
         return tracked.close(Close::ClientGone);
     };
-    // The connection is served, recorded and released on the pool thread:
-    // nothing waits for it here, so its end wakes no task.
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let close = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            connection::serve(stream, id, &ctx, deadline)
+        let served = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            connection::serve_request(stream, carry, id, &ctx, deadline)
         }))
         .unwrap_or_else(|_| {
             tracing::error!(connection = id, "connection handler panicked");
-            Close::Internal
+            Served::Closed(Close::Internal)
         });
         drop(slot);
-        tracked.close(close);
+        match served {
+            Served::Closed(close) => tracked.close(close),
+            Served::KeptAlive { stream, carry } => {
+                let _entered = runtime.enter();
+                match TcpStream::from_std(stream) {
+                    Ok(socket) => {
+                        runtime.spawn(next_request(socket, carry, id, ctx, serving, tracked));
+                    }
+                    Err(_) => tracked.close(Close::ClientGone),
+                }
+            }
+        }
     });
+}
+
+/// Waits, without a thread, for the next request of a kept-alive
+/// connection (its first bytes, unless `carry` has them), then for a
+/// serving slot; closes it at the idle timeout, at the client's close, or
+/// when the worker drains.
+fn next_request(
+    socket: TcpStream,
+    carry: Vec<u8>,
+    id: u64,
+    ctx: Arc<Context>,
+    serving: Arc<Semaphore>,
+    tracked: Tracked,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        if carry.is_empty() {
+            let mut byte = [0; 1];
+            let arrived = tokio::select! {
+                biased;
+                () = ctx.status.drained() => false,
+                peeked = tokio::time::timeout(ctx.limits.idle_timeout, socket.peek(&mut byte)) => {
+                    matches!(peeked, Ok(Ok(n)) if n > 0)
+                }
+            };
+            if !arrived {
+                return tracked.close(Close::KeepAliveEnd);
+            }
+        }
+        ctx.status.metrics.kept_alive_requests.inc();
+        let deadline = Instant::now() + ctx.limits.timeout;
+        let slot = match wait_for_slot(&serving, deadline).await {
+            Ok(slot) => slot,
+            Err(close) => return tracked.close(close),
+        };
+        serve_on_pool(socket, carry, id, ctx, serving, tracked, slot, deadline);
+    })
 }
 
 /// One open connection in the metrics, from accept to close: counted in
@@ -147,6 +223,14 @@ async fn wait_for_turn(
         Ok(Err(_)) => return Err(Close::ClientGone),
         Ok(Ok(_)) => {}
     }
+    wait_for_slot(serving, deadline).await
+}
+
+/// Waits for a serving slot within the deadline.
+async fn wait_for_slot(
+    serving: &Arc<Semaphore>,
+    deadline: Instant,
+) -> Result<OwnedSemaphorePermit, Close> {
     if let Ok(slot) = serving.clone().try_acquire_owned() {
         return Ok(slot);
     }

@@ -5,6 +5,13 @@
 //! request, as Nur serves them. Requests started during the warm-up are not
 //! counted. Prints one human line, then one JSON line.
 //!
+//! With `--keep-alive` each client keeps its connection for its next
+//! request, as wrk and browsers do: it reads each answer to the end its
+//! HTTP head gives (`nur_http::ResponseEnd`), and connects again when the
+//! server closed (a request on a kept connection that the server had
+//! closed before answering is sent once more on a new one, as HTTP clients
+//! do).
+//!
 //! With `--no-shutdown` the write side stays open and the server closes
 //! first (as an HTTP client's connection ends): then the server, not this
 //! client, holds the TIME_WAIT of each connection. Against an address other
@@ -25,11 +32,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use nur_bench::parse_duration;
+use nur_http::ResponseEnd;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "nur-load",
-    about = "One-connection-per-request TCP load generator"
+    about = "TCP load generator: one connection per request, or HTTP/1.1 keep-alive"
 )]
 struct Args {
     /// Server address.
@@ -75,6 +83,11 @@ struct Args {
     /// Tokio worker threads of the generator [default: one per CPU].
     #[arg(long)]
     threads: Option<usize>,
+    /// Keep each client's connection for its next request while the
+    /// server's answers allow it (HTTP/1.1 keep-alive); implies
+    /// --no-shutdown.
+    #[arg(long)]
+    keep_alive: bool,
 }
 
 /// How a request failed.
@@ -96,6 +109,7 @@ struct Plan {
     expect_prefix: Vec<u8>,
     timeout: Duration,
     shutdown: bool,
+    keep_alive: bool,
 }
 
 /// What one client counted.
@@ -138,12 +152,54 @@ fn payload(args: &Args) -> Vec<u8> {
     }
 }
 
-/// One request on a new connection; returns the bytes read.
-async fn request(plan: &Plan, buf: &mut [u8]) -> Result<u64, Failure> {
-    let mut stream = TcpStream::connect(plan.addr)
-        .await
-        .map_err(|_| Failure::Connect)?;
-    let _ = stream.set_nodelay(true);
+/// One request, on `kept` (a connection kept from the last request) or a
+/// new connection; returns the bytes read.
+async fn request(
+    plan: &Plan,
+    buf: &mut [u8],
+    kept: &mut Option<TcpStream>,
+) -> Result<u64, Failure> {
+    loop {
+        let reused = kept.is_some();
+        let mut stream = match kept.take() {
+            Some(stream) => stream,
+            None => {
+                let stream = TcpStream::connect(plan.addr)
+                    .await
+                    .map_err(|_| Failure::Connect)?;
+                let _ = stream.set_nodelay(true);
+                stream
+            }
+        };
+        let (written, read) = exchange(plan, &mut stream, buf).await;
+        let (total, head, answer, eof) = read.map_err(|_| Failure::Io)?;
+        if reused && total == 0 {
+            // The server closed the kept connection before this request.
+            continue;
+        }
+        written.map_err(|_| Failure::Io)?;
+        let length_ok = plan.expect_len.is_none_or(|want| want == total);
+        if !length_ok || !head.starts_with(&plan.expect_prefix) {
+            return Err(Failure::Verify);
+        }
+        if plan.keep_alive && !eof && answer.complete_and_kept() {
+            *kept = Some(stream);
+        }
+        return Ok(total as u64);
+    }
+}
+
+/// What one exchange read: bytes, the first of them (for
+/// `--expect-prefix`), the answer's framing, and whether the server closed.
+type Read = (usize, Vec<u8>, ResponseEnd, bool);
+
+/// Writes the payload and reads the answer: to its end with
+/// `--keep-alive`, else until the server closes.
+async fn exchange(
+    plan: &Plan,
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+) -> (std::io::Result<()>, std::io::Result<Read>) {
     let (mut reader, mut writer) = stream.split();
     let piece = if plan.write_chunk == 0 {
         plan.payload.len().max(1)
@@ -161,26 +217,26 @@ async fn request(plan: &Plan, buf: &mut [u8]) -> Result<u64, Failure> {
     };
     let read = async {
         let (mut total, mut head) = (0usize, Vec::new());
+        let mut answer = ResponseEnd::default();
         loop {
             let n = reader.read(buf).await?;
             if n == 0 {
-                return Ok::<_, std::io::Error>((total, head));
+                return Ok::<_, std::io::Error>((total, head, answer, true));
             }
             if head.len() < plan.expect_prefix.len() {
                 let want = (plan.expect_prefix.len() - head.len()).min(n);
                 head.extend_from_slice(&buf[..want]);
             }
             total += n;
+            if plan.keep_alive {
+                answer.see(&buf[..n]);
+                if answer.reached_end() {
+                    return Ok((total, head, answer, false));
+                }
+            }
         }
     };
-    let (written, read) = tokio::join!(write, read);
-    let (total, head) = read.map_err(|_| Failure::Io)?;
-    written.map_err(|_| Failure::Io)?;
-    let length_ok = plan.expect_len.is_none_or(|want| want == total);
-    if !length_ok || !head.starts_with(&plan.expect_prefix) {
-        return Err(Failure::Verify);
-    }
-    Ok(total as u64)
+    tokio::join!(write, read)
 }
 
 async fn client(plan: Arc<Plan>, measure_from: Instant, end: Instant) -> Tally {
@@ -191,12 +247,14 @@ async fn client(plan: Arc<Plan>, measure_from: Instant, end: Instant) -> Tally {
         last: measure_from,
     };
     let mut buf = vec![0u8; 64 * 1024];
+    let mut kept = None;
     while Instant::now() < end {
         let started = Instant::now();
-        let outcome = match tokio::time::timeout(plan.timeout, request(&plan, &mut buf)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(Failure::Timeout),
-        };
+        let outcome =
+            match tokio::time::timeout(plan.timeout, request(&plan, &mut buf, &mut kept)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(Failure::Timeout),
+            };
         let done = Instant::now();
         if started >= measure_from {
             tally.last = tally.last.max(done);
@@ -229,7 +287,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .map(unescape)
             .unwrap_or_default(),
         timeout: args.timeout,
-        shutdown: !args.no_shutdown,
+        shutdown: !args.no_shutdown && !args.keep_alive,
+        keep_alive: args.keep_alive,
     });
     let measure_from = Instant::now() + args.warmup;
     let end = measure_from + args.duration;
@@ -284,6 +343,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "warmup_s": args.warmup.as_secs_f64(),
         "payload_bytes": plan.payload.len(),
         "shutdown_write": plan.shutdown,
+        "keep_alive": plan.keep_alive,
         "requests": requests,
         "rps": rps,
         "errors": errors,

@@ -6,7 +6,8 @@
 //! Scenarios answer byte for byte like the examples:
 //! - `echo`: examples/echo: the first chunk back as an HTTP/1.1 200 body;
 //! - `http-hello`: examples/http-hello: `Hello, <path>!` once a whole request
-//!   has arrived (httparse);
+//!   has arrived (httparse); with `--keep-alive`, request after request on a
+//!   connection, as the worker's `--keep-alive`;
 //! - `stream`: examples/stream/stream.wat: every chunk uppercased back at once,
 //!   and `\n-- N bytes\n` on EOF.
 
@@ -54,6 +55,10 @@ struct Args {
     /// Tokio worker threads [default: one per CPU].
     #[arg(long)]
     threads: Option<usize>,
+    /// http-hello: serve the next request of a connection whose request
+    /// allows it (HTTP/1.1 keep-alive), like the worker's --keep-alive.
+    #[arg(long)]
+    keep_alive: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,10 +87,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let (scenario, idle) = (args.scenario, args.idle_timeout);
+        let (scenario, idle, keep_alive) = (args.scenario, args.idle_timeout, args.keep_alive);
         tokio::spawn(async move {
             let _ = socket.set_nodelay(true);
-            if connection(socket, scenario, idle).await.is_err() {
+            if connection(socket, scenario, idle, keep_alive)
+                .await
+                .is_err()
+            {
                 // Client gone or idle: the connection just ends, as in the worker.
             }
         });
@@ -110,7 +118,20 @@ async fn write(socket: &mut TcpStream, bytes: &[u8], idle: Duration) -> Result<(
         .map_err(|_| idle_error())?
 }
 
-async fn connection(mut socket: TcpStream, scenario: Scenario, idle: Duration) -> Result<()> {
+/// The bytes after `request` when it allows another request on its
+/// connection (HTTP/1.1 keep-alive); `None` when it does not.
+fn next_request(request: &[u8]) -> Option<Vec<u8>> {
+    let mut end = nur_http::RequestEnd::new(MAX_REQUEST);
+    let taken = end.take(request);
+    end.complete_and_kept().then(|| request[taken..].to_vec())
+}
+
+async fn connection(
+    mut socket: TcpStream,
+    scenario: Scenario,
+    idle: Duration,
+    keep_alive: bool,
+) -> Result<()> {
     let mut chunk = vec![0u8; MAX_CHUNK];
     match scenario {
         Scenario::Echo => {
@@ -121,22 +142,37 @@ async fn connection(mut socket: TcpStream, scenario: Scenario, idle: Duration) -
         }
         Scenario::HttpHello => {
             let mut request = Vec::new();
-            let answer = loop {
-                let n = read(&mut socket, &mut chunk, idle).await?;
-                if n == 0 {
-                    let why = if request.is_empty() {
-                        "no request"
-                    } else {
-                        "incomplete request"
-                    };
-                    break error("400 Bad Request", why);
+            loop {
+                let answer = loop {
+                    if let Some(answer) = hello(&request) {
+                        break answer;
+                    }
+                    let n = read(&mut socket, &mut chunk, idle).await?;
+                    if n == 0 {
+                        let why = if request.is_empty() {
+                            "no request"
+                        } else {
+                            "incomplete request"
+                        };
+                        break error("400 Bad Request", why);
+                    }
+                    request.extend_from_slice(&chunk[..n]);
+                };
+                write(&mut socket, &answer, idle).await?;
+                // --keep-alive: the next request on the same connection, as
+                // the worker's --keep-alive serves it.
+                match keep_alive.then(|| next_request(&request)).flatten() {
+                    Some(rest) => request = rest,
+                    None => break,
                 }
-                request.extend_from_slice(&chunk[..n]);
-                if let Some(answer) = hello(&request) {
-                    break answer;
+                if request.is_empty() {
+                    let n = read(&mut socket, &mut chunk, idle).await?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    request.extend_from_slice(&chunk[..n]);
                 }
-            };
-            write(&mut socket, &answer, idle).await?;
+            }
         }
         Scenario::Stream => {
             let mut total = 0u64;
@@ -171,7 +207,7 @@ async fn linger(mut socket: TcpStream, sink: &mut [u8]) -> Result<()> {
 /// examples/http-hello's response.
 fn respond(status: &str, body: &str, head_only: bool) -> Vec<u8> {
     let mut out = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -252,11 +288,12 @@ mod tests {
 
     #[test]
     fn hello_answers_like_the_example() {
+        assert_eq!(hello(b""), None);
         assert_eq!(hello(b"GET /x HTTP/1.1\r\n"), None);
         let answer = hello(b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n").unwrap();
         assert_eq!(
             answer,
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 11\r\nconnection: close\r\n\r\nHello, /x!\n"
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 11\r\n\r\nHello, /x!\n"
         );
         let bad = hello(b"GET /x HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n").unwrap();
         assert!(bad.starts_with(b"HTTP/1.1 411 Length Required\r\n"));

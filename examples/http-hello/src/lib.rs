@@ -2,7 +2,10 @@
 //!
 //! Input chunks are accumulated across `poll_stream` calls until `httparse`
 //! sees complete headers and the body announced by `content-length` has
-//! arrived. The answer is `Hello, <path>!`; then the connection ends.
+//! arrived. The answer is `Hello, <path>!`, with a content-length and no
+//! `connection: close`; then the function ends, and the worker closes the
+//! connection or, with `--keep-alive`, serves the client's next request in
+//! a fresh instance.
 //!
 //! - a malformed request, or EOF before a whole request: 400
 //! - headers larger than [`MAX_REQUEST`]: 431; a larger request body: 413
@@ -51,7 +54,7 @@ fn log(line: &str) {
 /// Sends a whole response and ends the connection.
 fn respond(state: &mut State, status: &str, body: &str, head_only: bool) {
     let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
     send(head.as_bytes());
