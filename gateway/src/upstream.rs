@@ -5,6 +5,7 @@
 //! upstream; with no ready pod, the wait for one up to the wake timeout.
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,18 +49,48 @@ pub struct Upstream {
 }
 
 /// A pod's connections kept open between requests, the most recently
-/// used last.
+/// used last, and whether the pod is known to keep them.
+///
+/// A pod whose worker does not keep connections (one started before
+/// `--keep-alive`, or without it) closes each after its answer; the close
+/// can arrive just after the answer, so a connection taken at once could
+/// still look open, and a request sent on it would be lost. So a pod's
+/// connections are used again only once one of them was seen open
+/// [`PROOF_AGE`] after its answer: from then on, the pod keeps them.
 #[derive(Debug, Default)]
-pub struct Idle(Mutex<Vec<(TcpStream, Instant)>>);
+pub struct Idle {
+    connections: Mutex<Vec<(TcpStream, Instant)>>,
+    keeps_alive: AtomicBool,
+}
+
+/// How long after its answer a kept connection must still be open to show
+/// that its pod keeps connections (a pod that does not closes at once).
+const PROOF_AGE: Duration = Duration::from_millis(100);
 
 impl Idle {
-    /// The most recently used idle connection that is still open and was
-    /// idle for less than `max_idle`; the others are closed.
+    /// An idle connection that is still open and was idle for less than
+    /// `max_idle`, the most recently used once the pod is known to keep
+    /// connections, else one idle for [`PROOF_AGE`] at least; the closed
+    /// and expired ones are dropped.
     fn take(&self, max_idle: Duration) -> Option<TcpStream> {
-        let mut idle = self.0.lock().unwrap();
+        let mut idle = self.connections.lock().unwrap();
         expire(&mut idle, max_idle);
-        while let Some((stream, _)) = idle.pop() {
+        if self.keeps_alive.load(Ordering::Relaxed) {
+            while let Some((stream, _)) = idle.pop() {
+                if still_open(&stream) {
+                    return Some(stream);
+                }
+            }
+            return None;
+        }
+        let now = Instant::now();
+        while idle
+            .first()
+            .is_some_and(|(_, since)| now.duration_since(*since) >= PROOF_AGE)
+        {
+            let (stream, _) = idle.remove(0);
             if still_open(&stream) {
+                self.keeps_alive.store(true, Ordering::Relaxed);
                 return Some(stream);
             }
         }
@@ -68,11 +99,11 @@ impl Idle {
 
     /// Closes the connections idle for `max_idle` or more.
     pub fn expire(&self, max_idle: Duration) {
-        expire(&mut self.0.lock().unwrap(), max_idle);
+        expire(&mut self.connections.lock().unwrap(), max_idle);
     }
 
     fn put(&self, stream: TcpStream) {
-        let mut idle = self.0.lock().unwrap();
+        let mut idle = self.connections.lock().unwrap();
         if idle.len() < MAX_IDLE_PER_POD {
             idle.push((stream, Instant::now()));
         }
@@ -212,5 +243,62 @@ impl Upstream {
             idle: endpoint.idle.clone(),
             _outstanding: outstanding,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A connection to a server that, after accepting, closes at once
+    /// (`close`) or keeps the connection open.
+    async fn connection(close: bool) -> TcpStream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            socket.write_all(b"answer").await.unwrap();
+            if close {
+                drop(socket);
+            } else {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+        });
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut answer = [0u8; 6];
+        stream.read_exact(&mut answer).await.unwrap();
+        stream
+    }
+
+    #[tokio::test]
+    async fn a_pods_connections_are_used_again_once_it_showed_it_keeps_them() {
+        let max_idle = Duration::from_secs(4);
+        // A pod that closes after each answer: never used again.
+        let closing = Idle::default();
+        closing.put(connection(true).await);
+        assert!(closing.take(max_idle).is_none(), "too young to tell");
+        tokio::time::sleep(PROOF_AGE + Duration::from_millis(50)).await;
+        assert!(closing.take(max_idle).is_none(), "closed by the pod");
+        assert!(!closing.keeps_alive.load(Ordering::Relaxed));
+
+        // A pod that keeps them: the first once it is old enough, the next
+        // at once.
+        let keeping = Idle::default();
+        keeping.put(connection(false).await);
+        assert!(keeping.take(max_idle).is_none(), "too young to tell");
+        tokio::time::sleep(PROOF_AGE + Duration::from_millis(50)).await;
+        assert!(keeping.take(max_idle).is_some());
+        keeping.put(connection(false).await);
+        assert!(keeping.take(max_idle).is_some(), "known to keep them");
+        // One closed by the pod since (its idle timeout) is dropped.
+        keeping.put(connection(true).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(keeping.take(max_idle).is_none());
+        // So is one idle for too long.
+        keeping.put(connection(false).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(keeping.take(Duration::from_millis(10)).is_none());
     }
 }
