@@ -2,7 +2,8 @@
 # Holds the Nur worker against a native baseline in one run and prints one
 # table; writes bench/results/<date>.{json,md} and bench/results/latency.svg.
 #
-# Scenarios: echo, http-hello (nur-load, and wrk when installed), 64 KiB
+# Scenarios: echo, http-hello (nur-load, and wrk when installed: one
+# connection per request, and kept connections with --keep-alive), 64 KiB
 # streamed through stream.wat, idle connections (server RSS per connection),
 # and the per-connection wasm overhead (criterion). Every server listens on
 # 127.0.0.1 only; every wait is bounded.
@@ -152,6 +153,14 @@ wrk_http http-hello-wrk/nur
 start_native http-hello
 load http-hello/native "${hello_check[@]}"
 wrk_http http-hello-wrk/native
+# Kept connections on both sides (--keep-alive): wrk sends request after
+# request on each connection; the worker serves each in a fresh instance.
+if [ -z "${SKIP_WRK:-}" ] && command -v wrk >/dev/null; then
+    start_worker http-hello.wasm --keep-alive
+    wrk_http http-hello-wrk-keepalive/nur
+    start_native http-hello --keep-alive
+    wrk_http http-hello-wrk-keepalive/native
+fi
 
 # --- stream: STREAM_BYTES written in STREAM_CHUNK pieces, uppercased back ------
 

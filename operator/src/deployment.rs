@@ -165,7 +165,7 @@ pub fn build(input: &Input) -> Deployment {
             env.extend(spec.env.iter().flatten().map(function_variable));
             (!env.is_empty()).then_some(env)
         },
-        readiness_probe: Some(http_probe("/readyz", 2, 1)),
+        readiness_probe: Some(http_probe("/readyz", 1, 1)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
         resources: input.resources.cloned(),
         security_context: Some(SecurityContext {
@@ -287,7 +287,7 @@ spec:
         - {{name: admin, containerPort: 9090, protocol: TCP}}
         readinessProbe:
           httpGet: {{path: /readyz, port: admin}}
-          periodSeconds: 2
+          periodSeconds: 1
           failureThreshold: 1
         livenessProbe:
           httpGet: {{path: /healthz, port: admin}}
