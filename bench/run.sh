@@ -103,7 +103,8 @@ load() {
     tail -n1 "$work/load.out" >>"$records"
 }
 
-# wrk_http LABEL: wrk against $addr (its own warm-up run first, discarded).
+# wrk_http LABEL [WRK FLAGS...]: wrk against $addr (its own warm-up run
+# first, discarded).
 wrk_http() {
     if [ -n "${SKIP_WRK:-}" ] || ! command -v wrk >/dev/null; then return 0; fi
     local threads=2 warm="${WARMUP%%.*}" measure="${DURATION%%.*}"
@@ -111,8 +112,8 @@ wrk_http() {
     # wrk takes whole seconds only.
     [ "${warm:-0}" -ge 1 ] || warm=1
     [ "${measure:-0}" -ge 1 ] || measure=1
-    wrk -t"$threads" -c"$CLIENTS" -d"${warm}s" "http://$addr/bench" >/dev/null
-    wrk -t"$threads" -c"$CLIENTS" -d"${measure}s" --latency "http://$addr/bench" >"$work/wrk.out"
+    wrk -t"$threads" -c"$CLIENTS" -d"${warm}s" "${@:2}" "http://$addr/bench" >/dev/null
+    wrk -t"$threads" -c"$CLIENTS" -d"${measure}s" --latency "${@:2}" "http://$addr/bench" >"$work/wrk.out"
     python3 bench/report.py wrk "$1" "$work/wrk.out" >>"$records"
     tail -n1 "$records"
 }
@@ -149,10 +150,11 @@ hello_head="HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\nconten
 hello_check=(--http-get /bench --expect-len "$(($(length "$hello_head") + $(length "$hello_body")))" --expect-prefix 'HTTP/1.1 200 OK\r\n')
 start_worker http-hello.wasm
 load http-hello/nur "${hello_check[@]}"
-wrk_http http-hello-wrk/nur
+# One connection per request: wrk asks each server to close.
+wrk_http http-hello-wrk/nur -H "Connection: close"
 start_native http-hello
 load http-hello/native "${hello_check[@]}"
-wrk_http http-hello-wrk/native
+wrk_http http-hello-wrk/native -H "Connection: close"
 # Kept connections on both sides (--keep-alive): wrk sends request after
 # request on each connection; the worker serves each in a fresh instance.
 if [ -z "${SKIP_WRK:-}" ] && command -v wrk >/dev/null; then

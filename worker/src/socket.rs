@@ -47,6 +47,20 @@ fn wait(stream: &TcpStream, events: libc::c_short, idle: Duration, until: Instan
     }
 }
 
+/// Whether the client sends more within `within`: `Some(true)` when bytes
+/// wait to be read, `Some(false)` when it closed or reset, `None` when
+/// nothing came.
+pub(crate) fn next_bytes_within(stream: &TcpStream, within: Duration) -> Option<bool> {
+    if !wait(stream, libc::POLLIN, within, Instant::now() + within) {
+        return None;
+    }
+    match stream.peek(&mut [0u8; 1]) {
+        Ok(n) => Some(n > 0),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => None,
+        Err(_) => Some(false),
+    }
+}
+
 /// Reads at most `buf.capacity()` bytes into `buf` (replacing its contents).
 pub(crate) fn read(
     stream: &mut TcpStream,
