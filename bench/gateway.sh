@@ -246,6 +246,10 @@ checks() {
         [ "$2" = gateway ] && answered=${answered/Connection: close\\r\\n/}
         answered=$(length "$answered")
         answered=$(($(length "HTTP/1.1 200 OK\r\ncontent-length: $answered\r\n\r\n") + answered))
+    elif [ "$1" = http-hello ] && [ "$2" = direct ]; then
+        # http-hello says `connection: close` when the request asks for it
+        # (through the gateway, the request no longer does).
+        answered=$(($(length "$hello_head") + $(length 'connection: close\r\n') + $(length "$hello_body")))
     else
         answered=$(($(length "$hello_head") + $(length "$hello_body")))
     fi

@@ -204,10 +204,11 @@ async fn linger(mut socket: TcpStream, sink: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
-/// examples/http-hello's response.
-fn respond(status: &str, body: &str, head_only: bool) -> Vec<u8> {
+/// examples/http-hello's response (`connection: close` when `close`).
+fn respond(status: &str, body: &str, head_only: bool, close: bool) -> Vec<u8> {
+    let connection = if close { "connection: close\r\n" } else { "" };
     let mut out = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n",
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{connection}\r\n",
         body.len()
     )
     .into_bytes();
@@ -218,7 +219,7 @@ fn respond(status: &str, body: &str, head_only: bool) -> Vec<u8> {
 }
 
 fn error(status: &str, why: &str) -> Vec<u8> {
-    respond(status, &format!("{status}: {why}\n"), false)
+    respond(status, &format!("{status}: {why}\n"), false, true)
 }
 
 /// The answer once `buf` holds a whole request (or a bad one); `None` while
@@ -249,7 +250,13 @@ fn hello(buf: &[u8]) -> Option<Vec<u8>> {
         }
     };
     let mut body_len = 0usize;
+    let mut close = req.version == Some(0);
     for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            close |= String::from_utf8_lossy(h.value)
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"));
+        }
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Some(error(
                 "411 Length Required",
@@ -279,7 +286,7 @@ fn hello(buf: &[u8]) -> Option<Vec<u8>> {
     }
     let path = req.path.unwrap_or("/");
     let body = format!("Hello, {path}!\n");
-    Some(respond("200 OK", &body, req.method == Some("HEAD")))
+    Some(respond("200 OK", &body, req.method == Some("HEAD"), close))
 }
 
 #[cfg(test)]
@@ -295,6 +302,8 @@ mod tests {
             answer,
             b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 11\r\n\r\nHello, /x!\n"
         );
+        let closing = hello(b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+        assert!(closing.ends_with(b"content-length: 11\r\nconnection: close\r\n\r\nHello, /x!\n"));
         let bad = hello(b"GET /x HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n").unwrap();
         assert!(bad.starts_with(b"HTTP/1.1 411 Length Required\r\n"));
     }

@@ -2,10 +2,11 @@
 //!
 //! Input chunks are accumulated across `poll_stream` calls until `httparse`
 //! sees complete headers and the body announced by `content-length` has
-//! arrived. The answer is `Hello, <path>!`, with a content-length and no
-//! `connection: close`; then the function ends, and the worker closes the
-//! connection or, with `--keep-alive`, serves the client's next request in
-//! a fresh instance.
+//! arrived. The answer is `Hello, <path>!`, with a content-length, and
+//! `connection: close` when the client asked for it (or an error ends the
+//! exchange); then the function ends, and the worker closes the connection
+//! or, with `--keep-alive` and a request that allows it, serves the
+//! client's next request in a fresh instance.
 //!
 //! - a malformed request, or EOF before a whole request: 400
 //! - headers larger than [`MAX_REQUEST`]: 431; a larger request body: 413
@@ -51,10 +52,12 @@ fn log(line: &str) {
     unsafe { nur_log(line.as_ptr(), line.len()) }
 }
 
-/// Sends a whole response and ends the connection.
-fn respond(state: &mut State, status: &str, body: &str, head_only: bool) {
+/// Sends a whole response (saying `connection: close` when `close`) and
+/// ends.
+fn respond(state: &mut State, status: &str, body: &str, head_only: bool, close: bool) {
+    let connection = if close { "connection: close\r\n" } else { "" };
     let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n",
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{connection}\r\n",
         body.len()
     );
     send(head.as_bytes());
@@ -69,15 +72,20 @@ fn respond(state: &mut State, status: &str, body: &str, head_only: bool) {
 fn error(state: &mut State, status: &str, why: &str) {
     log(&format!("http-hello: {status}: {why}"));
     let body = format!("{status}: {why}\n");
-    respond(state, status, &body, false);
+    respond(state, status, &body, false, true);
 }
 
 /// What the buffer holds so far.
 enum Parsed {
     /// Not a whole request yet.
     Partial { headers_done: bool },
-    /// A whole request: the response to send.
-    Complete { method: String, path: String },
+    /// A whole request: the response to send, and whether the client
+    /// asked to close after it.
+    Complete {
+        method: String,
+        path: String,
+        close: bool,
+    },
     /// Answer with this error.
     Error(&'static str, String),
 }
@@ -101,7 +109,13 @@ fn parse(buf: &[u8]) -> Parsed {
         Err(e) => return Parsed::Error("400 Bad Request", format!("malformed request: {e}")),
     };
     let mut body_len = 0usize;
+    let mut close = req.version == Some(0);
     for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            close |= String::from_utf8_lossy(h.value)
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"));
+        }
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Parsed::Error(
                 "411 Length Required",
@@ -132,6 +146,7 @@ fn parse(buf: &[u8]) -> Parsed {
     Parsed::Complete {
         method: req.method.unwrap_or("GET").to_string(),
         path: req.path.unwrap_or("/").to_string(),
+        close,
     }
 }
 
@@ -173,10 +188,14 @@ pub extern "C" fn poll_stream(ptr: usize, len: usize) {
             }
         }
         Parsed::Error(status, why) => error(state, status, &why),
-        Parsed::Complete { method, path } => {
+        Parsed::Complete {
+            method,
+            path,
+            close,
+        } => {
             log(&format!("http-hello: {method} {path}"));
             let body = format!("Hello, {path}!\n");
-            respond(state, "200 OK", &body, method == "HEAD");
+            respond(state, "200 OK", &body, method == "HEAD", close);
         }
     }
 }

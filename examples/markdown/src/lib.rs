@@ -27,7 +27,7 @@ const MAX_REQUEST: usize = 1 << 20;
 
 fn respond(status: &str, content_type: &str, body: &str) {
     let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     );
     unsafe {
