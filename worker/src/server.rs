@@ -82,33 +82,43 @@ async fn handle(
         Ok(slot) => slot,
         Err(close) => return tracked.close(close),
     };
-    serve_on_pool(
+    let accepted = Accepted {
         socket,
-        Vec::new(),
         id,
         ctx,
         serving,
         tracked,
-        slot,
-        deadline,
-    );
+    };
+    serve_on_pool(accepted, Vec::new(), slot, deadline);
+}
+
+/// A connection on the accept side, between its requests: its socket, its
+/// id, what every connection shares and its entry in the metrics.
+struct Accepted {
+    socket: TcpStream,
+    id: u64,
+    ctx: Arc<Context>,
+    serving: Arc<Semaphore>,
+    tracked: Tracked,
 }
 
 /// Serves the connection's next request on a thread of the blocking pool,
 /// where it is recorded and released: nothing waits for it here, so its
 /// end wakes no task. A connection kept alive goes on in
 /// [`next_request`].
-#[allow(clippy::too_many_arguments)]
 fn serve_on_pool(
-    socket: TcpStream,
+    accepted: Accepted,
     carry: Vec<u8>,
-    id: u64,
-    ctx: Arc<Context>,
-    serving: Arc<Semaphore>,
-    tracked: Tracked,
     slot: OwnedSemaphorePermit,
     deadline: Instant,
 ) {
+    let Accepted {
+        socket,
+        id,
+        ctx,
+        serving,
+        tracked,
+    } = accepted;
     let Some(stream) = socket.into_std().ok() else {
         return tracked.close(Close::ClientGone);
     };
@@ -128,7 +138,14 @@ fn serve_on_pool(
                 let _entered = runtime.enter();
                 match TcpStream::from_std(stream) {
                     Ok(socket) => {
-                        runtime.spawn(next_request(socket, carry, id, ctx, serving, tracked));
+                        let accepted = Accepted {
+                            socket,
+                            id,
+                            ctx,
+                            serving,
+                            tracked,
+                        };
+                        runtime.spawn(next_request(accepted, carry));
                     }
                     Err(_) => tracked.close(Close::ClientGone),
                 }
@@ -141,35 +158,29 @@ fn serve_on_pool(
 /// connection (its first bytes, unless `carry` has them), then for a
 /// serving slot; closes it at the idle timeout, at the client's close, or
 /// when the worker drains.
-fn next_request(
-    socket: TcpStream,
-    carry: Vec<u8>,
-    id: u64,
-    ctx: Arc<Context>,
-    serving: Arc<Semaphore>,
-    tracked: Tracked,
-) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+fn next_request(accepted: Accepted, carry: Vec<u8>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
+        let ctx = accepted.ctx.clone();
         if carry.is_empty() {
             let mut byte = [0; 1];
             let arrived = tokio::select! {
                 biased;
                 () = ctx.status.drained() => false,
-                peeked = tokio::time::timeout(ctx.limits.idle_timeout, socket.peek(&mut byte)) => {
+                peeked = tokio::time::timeout(ctx.limits.idle_timeout, accepted.socket.peek(&mut byte)) => {
                     matches!(peeked, Ok(Ok(n)) if n > 0)
                 }
             };
             if !arrived {
-                return tracked.close(Close::KeepAliveEnd);
+                return accepted.tracked.close(Close::KeepAliveEnd);
             }
         }
         ctx.status.metrics.kept_alive_requests.inc();
         let deadline = Instant::now() + ctx.limits.timeout;
-        let slot = match wait_for_slot(&serving, deadline).await {
+        let slot = match wait_for_slot(&accepted.serving, deadline).await {
             Ok(slot) => slot,
-            Err(close) => return tracked.close(close),
+            Err(close) => return accepted.tracked.close(close),
         };
-        serve_on_pool(socket, carry, id, ctx, serving, tracked, slot, deadline);
+        serve_on_pool(accepted, carry, slot, deadline);
     })
 }
 
