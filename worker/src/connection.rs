@@ -132,9 +132,11 @@ pub fn serve_request(
                 closed => return closed,
             };
             if rest.is_empty() {
+                // A request already here is served even when the drain has
+                // started (its answer then closes the connection).
                 match socket::next_bytes_within(&kept, NEXT_REQUEST_ON_THREAD) {
-                    Some(true) if !ctx.status.is_draining() => {}
-                    Some(_) => return Served::Closed(Close::KeepAliveEnd),
+                    Some(true) => {}
+                    Some(false) => return Served::Closed(Close::KeepAliveEnd),
                     None => {
                         return Served::KeptAlive {
                             stream: kept,
