@@ -83,19 +83,18 @@ async fn handle(
         Err(close) => return tracked.close(close),
     };
     let accepted = Accepted {
-        socket,
         id,
         ctx,
         serving,
         tracked,
     };
-    serve_on_pool(accepted, Vec::new(), slot, deadline);
+    serve_on_pool(socket, accepted, Vec::new(), slot, deadline);
 }
 
-/// A connection on the accept side, between its requests: its socket, its
-/// id, what every connection shares and its entry in the metrics.
+/// What the accept side holds of a connection between its requests, beside
+/// its socket: its id, what every connection shares and its entry in the
+/// metrics.
 struct Accepted {
-    socket: TcpStream,
     id: u64,
     ctx: Arc<Context>,
     serving: Arc<Semaphore>,
@@ -107,25 +106,20 @@ struct Accepted {
 /// end wakes no task. A connection kept alive goes on in
 /// [`next_request`].
 fn serve_on_pool(
+    socket: TcpStream,
     accepted: Accepted,
     carry: Vec<u8>,
     slot: OwnedSemaphorePermit,
     deadline: Instant,
 ) {
-    let Accepted {
-        socket,
-        id,
-        ctx,
-        serving,
-        tracked,
-    } = accepted;
     let Some(stream) = socket.into_std().ok() else {
-        return tracked.close(Close::ClientGone);
+        return accepted.tracked.close(Close::ClientGone);
     };
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
+        let (id, ctx) = (accepted.id, &accepted.ctx);
         let served = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            connection::serve_request(stream, carry, id, &ctx, deadline)
+            connection::serve_request(stream, carry, id, ctx, deadline)
         }))
         .unwrap_or_else(|_| {
             tracing::error!(connection = id, "connection handler panicked");
@@ -133,21 +127,14 @@ fn serve_on_pool(
         });
         drop(slot);
         match served {
-            Served::Closed(close) => tracked.close(close),
+            Served::Closed(close) => accepted.tracked.close(close),
             Served::KeptAlive { stream, carry } => {
                 let _entered = runtime.enter();
                 match TcpStream::from_std(stream) {
                     Ok(socket) => {
-                        let accepted = Accepted {
-                            socket,
-                            id,
-                            ctx,
-                            serving,
-                            tracked,
-                        };
-                        runtime.spawn(next_request(accepted, carry));
+                        runtime.spawn(next_request(socket, accepted, carry));
                     }
-                    Err(_) => tracked.close(Close::ClientGone),
+                    Err(_) => accepted.tracked.close(Close::ClientGone),
                 }
             }
         }
@@ -158,7 +145,11 @@ fn serve_on_pool(
 /// connection (its first bytes, unless `carry` has them), then for a
 /// serving slot; closes it at the idle timeout, at the client's close, or
 /// when the worker drains.
-fn next_request(accepted: Accepted, carry: Vec<u8>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+fn next_request(
+    socket: TcpStream,
+    accepted: Accepted,
+    carry: Vec<u8>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
         let ctx = accepted.ctx.clone();
         if carry.is_empty() {
@@ -166,7 +157,7 @@ fn next_request(accepted: Accepted, carry: Vec<u8>) -> Pin<Box<dyn Future<Output
             let arrived = tokio::select! {
                 biased;
                 () = ctx.status.drained() => false,
-                peeked = tokio::time::timeout(ctx.limits.idle_timeout, accepted.socket.peek(&mut byte)) => {
+                peeked = tokio::time::timeout(ctx.limits.idle_timeout, socket.peek(&mut byte)) => {
                     matches!(peeked, Ok(Ok(n)) if n > 0)
                 }
             };
@@ -180,7 +171,7 @@ fn next_request(accepted: Accepted, carry: Vec<u8>) -> Pin<Box<dyn Future<Output
             Ok(slot) => slot,
             Err(close) => return accepted.tracked.close(close),
         };
-        serve_on_pool(accepted, carry, slot, deadline);
+        serve_on_pool(socket, accepted, carry, slot, deadline);
     })
 }
 
