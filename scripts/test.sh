@@ -7,6 +7,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# The real node's pods, the cluster's recent warnings and the node's own
+# errors, short enough to read at the end of a failed run.
+testenv_report() {
+  step "test environment at the failure"
+  kubectl() { .testenv/bin/kubectl --kubeconfig .testenv/kubeconfig "$@"; }
+  kubectl get pods -A -o wide --field-selector "spec.nodeName=${NUR_TESTENV_NODE:-nur-node}" 2>&1 | tail -n 15
+  kubectl get events -A --field-selector type=Warning,reason!=MissingClusterDNS \
+    --sort-by=.lastTimestamp 2>&1 | tail -n 15 | cut -c1-250
+  for log in kubelet kube-proxy containerd; do
+    echo "-- .testenv/logs/$log.log (errors, last 5)"
+    grep -E '^E|level=error' ".testenv/logs/$log.log" 2>/dev/null |
+      grep -v -e 'cgroup config for the pod' -e 'cgroup limits for the pod' -e cadvisor |
+      tail -n 5 | cut -c1-300
+  done
+  uptime
+  df -h . | tail -n 1
+}
 started=$SECONDS
 
 step "toolchain (rust-toolchain.toml) and system packages"
@@ -72,6 +90,11 @@ set -a
 set +a
 
 step "tests"
-cargo test --workspace --locked
+# On a failure, what the real node was doing is printed last, where a CI
+# log's tail shows it.
+if ! cargo test --workspace --locked; then
+  testenv_report
+  exit 1
+fi
 
 printf '\n==> all tests passed in %ss\n' "$((SECONDS - started))"

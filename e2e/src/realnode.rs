@@ -70,7 +70,7 @@ pub async fn install_on_real_node_with(
     let mut helm = env.helm();
     helm.args(["install", &release])
         .arg(chart_dir())
-        .args(["--namespace", ns.name(), "--wait", "--timeout", "2m"])
+        .args(["--namespace", ns.name(), "--wait", "--timeout", "4m"])
         .args(["--set", &format!("operator.watchNamespace={}", ns.name())])
         .args(["--set", "operator.envFrom[0].secretRef.name=object-store"])
         .args(["--set", "operator.recheckSeconds=2"])
@@ -79,9 +79,46 @@ pub async fn install_on_real_node_with(
     for set in sets {
         helm.args(["--set", set]);
     }
-    let out = run(helm, None);
-    assert!(out.contains("STATUS: deployed"), "{out}");
+    let out = helm.output().expect("run helm");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("STATUS: deployed"),
+        "{helm:?} failed:\n{stdout}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        namespace_report(env, ns.name())
+    );
     ns
+}
+
+/// What a namespace's pods are doing (phase, events, last log lines), for
+/// a failure message.
+pub fn namespace_report(env: &TestEnv, ns: &str) -> String {
+    let mut report = String::new();
+    for args in [
+        &["get", "pods", "-o", "wide"][..],
+        &["describe", "pods"],
+        &[
+            "logs",
+            "--all-containers",
+            "--prefix",
+            "--tail=20",
+            "-l",
+            "app.kubernetes.io/part-of=nur",
+        ],
+    ] {
+        let mut kubectl = env.kubectl();
+        kubectl.args(["-n", ns]).args(args);
+        let text = match kubectl.output() {
+            Ok(out) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => e.to_string(),
+        };
+        report += &format!("--- kubectl -n {ns} {}\n{text}\n", args.join(" "));
+    }
+    report
 }
 
 /// The release [`install_on_real_node`] installs into `ns`. ClusterRole and
