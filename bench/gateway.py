@@ -145,10 +145,11 @@ def load_rows(records):
         function, path, rnd = r["label"].split("/")
         rows.setdefault((function, int(rnd)), {})[path] = r
     out = []
-    order = lambda kv: ("client" in kv[0][0], not kv[0][0].startswith("echo"), kv[0])
+    order = lambda kv: ("client" in kv[0][0], "@" in kv[0][0], not kv[0][0].startswith("echo"), kv[0])
     for (function, rnd), pair in sorted(rows.items(), key=order):
         d, g = pair.get("direct"), pair.get("gateway")
-        row = {"function": function, "round": rnd, "clients": (d or g or {}).get("clients")}
+        row = {"function": function, "round": rnd, "clients": (d or g or {}).get("clients"),
+               "rate": (d or g or {}).get("rate")}
         if d and g:
             ratio = g["rps"] / d["rps"] if d["rps"] else None
             added_p99 = ms(g["latency_us"]["p99"] - d["latency_us"]["p99"])
@@ -190,10 +191,13 @@ def wake_rows(records):
 
 
 def row_name(r, loads):
-    base = r["function"].split("-%sclient" % r.get("clients"))[0]
-    rounds = len({x["round"] for x in loads if x.get("clients") == r.get("clients")})
+    base = r["function"].split("-%sclient" % r.get("clients"))[0].split("@")[0]
+    rounds = len({x["round"] for x in loads
+                  if x.get("clients") == r.get("clients") and x.get("rate") == r.get("rate")})
     clients = r.get("clients")
     extra = "%s client%s" % (clients, "" if clients == 1 else "s")
+    if r.get("rate"):
+        extra += ", %s req/s offered" % format(round(r["rate"]), ",")
     if rounds > 1:
         extra += ", round %d" % r["round"]
     return "%s (%s)" % (base, extra)
@@ -211,6 +215,8 @@ def markdown(meta, loads, wakes):
                     meta.get("elapsed_s"), meta.get("started"), meta.get("finished")))
     lines.append("Load: nur-load, %s clients, %s s measured after %s s warm-up, one connection per request "
                  "(`Connection: close`), and in the *-keepalive rows clients that keep their connection (`--keep-alive`); "
+                 "rows with an offered rate: an open loop at that rate (`--rate`, latency from when each request was due "
+                 "if its client was behind), below what either path serves; "
                  "the client, nur-gateway (release, on the host) and the worker pod (release image) share the %s CPUs."
                  % (p.get("clients"), p.get("duration_s"), p.get("warmup_s"), m.get("nproc")))
     lines.append("")

@@ -13,7 +13,7 @@
 #     against each pod's IP:8080 directly and through the gateway, the same
 #     payload both ways: one connection per request (`Connection: close`),
 #     then clients that keep their connection (`--keep-alive`, the
-#     *-keepalive rows);
+#     *-keepalive rows); then both at a fixed offered rate (the @RATE rows);
 #  4. scale to zero: echo with scaleToZero {idleAfter: 5s} (host nap.bench),
 #     WAKES times: wait until it is at zero, time one request through the
 #     gateway, then the same request to it awake; the same for markdown.wasm
@@ -28,6 +28,7 @@
 # NUR_TESTENV_NODE_SELECTOR). Knobs (environment): CLIENTS=16 DURATION=10
 # WARMUP=2 ROUNDS=2 (direct/gateway pairs per function, the order swapped
 # each round) LIGHT_CLIENTS=1 (one more pair each at this many clients; 0: none) WAKES=20 MD_WAKES=20
+# RATE=2000 (the same pairs at this offered rate, open loop; 0: none)
 # IDLE_AFTER=5s SKIP_BUILD=1 SKIP_LOAD=1 SKIP_WAKE=1 SKIP_COMPILED=1 (no
 # compileArtifacts=false baseline) KEEP=1 (leave the
 # namespace) RESULTS_NAME=NAME (results/NAME.{json,md}).
@@ -367,6 +368,24 @@ if [ -z "${SKIP_LOAD:-}" ]; then
                 if [ "$path" = direct ]; then addr=$pod; else addr=$gw; fi
                 checks "$function" "$path"
                 LOAD_CLIENTS="${LIGHT_CLIENTS:-1}" load "$function-${LIGHT_CLIENTS:-1}client/$path/1" "$addr" "${pod%:*}" "$cg" "${check[@]}"
+            done
+        done
+    fi
+    # The same requests at an offered RATE (open loop, `nur-load --rate`,
+    # well below what either path serves): the latency the gateway adds
+    # when the 2 CPUs are not saturated, the way proxies' added latency is
+    # measured (a closed loop at saturation measures queueing instead).
+    if [ "${RATE:-2000}" != 0 ]; then
+        for round in $(seq "$ROUNDS"); do
+            for function in echo http-hello echo-keepalive http-hello-keepalive; do
+                if [ "${function%-keepalive}" = echo ]; then pod=$echo_pod cg=$echo_cg
+                else pod=$hello_pod cg=$hello_cg; fi
+                if [ $((round % 2)) -eq 1 ]; then order=(direct gateway); else order=(gateway direct); fi
+                for path in "${order[@]}"; do
+                    if [ "$path" = direct ]; then addr=$pod; else addr=$gw; fi
+                    checks "$function" "$path"
+                    load "$function@${RATE:-2000}rps/$path/$round" "$addr" "${pod%:*}" "$cg" "${check[@]}" --rate "${RATE:-2000}"
+                done
             done
         done
     fi

@@ -12,6 +12,14 @@
 //! closed before answering is sent once more on a new one, as HTTP clients
 //! do).
 //!
+//! With `--rate R` the load is open: R requests a second in all, each
+//! client sending on its own schedule (clients × 1/R apart) whether or not
+//! the server keeps up, as wrk2 does. A request's latency counts from when
+//! it was due when its client is behind schedule (the wait is part of what
+//! a user of that rate sees), else from when it was sent. At a rate below
+//! what the server can serve, this is how a proxy's added latency is
+//! measured: without the queue a saturating closed loop builds.
+//!
 //! With `--no-shutdown` the write side stays open and the server closes
 //! first (as an HTTP client's connection ends): then the server, not this
 //! client, holds the TIME_WAIT of each connection. Against an address other
@@ -88,6 +96,11 @@ struct Args {
     /// --no-shutdown.
     #[arg(long)]
     keep_alive: bool,
+    /// Offered load in requests a second, spread over the clients (open
+    /// loop); without it each client sends its next request as soon as the
+    /// last one is answered.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 /// How a request failed.
@@ -239,7 +252,32 @@ async fn exchange(
     tokio::join!(write, read)
 }
 
-async fn client(plan: Arc<Plan>, measure_from: Instant, end: Instant) -> Tally {
+/// When a client with `--rate` sends: every `interval` from `next`.
+struct Schedule {
+    next: Instant,
+    interval: Duration,
+}
+
+impl Schedule {
+    /// Waits for the next request's turn; returns when its latency counts
+    /// from: when it was due if the client is behind, else now.
+    async fn turn(&mut self) -> Instant {
+        let due = self.next;
+        self.next += self.interval;
+        if Instant::now() >= due {
+            return due;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        Instant::now()
+    }
+}
+
+async fn client(
+    plan: Arc<Plan>,
+    measure_from: Instant,
+    end: Instant,
+    mut schedule: Option<Schedule>,
+) -> Tally {
     let mut tally = Tally {
         latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
         failures: [0; 4],
@@ -248,8 +286,14 @@ async fn client(plan: Arc<Plan>, measure_from: Instant, end: Instant) -> Tally {
     };
     let mut buf = vec![0u8; 64 * 1024];
     let mut kept = None;
-    while Instant::now() < end {
-        let started = Instant::now();
+    loop {
+        let started = match &mut schedule {
+            Some(schedule) => schedule.turn().await,
+            None => Instant::now(),
+        };
+        if started >= end {
+            break;
+        }
         let outcome =
             match tokio::time::timeout(plan.timeout, request(&plan, &mut buf, &mut kept)).await {
                 Ok(outcome) => outcome,
@@ -290,10 +334,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         shutdown: !args.no_shutdown && !args.keep_alive,
         keep_alive: args.keep_alive,
     });
-    let measure_from = Instant::now() + args.warmup;
+    let start = Instant::now();
+    let measure_from = start + args.warmup;
     let end = measure_from + args.duration;
+    let interval = match args.rate {
+        Some(rate) if rate > 0.0 => Some(Duration::from_secs_f64(args.clients as f64 / rate)),
+        Some(rate) => anyhow::bail!("--rate {rate}: give a number of requests a second above 0"),
+        None => None,
+    };
     let clients: Vec<_> = (0..args.clients)
-        .map(|_| tokio::spawn(client(plan.clone(), measure_from, end)))
+        .map(|i| {
+            // Clients spread evenly over one interval.
+            let schedule = interval.map(|interval| Schedule {
+                next: start + interval.mul_f64(i as f64 / args.clients as f64),
+                interval,
+            });
+            tokio::spawn(client(plan.clone(), measure_from, end, schedule))
+        })
         .collect();
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let (mut failures, mut bytes_in, mut last) = ([0u64; 4], 0u64, measure_from);
@@ -344,6 +401,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "payload_bytes": plan.payload.len(),
         "shutdown_write": plan.shutdown,
         "keep_alive": plan.keep_alive,
+        "rate": args.rate,
         "requests": requests,
         "rps": rps,
         "errors": errors,
