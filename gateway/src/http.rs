@@ -280,10 +280,12 @@ async fn exchange(
     };
     let receive = async {
         let mut answer = ResponseEnd::default();
-        let mut chunk = vec![0u8; 16 * 1024];
+        // Read into spare capacity: no 16 KiB zeroed per request.
+        let mut chunk = Vec::with_capacity(16 * 1024);
         let mut client_gone = false;
         while !answer.reached_end() {
-            let n = match ur.read(&mut chunk).await {
+            chunk.clear();
+            let n = match ur.read_buf(&mut chunk).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
