@@ -1,13 +1,17 @@
-//! One connection, served start to end on one thread of tokio's blocking
-//! pool, because the guest's wasmer `Store` may not change threads: read a
-//! chunk, hand it to the guest, write its output, read the next; or, for a
-//! WASI command, run `_start` once with the socket as its stdin and stdout.
+//! One connection's requests, served on threads of tokio's blocking pool:
+//! read a chunk, hand it to the guest, write its output, read the next; or,
+//! for a WASI command, run `_start` once with the socket as its stdin and
+//! stdout, on one thread.
 //!
-//! The socket stays non-blocking; when it is not ready the thread waits in
+//! The socket stays non-blocking. A write that would block waits in
 //! `poll(2)` for at most the idle timeout, or less when the connection's
-//! deadline is nearer. No socket option is set per read or write. The next
-//! chunk is read only once the output of the previous one is in the socket:
-//! a client that does not read stops being fed.
+//! deadline is nearer. A Nur-ABI function whose next chunk has not come
+//! within [`WAIT_ON_THREAD`] gives its thread back: its instance is parked
+//! ([`Parked`]) and the connection waits on the accept side
+//! ([`Served::Waiting`]) until the client sends, then [`resume`] goes on,
+//! on whichever pool thread is free. No socket option is set per read or
+//! write. The next chunk is read only once the output of the previous one
+//! is in the socket: a client that does not read stops being fed.
 //!
 //! With `--keep-alive`, a Nur-ABI function's connection carries HTTP/1.1
 //! requests one after the other, each served here in an instance of its
@@ -27,7 +31,7 @@ use nur_module::abi::Kind;
 
 use crate::admin::Status;
 use crate::config::Limits;
-use crate::guest::{Fault, FaultKind, Function, Guest};
+use crate::guest::{Fault, FaultKind, Function, Guest, Parked};
 use crate::socket::{self, linger};
 
 /// What every connection shares.
@@ -59,7 +63,7 @@ pub enum Close {
     KeepAliveEnd,
 }
 
-/// How a request on a connection ended.
+/// How a request on a connection ended, or paused.
 pub enum Served {
     Closed(Close),
     /// The answer was whole and the request allows another: the
@@ -69,7 +73,45 @@ pub enum Served {
         stream: TcpStream,
         carry: Vec<u8>,
     },
+    /// The function waits for more bytes, which did not come within
+    /// [`WAIT_ON_THREAD`]: the connection and its live instance wait
+    /// without a thread until the client sends, then [`resume`] goes on.
+    Waiting {
+        stream: TcpStream,
+        conversation: Box<Conversation>,
+    },
 }
+
+/// How a guest's connection ends: with the close, and the bytes of the
+/// next request read so far when the connection is kept for it.
+type Done = (Close, Option<Vec<u8>>);
+
+/// A Nur-ABI function's instance between two chunks of its request: the
+/// guest, what is followed of the HTTP framing, and the deadline.
+pub struct Conversation {
+    guest: Parked,
+    talk: Talk,
+    deadline: Instant,
+}
+
+impl Conversation {
+    /// When the request must be answered.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+/// What [`converse`] keeps across chunks besides the guest.
+struct Talk {
+    /// The request's and the answer's ends, with `--keep-alive`.
+    http: Option<(RequestEnd, ResponseEnd)>,
+    /// Bytes read that are not fed yet: the start of the next request.
+    carry: Vec<u8>,
+}
+
+/// How long a thread that fed a chunk waits for the next before the
+/// connection waits without it.
+const WAIT_ON_THREAD: Duration = Duration::from_millis(2);
 
 /// Most bytes of a request head followed for keep-alive; a larger head
 /// ends the connection after its answer.
@@ -98,13 +140,53 @@ thread_local! {
     static CHUNK: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Serves `stream` (non-blocking mode) until it closes (a connection that
-/// could be kept alive is closed too).
+/// Serves `stream` (non-blocking mode) until it closes, on this thread
+/// (a connection that could be kept alive is closed too).
 pub fn serve(stream: TcpStream, id: u64, ctx: &Context, deadline: Instant) -> Close {
-    match serve_request(stream, Vec::new(), id, ctx, deadline) {
-        Served::Closed(close) => close,
-        Served::KeptAlive { .. } => Close::KeepAliveEnd,
+    let mut served = serve_request(stream, Vec::new(), id, ctx, deadline);
+    loop {
+        match served {
+            Served::Closed(close) => return close,
+            Served::KeptAlive { .. } => return Close::KeepAliveEnd,
+            Served::Waiting {
+                stream,
+                conversation,
+            } => {
+                if !socket::readable(&stream, ctx.limits.idle_timeout, conversation.deadline) {
+                    let close = socket::timed_out(conversation.deadline);
+                    return abandon(conversation, id, ctx, close);
+                }
+                served = resume(stream, conversation, id, ctx);
+            }
+        }
     }
+}
+
+/// Goes on with a [`Served::Waiting`] connection whose client sent more
+/// (or closed).
+pub fn resume(
+    stream: TcpStream,
+    conversation: Box<Conversation>,
+    id: u64,
+    ctx: &Context,
+) -> Served {
+    CHUNK.with_borrow_mut(|chunk| {
+        chunk.clear();
+        chunk.reserve_exact(ctx.limits.max_chunk as usize);
+        let Conversation {
+            guest,
+            talk,
+            deadline,
+        } = *conversation;
+        let served = talk_with(stream, guest.resume(), talk, id, ctx, deadline, chunk);
+        keep_serving(served, id, ctx, chunk)
+    })
+}
+
+/// Ends a [`Served::Waiting`] connection that the client left waiting.
+pub fn abandon(conversation: Box<Conversation>, id: u64, ctx: &Context, close: Close) -> Close {
+    end(conversation.guest.resume(), id, ctx);
+    close
 }
 
 /// Serves the next request of `stream` (non-blocking mode), whose first
@@ -123,32 +205,41 @@ pub fn serve_request(
     deadline: Instant,
 ) -> Served {
     CHUNK.with_borrow_mut(|chunk| {
-        let (mut stream, mut carry, mut deadline) = (stream, carry, deadline);
-        loop {
-            chunk.clear();
-            chunk.reserve_exact(ctx.limits.max_chunk as usize);
-            let (kept, rest) = match serve_with(stream, carry, id, ctx, deadline, chunk) {
-                Served::KeptAlive { stream, carry } => (stream, carry),
-                closed => return closed,
-            };
-            if rest.is_empty() {
-                // A request already here is served even when the drain has
-                // started (its answer then closes the connection).
-                match socket::next_bytes_within(&kept, NEXT_REQUEST_ON_THREAD) {
-                    Some(true) => {}
-                    Some(false) => return Served::Closed(Close::KeepAliveEnd),
-                    None => {
-                        return Served::KeptAlive {
-                            stream: kept,
-                            carry: rest,
-                        };
-                    }
+        chunk.clear();
+        chunk.reserve_exact(ctx.limits.max_chunk as usize);
+        let served = serve_with(stream, carry, id, ctx, deadline, chunk);
+        keep_serving(served, id, ctx, chunk)
+    })
+}
+
+/// After a request: serves the next one on this thread while it comes
+/// within [`NEXT_REQUEST_ON_THREAD`].
+fn keep_serving(mut served: Served, id: u64, ctx: &Context, chunk: &mut Vec<u8>) -> Served {
+    loop {
+        let (kept, rest) = match served {
+            Served::KeptAlive { stream, carry } => (stream, carry),
+            other => return other,
+        };
+        if rest.is_empty() {
+            // A request already here is served even when the drain has
+            // started (its answer then closes the connection).
+            match socket::next_bytes_within(&kept, NEXT_REQUEST_ON_THREAD) {
+                Some(true) => {}
+                Some(false) => return Served::Closed(Close::KeepAliveEnd),
+                None => {
+                    return Served::KeptAlive {
+                        stream: kept,
+                        carry: rest,
+                    };
                 }
             }
-            ctx.status.metrics.kept_alive_requests.inc();
-            (stream, carry, deadline) = (kept, rest, Instant::now() + ctx.limits.timeout);
         }
-    })
+        ctx.status.metrics.kept_alive_requests.inc();
+        chunk.clear();
+        chunk.reserve_exact(ctx.limits.max_chunk as usize);
+        let deadline = Instant::now() + ctx.limits.timeout;
+        served = serve_with(kept, rest, id, ctx, deadline, chunk);
+    }
 }
 
 /// How long a thread that answered a kept-alive request waits for the next
@@ -156,34 +247,95 @@ pub fn serve_request(
 const NEXT_REQUEST_ON_THREAD: Duration = Duration::from_millis(2);
 
 fn serve_with(
-    mut stream: TcpStream,
+    stream: TcpStream,
     carry: Vec<u8>,
     id: u64,
     ctx: &Context,
     deadline: Instant,
     chunk: &mut Vec<u8>,
 ) -> Served {
-    let mut guest = match Guest::instantiate(&ctx.function, id, deadline) {
+    let guest = match Guest::instantiate(&ctx.function, id, deadline) {
         Ok(guest) => guest,
         Err(e) => return Served::Closed(fault(ctx, id, e)),
     };
-    let metrics = &ctx.status.metrics;
-    let done = match ctx.function.kind {
-        Kind::Stream => converse(&mut stream, &mut guest, id, ctx, deadline, chunk, carry),
-        Kind::Command => {
-            let buffer = std::mem::take(chunk);
-            let (returned, buffer, ran) = guest.run(stream, ctx.limits.idle_timeout, buffer);
-            (stream, *chunk) = (returned, buffer);
-            let (bytes_in, bytes_out) = guest.command_bytes();
-            metrics.bytes_in.inc_by(bytes_in);
-            metrics.bytes_out.inc_by(bytes_out);
-            match ran {
-                Ok(close @ (Close::Eof | Close::Ended)) => Ok((close, None)),
-                Ok(close) => Err(close),
-                Err(e) => Err(fault(ctx, id, e)),
-            }
+    match ctx.function.kind {
+        Kind::Stream => {
+            let http = ctx
+                .limits
+                .keep_alive
+                .then(|| (RequestEnd::new(MAX_REQUEST_HEAD), ResponseEnd::default()));
+            talk_with(
+                stream,
+                guest,
+                Talk { http, carry },
+                id,
+                ctx,
+                deadline,
+                chunk,
+            )
         }
+        Kind::Command => run_command(stream, guest, id, ctx, chunk),
+    }
+}
+
+/// Runs a WASI command's `_start` once, with the socket as its stdin and
+/// stdout.
+fn run_command(
+    stream: TcpStream,
+    mut guest: Guest,
+    id: u64,
+    ctx: &Context,
+    chunk: &mut Vec<u8>,
+) -> Served {
+    let metrics = &ctx.status.metrics;
+    let buffer = std::mem::take(chunk);
+    let (stream, buffer, ran) = guest.run(stream, ctx.limits.idle_timeout, buffer);
+    *chunk = buffer;
+    let (bytes_in, bytes_out) = guest.command_bytes();
+    metrics.bytes_in.inc_by(bytes_in);
+    metrics.bytes_out.inc_by(bytes_out);
+    let done = match ran {
+        Ok(close @ (Close::Eof | Close::Ended)) => Ok((close, None)),
+        Ok(close) => Err(close),
+        Err(e) => Err(fault(ctx, id, e)),
     };
+    end(guest, id, ctx);
+    close_after(stream, done)
+}
+
+/// Feeds a Nur-ABI guest its connection's chunks (see [`converse`]) until
+/// it is done, or waits for bytes that have not come.
+fn talk_with(
+    mut stream: TcpStream,
+    mut guest: Guest,
+    mut talk: Talk,
+    id: u64,
+    ctx: &Context,
+    deadline: Instant,
+    chunk: &mut Vec<u8>,
+) -> Served {
+    let done = match converse(&mut stream, &mut guest, &mut talk, id, ctx, deadline, chunk) {
+        Ok(None) => {
+            return Served::Waiting {
+                stream,
+                conversation: Box::new(Conversation {
+                    guest: guest.park(),
+                    talk,
+                    deadline,
+                }),
+            };
+        }
+        Ok(Some(done)) => Ok(done),
+        Err(close) => Err(close),
+    };
+    end(guest, id, ctx);
+    close_after(stream, done)
+}
+
+/// Records what a finished guest leaves in the metrics and the log, and
+/// drops it: its memory goes back to the pool.
+fn end(guest: Guest, id: u64, ctx: &Context) {
+    let metrics = &ctx.status.metrics;
     metrics.log_lines_dropped.inc_by(guest.log_lines_dropped());
     if let Some(code) = guest.exit_code() {
         if code != 0 {
@@ -199,8 +351,11 @@ fn serve_with(
     for (function, calls) in guest.unsupported_calls() {
         metrics.wasi_unsupported(function, *calls);
     }
-    // The memory goes back to the pool before the linger.
-    drop(guest);
+}
+
+/// The connection after its guest is done: kept for the next request,
+/// closed after a linger, or closed.
+fn close_after(stream: TcpStream, done: Result<Done, Close>) -> Served {
     match done {
         Ok((_, Some(carry))) => Served::KeptAlive { stream, carry },
         Ok((close, None)) => {
@@ -212,41 +367,41 @@ fn serve_with(
 }
 
 /// Feeds the guest chunk after chunk (`carry` first) and writes its
-/// output: `Ok` when it ended or answered EOF (the connection lingers, or
-/// with the bytes of the next request read so far, is kept alive), `Err`
-/// on any other close.
+/// output: `Ok(Some)` when it ended or answered EOF (the connection
+/// lingers, or with the bytes of the next request read so far, is kept
+/// alive), `Ok(None)` when no bytes came within [`WAIT_ON_THREAD`] (the
+/// guest waits for them), `Err` on any other close.
 fn converse(
     stream: &mut TcpStream,
     guest: &mut Guest,
+    talk: &mut Talk,
     id: u64,
     ctx: &Context,
     deadline: Instant,
     chunk: &mut Vec<u8>,
-    mut carry: Vec<u8>,
-) -> Result<(Close, Option<Vec<u8>>), Close> {
+) -> Result<Option<Done>, Close> {
     let metrics = &ctx.status.metrics;
-    let mut http = ctx
-        .limits
-        .keep_alive
-        .then(|| (RequestEnd::new(MAX_REQUEST_HEAD), ResponseEnd::default()));
+    let Talk { http, carry } = talk;
     loop {
         let read = if carry.is_empty() {
-            let read = socket::read(stream, chunk, ctx.limits.idle_timeout, deadline)?;
+            let Some(read) = socket::read_within(stream, chunk, WAIT_ON_THREAD, deadline)? else {
+                return Ok(None);
+            };
             metrics.bytes_in.inc_by(read as u64);
             read
         } else {
             chunk.clear();
-            chunk.append(&mut carry);
+            chunk.append(carry);
             chunk.len()
         };
         let mut fed = read;
-        if let Some((request, _)) = &mut http
+        if let Some((request, _)) = http
             && read > 0
         {
             if request.complete() {
                 // More bytes before the function ended its answer: it gets
                 // them, as without keep-alive, and the connection closes.
-                http = None;
+                *http = None;
             } else {
                 fed = request.take(&chunk[..read]);
                 carry.extend_from_slice(&chunk[fed..read]);
@@ -260,18 +415,18 @@ fn converse(
         called.map_err(|e| fault(ctx, id, e))?;
         socket::write(stream, guest.output(), ctx.limits.idle_timeout, deadline)?;
         metrics.bytes_out.inc_by(guest.output().len() as u64);
-        if let Some((_, answer)) = &mut http {
+        if let Some((_, answer)) = http {
             answer.see(guest.output());
         }
         guest.clear_output();
         if read == 0 {
-            return Ok((Close::Eof, None));
+            return Ok(Some((Close::Eof, None)));
         }
         if guest.ended() {
             let kept = http.as_ref().is_some_and(|(request, answer)| {
                 request.complete_and_kept() && answer.complete_and_kept()
             }) && !ctx.status.is_draining();
-            return Ok((Close::Ended, kept.then_some(carry)));
+            return Ok(Some((Close::Ended, kept.then(|| std::mem::take(carry)))));
         }
     }
 }

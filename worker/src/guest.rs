@@ -419,3 +419,35 @@ impl Guest {
         self.env.as_ref(&self.store).ended
     }
 }
+
+/// A Nur-ABI [`Guest`] between two calls, waiting for its connection's
+/// next bytes; it goes on ([`Parked::resume`]) on whichever pool thread
+/// takes the connection next.
+pub struct Parked(Guest);
+
+// SAFETY: wasmer's `Store` is not `Send` only because of its optional
+// `on_called` handler (a non-`Send` box), which Nur never sets. Between
+// calls a store holds no state of the thread that last ran it: wasmer-vm
+// installs the thread's store context and its interrupt-registry entry (the
+// pthread a deadline's signal goes to) at the start of each call and removes
+// them at its end (wasmer 7.4.2, `backend/sys/entities/module.rs` and
+// wasmer-vm `interrupt_registry/unix.rs`). A `Parked` guest is never inside
+// a call: it is made from a guest whose call returned, and a call needs the
+// `Guest` back. The rest of a guest (its memory from the pool, its host
+// state, its watchdog) is `Send`.
+#[allow(unsafe_code)]
+unsafe impl Send for Parked {}
+
+impl Guest {
+    /// Parks the guest between two calls.
+    pub fn park(self) -> Parked {
+        Parked(self)
+    }
+}
+
+impl Parked {
+    /// The guest again, on this thread, for its next call.
+    pub fn resume(self) -> Guest {
+        self.0
+    }
+}

@@ -30,7 +30,7 @@
 //!   `process_madvise`, `pidfd_open`, `poll`, `read`) behind safe wrappers;
 //!   the crate denies `unsafe` code anywhere else but where wasmer's traits
 //!   and APIs require it (the [`pool`] memory and the [`tunables`], loading
-//!   an [`artifact`]).
+//!   an [`artifact`], a [`guest`] parked between two calls moving threads).
 
 #![deny(unsafe_code)]
 

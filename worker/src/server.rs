@@ -4,14 +4,17 @@
 //!
 //! Two limits: at most `--max-open-connections` open connections (more wait
 //! in the listen backlog), and at most `--max-connections` of them served at
-//! once, each with a live instance on its own thread of tokio's blocking
+//! once, each with a live instance, run on a thread of tokio's blocking
 //! pool. An accepted connection first waits on tokio, without a thread or an
 //! instance, for its first bytes (or EOF), then for a serving slot, then is
 //! handed to [`connection::serve_request`]. So tens of thousands of mostly
 //! idle clients cost a tokio task and a socket each, and never more threads
-//! or memory mappings than the process can have. A connection kept alive
-//! after its answer (`--keep-alive`) comes back here and waits the same way
-//! for its next request, which gets a deadline of its own.
+//! or memory mappings than the process can have. A function waiting for
+//! more of its request gives its thread back too: the connection waits here
+//! with its instance and slot ([`Served::Waiting`]) and goes on on any pool
+//! thread when the bytes come. A connection kept alive after its answer
+//! (`--keep-alive`) comes back here and waits the same way for its next
+//! request, which gets a deadline of its own.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -23,7 +26,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::admin::Status;
-use crate::connection::{self, Close, Context, Served};
+use crate::connection::{self, Close, Context, Conversation, Served};
+use crate::socket;
 
 /// Accepts connections until `shutdown` completes, at most `max_open` open at
 /// once; returns the permits that open connections hold, for [`drain`].
@@ -88,7 +92,15 @@ async fn handle(
         serving,
         tracked,
     };
-    serve_on_pool(socket, accepted, Vec::new(), slot, deadline);
+    serve_on_pool(socket, accepted, Next::Request(Vec::new()), slot, deadline);
+}
+
+/// What the pool thread does next with a connection.
+enum Next {
+    /// Its next request, whose first bytes (these) may be read already.
+    Request(Vec<u8>),
+    /// Goes on with the request whose instance waited for more bytes.
+    Resume(Box<Conversation>),
 }
 
 /// What the accept side holds of a connection between its requests, beside
@@ -101,14 +113,15 @@ struct Accepted {
     tracked: Tracked,
 }
 
-/// Serves the connection's next request on a thread of the blocking pool,
-/// where it is recorded and released: nothing waits for it here, so its
-/// end wakes no task. A connection kept alive goes on in
-/// [`next_request`].
+/// Serves the connection's next request, or goes on with the current one,
+/// on a thread of the blocking pool, where it is recorded and released:
+/// nothing waits for it here, so its end wakes no task. A connection kept
+/// alive goes on in [`next_request`], one whose instance waits for more
+/// bytes in [`next_chunk`].
 fn serve_on_pool(
     socket: TcpStream,
     accepted: Accepted,
-    carry: Vec<u8>,
+    next: Next,
     slot: OwnedSemaphorePermit,
     deadline: Instant,
 ) {
@@ -118,23 +131,44 @@ fn serve_on_pool(
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let (id, ctx) = (accepted.id, &accepted.ctx);
-        let served = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            connection::serve_request(stream, carry, id, ctx, deadline)
+        let served = std::panic::catch_unwind(AssertUnwindSafe(|| match next {
+            Next::Request(carry) => connection::serve_request(stream, carry, id, ctx, deadline),
+            Next::Resume(conversation) => connection::resume(stream, conversation, id, ctx),
         }))
         .unwrap_or_else(|_| {
             tracing::error!(connection = id, "connection handler panicked");
             Served::Closed(Close::Internal)
         });
-        drop(slot);
         match served {
-            Served::Closed(close) => accepted.tracked.close(close),
+            Served::Closed(close) => {
+                drop(slot);
+                accepted.tracked.close(close);
+            }
             Served::KeptAlive { stream, carry } => {
+                drop(slot);
                 let _entered = runtime.enter();
                 match TcpStream::from_std(stream) {
                     Ok(socket) => {
                         runtime.spawn(next_request(socket, accepted, carry));
                     }
                     Err(_) => accepted.tracked.close(Close::ClientGone),
+                }
+            }
+            Served::Waiting {
+                stream,
+                conversation,
+            } => {
+                // The live instance keeps its serving slot.
+                let _entered = runtime.enter();
+                match TcpStream::from_std(stream) {
+                    Ok(socket) => {
+                        runtime.spawn(next_chunk(socket, accepted, conversation, slot));
+                    }
+                    Err(_) => {
+                        let close = connection::abandon(conversation, id, ctx, Close::ClientGone);
+                        drop(slot);
+                        accepted.tracked.close(close);
+                    }
                 }
             }
         }
@@ -171,7 +205,34 @@ fn next_request(
             Ok(slot) => slot,
             Err(close) => return accepted.tracked.close(close),
         };
-        serve_on_pool(socket, accepted, carry, slot, deadline);
+        serve_on_pool(socket, accepted, Next::Request(carry), slot, deadline);
+    })
+}
+
+/// Waits, without a thread, for the bytes (or the EOF) that a function in
+/// the middle of a request waits for, within the idle timeout and the
+/// request's deadline, then goes on with it on the pool; on timeout the
+/// instance is dropped and the connection closed.
+fn next_chunk(
+    socket: TcpStream,
+    accepted: Accepted,
+    conversation: Box<Conversation>,
+    slot: OwnedSemaphorePermit,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let ctx = accepted.ctx.clone();
+        let deadline = conversation.deadline();
+        let until = deadline.min(Instant::now() + ctx.limits.idle_timeout);
+        // `peek`, not `readable`: tokio reports a socket it was just given
+        // readable at once.
+        let arrived = tokio::time::timeout_at(until.into(), socket.peek(&mut [0; 1])).await;
+        if arrived.is_err() {
+            let close =
+                connection::abandon(conversation, accepted.id, &ctx, socket::timed_out(deadline));
+            drop(slot);
+            return accepted.tracked.close(close);
+        }
+        serve_on_pool(socket, accepted, Next::Resume(conversation), slot, deadline);
     })
 }
 

@@ -83,6 +83,38 @@ pub(crate) fn read(
     }
 }
 
+/// [`read`], waiting at most `within` for bytes: `None` when none came
+/// (the caller waits for them another way).
+pub(crate) fn read_within(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    within: Duration,
+    deadline: Instant,
+) -> Result<Option<usize>, Close> {
+    buf.clear();
+    loop {
+        match sys::read_spare(stream.as_fd(), buf) {
+            Ok(read) => return Ok(Some(read)),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if !wait(stream, libc::POLLIN, within, deadline) {
+                    return match timed_out(deadline) {
+                        Close::Timeout => Err(Close::Timeout),
+                        _ => Ok(None),
+                    };
+                }
+            }
+            Err(_) => return Err(Close::ClientGone),
+        }
+    }
+}
+
+/// Waits until `stream` has bytes (or EOF) to read, at most `idle` and
+/// never past `deadline`; false when that time passed.
+pub(crate) fn readable(stream: &TcpStream, idle: Duration, deadline: Instant) -> bool {
+    wait(stream, libc::POLLIN, idle, deadline)
+}
+
 /// Writes all of `bytes`.
 pub(crate) fn write(
     stream: &mut TcpStream,
