@@ -345,19 +345,25 @@ if [ -z "${SKIP_LOAD:-}" ]; then
     fi
     log "echo pod $echo_pod, hello pod $hello_pod; load average $(cut -d' ' -f1-3 /proc/loadavg); load: $CLIENTS clients, ${DURATION}s after ${WARMUP}s, $ROUNDS round(s)"
     load_at_load="$(cut -d' ' -f1-3 /proc/loadavg)"
-    # Odd rounds direct first, even rounds the gateway first.
-    for round in $(seq "$ROUNDS"); do
-        for function in echo http-hello echo-keepalive http-hello-keepalive; do
-            if [ "${function%-keepalive}" = echo ]; then pod=$echo_pod cg=$echo_cg
-            else pod=$hello_pod cg=$hello_cg; fi
-            if [ $((round % 2)) -eq 1 ]; then order=(direct gateway); else order=(gateway direct); fi
-            for path in "${order[@]}"; do
-                if [ "$path" = direct ]; then addr=$pod; else addr=$gw; fi
-                checks "$function" "$path"
-                load "$function/$path/$round" "$addr" "${pod%:*}" "$cg" "${check[@]}"
+    # rounds SUFFIX [FLAGS...]: ROUNDS rounds of the four loads, each
+    # direct and through the gateway (odd rounds direct first, even rounds
+    # the gateway first), labelled FUNCTION$SUFFIX/PATH/ROUND.
+    rounds() {
+        local round function path order pod cg addr
+        for round in $(seq "$ROUNDS"); do
+            for function in echo http-hello echo-keepalive http-hello-keepalive; do
+                if [ "${function%-keepalive}" = echo ]; then pod=$echo_pod cg=$echo_cg
+                else pod=$hello_pod cg=$hello_cg; fi
+                if [ $((round % 2)) -eq 1 ]; then order=(direct gateway); else order=(gateway direct); fi
+                for path in "${order[@]}"; do
+                    if [ "$path" = direct ]; then addr=$pod; else addr=$gw; fi
+                    checks "$function" "$path"
+                    load "$function$1/$path/$round" "$addr" "${pod%:*}" "$cg" "${check[@]}" "${@:2}"
+                done
             done
         done
-    done
+    }
+    rounds ""
     # The same with LIGHT_CLIENTS (1) clients: the added latency without
     # the 2 CPUs saturated.
     if [ "${LIGHT_CLIENTS:-1}" -gt 0 ]; then
@@ -376,18 +382,7 @@ if [ -z "${SKIP_LOAD:-}" ]; then
     # when the 2 CPUs are not saturated, the way proxies' added latency is
     # measured (a closed loop at saturation measures queueing instead).
     if [ "${RATE:-2000}" != 0 ]; then
-        for round in $(seq "$ROUNDS"); do
-            for function in echo http-hello echo-keepalive http-hello-keepalive; do
-                if [ "${function%-keepalive}" = echo ]; then pod=$echo_pod cg=$echo_cg
-                else pod=$hello_pod cg=$hello_cg; fi
-                if [ $((round % 2)) -eq 1 ]; then order=(direct gateway); else order=(gateway direct); fi
-                for path in "${order[@]}"; do
-                    if [ "$path" = direct ]; then addr=$pod; else addr=$gw; fi
-                    checks "$function" "$path"
-                    load "$function@${RATE:-2000}rps/$path/$round" "$addr" "${pod%:*}" "$cg" "${check[@]}" --rate "${RATE:-2000}"
-                done
-            done
-        done
+        rounds "@${RATE:-2000}rps" --rate "${RATE:-2000}"
     fi
     # Their pods stay up, idle, for the rest of the run.
 fi

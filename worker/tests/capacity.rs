@@ -16,24 +16,13 @@ const ECHO: &str = r#"
     (call $send (local.get $ptr) (local.get $len))
     (call $end))"#;
 
-fn threads(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn clients_far_beyond_max_connections_are_held_without_threads_and_all_served() {
     let worker = Worker::wat(&wat(ECHO), &["--max-connections", "4"]);
-    let baseline = threads(worker.pid());
+    let baseline = worker.threads();
     let mut held: Vec<TcpStream> = (0..300).map(|_| worker.connect()).collect();
     std::thread::sleep(Duration::from_millis(300));
-    let during = threads(worker.pid());
+    let during = worker.threads();
     assert!(
         during <= baseline + 4,
         "{during} threads with 300 silent clients (from {baseline})"
@@ -55,7 +44,7 @@ fn clients_far_beyond_max_connections_are_held_without_threads_and_all_served() 
         300.0
     );
     assert!(
-        threads(worker.pid()) <= baseline + 8,
+        worker.threads() <= baseline + 8,
         "the blocking pool grew past --max-connections"
     );
 }

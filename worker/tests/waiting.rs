@@ -11,18 +11,6 @@ use std::time::{Duration, Instant};
 use nur_testkit::examples;
 use support::{Worker, read_to_close};
 
-/// The worker's thread count (`Threads:` of /proc/PID/status).
-fn threads(worker: &Worker) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", worker.pid())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn functions_waiting_for_the_rest_of_their_request_hold_no_thread() {
     let worker = Worker::start(&examples::path("http-hello.wasm"), &[]);
@@ -38,7 +26,7 @@ fn functions_waiting_for_the_rest_of_their_request_hold_no_thread() {
         })
         .collect();
     worker.wait_metric("nur_connections_active", 200.0);
-    let held = threads(&worker);
+    let held = worker.threads();
     assert!(
         held < 50,
         "{held} threads for 200 waiting functions: each holds one"

@@ -255,6 +255,18 @@ impl Worker {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
+    /// The worker's thread count (`Threads:` of /proc/PID/status).
+    pub fn threads(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .unwrap()
