@@ -335,6 +335,33 @@ async fn the_gateway_routes_http_tls_and_tcp_to_functions_on_the_real_node() {
             "{stdout}{stderr}"
         );
         assert!(stderr.contains("Re-using existing connection"), "{stderr}");
+        // An HTTP/1.0 client asking for keep-alive gets its answer, the
+        // function's or the gateway's own, and the close (neither says
+        // keep-alive, so such a client reads to the close).
+        for (request, answer) in [
+            (
+                &b"POST /ten HTTP/1.0\r\nHost: echo.example\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nten"[..],
+                "HTTP/1.1 200 OK\r\n",
+            ),
+            (
+                b"GET /ten HTTP/1.0\r\nHost: echo.example\r\nConnection: keep-alive\r\n\r\n",
+                "HTTP/1.1 404 Not Found\r\n",
+            ),
+        ] {
+            let started = std::time::Instant::now();
+            let a = send_within(http, request, Duration::from_secs(5));
+            assert!(a.starts_with(answer), "{a}");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+        let a = send(
+            http,
+            b"POST /ten HTTP/1.0\r\nHost: echo.example\r\nContent-Length: 3\r\n\r\nten",
+        );
+        assert!(a.ends_with("Content-Length: 3\r\n\r\nten"), "{a}");
 
         // Hostile clients: each gets its answer, the gateway serves on.
         let a = send(http, b"GARBAGE\r\n\r\n");

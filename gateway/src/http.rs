@@ -139,7 +139,7 @@ pub async fn handle(mut client: TcpStream, shared: Arc<Shared>) {
                 head.path
             );
             // The body of a request no one takes is not read: close.
-            let close = head.close || head.body != Body::None;
+            let close = head.close || head.http10 || head.body != Body::None;
             buf.drain(..head.len);
             if !respond(&mut client, 404, "Not Found", &body, close).await || close {
                 return;
@@ -194,7 +194,10 @@ pub async fn handle(mut client: TcpStream, shared: Arc<Shared>) {
             respond(&mut client, 502, "Bad Gateway", &body, true).await;
             return;
         }
-        if !exchanged.client_keep_alive || head.close {
+        // An HTTP/1.0 client keeps its connection only when the answer
+        // says `Connection: keep-alive`, which a pod's HTTP/1.1 answer does
+        // not: close, or it would wait for the idle timeout.
+        if !exchanged.client_keep_alive || head.close || head.http10 {
             let _ = client.shutdown().await;
             return;
         }
