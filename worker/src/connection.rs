@@ -171,8 +171,7 @@ pub fn resume(
     ctx: &Context,
 ) -> Served {
     CHUNK.with_borrow_mut(|chunk| {
-        chunk.clear();
-        chunk.reserve_exact(ctx.limits.max_chunk as usize);
+        ready_chunk(chunk, ctx);
         let Conversation {
             guest,
             talk,
@@ -205,11 +204,16 @@ pub fn serve_request(
     deadline: Instant,
 ) -> Served {
     CHUNK.with_borrow_mut(|chunk| {
-        chunk.clear();
-        chunk.reserve_exact(ctx.limits.max_chunk as usize);
+        ready_chunk(chunk, ctx);
         let served = serve_with(stream, carry, id, ctx, deadline, chunk);
         keep_serving(served, id, ctx, chunk)
     })
+}
+
+/// Empties the thread's chunk buffer, with room for `--max-chunk` bytes.
+fn ready_chunk(chunk: &mut Vec<u8>, ctx: &Context) {
+    chunk.clear();
+    chunk.reserve_exact(ctx.limits.max_chunk as usize);
 }
 
 /// After a request: serves the next one on this thread while it comes
@@ -235,8 +239,7 @@ fn keep_serving(mut served: Served, id: u64, ctx: &Context, chunk: &mut Vec<u8>)
             }
         }
         ctx.status.metrics.kept_alive_requests.inc();
-        chunk.clear();
-        chunk.reserve_exact(ctx.limits.max_chunk as usize);
+        ready_chunk(chunk, ctx);
         let deadline = Instant::now() + ctx.limits.timeout;
         served = serve_with(kept, rest, id, ctx, deadline, chunk);
     }

@@ -68,19 +68,7 @@ pub(crate) fn read(
     idle: Duration,
     deadline: Instant,
 ) -> Result<usize, Close> {
-    buf.clear();
-    loop {
-        match sys::read_spare(stream.as_fd(), buf) {
-            Ok(read) => return Ok(read),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if !wait(stream, libc::POLLIN, idle, deadline) {
-                    return Err(timed_out(deadline));
-                }
-            }
-            Err(_) => return Err(Close::ClientGone),
-        }
-    }
+    read_within(stream, buf, idle, deadline)?.ok_or(Close::Idle)
 }
 
 /// [`read`], waiting at most `within` for bytes: `None` when none came
