@@ -15,13 +15,13 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 
 use nur_module::{LoadError, Policy, Settings, SourceError};
 
@@ -84,14 +84,18 @@ impl Error {
 
 type CacheKey = (String, String);
 
+/// An object's version and when storage gave it.
+type AskedVersion = (Instant, String);
+
 /// What checks share: the policy, the cache and the download slot.
 pub struct ModuleChecker {
     policy: Policy,
     /// Longest one check's storage work may take in all.
     bound: Duration,
     cache: Mutex<lru::LruCache<CacheKey, (String, Checked)>>,
-    /// The version last asked, and when.
-    versions: Mutex<lru::LruCache<CacheKey, (Instant, String)>>,
+    /// The version last asked, and when; one ask at a time per key, so
+    /// checks arriving together wait for the ask in flight and share it.
+    versions: Mutex<lru::LruCache<CacheKey, Arc<AsyncMutex<Option<AskedVersion>>>>>,
     /// How long an asked version is shared.
     fresh: Duration,
     downloads: Semaphore,
@@ -120,22 +124,26 @@ impl ModuleChecker {
     }
 
     /// The object's version: shared when asked recently with the same
-    /// settings, else asked.
+    /// settings, else asked, once for all the checks that want it meanwhile.
     async fn version(
         &self,
         source: &nur_module::Source,
         key: &CacheKey,
     ) -> Result<String, SourceError> {
-        if let Some((at, version)) = self.versions.lock().unwrap().get(key)
+        let entry = self
+            .versions
+            .lock()
+            .unwrap()
+            .get_or_insert(key.clone(), Default::default)
+            .clone();
+        let mut asked = entry.lock().await;
+        if let Some((at, version)) = asked.as_ref()
             && at.elapsed() < self.fresh
         {
             return Ok(version.clone());
         }
         let version = source.version().await?;
-        self.versions
-            .lock()
-            .unwrap()
-            .put(key.clone(), (Instant::now(), version.clone()));
+        *asked = Some((Instant::now(), version.clone()));
         Ok(version)
     }
 
