@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DynamicObject, GroupVersionKind, ListParams};
 use kube::discovery::ApiResource;
-use nur_testkit::net::exchange;
+use nur_testkit::net::exchange_within;
 use nur_testkit::{TestEnv, TestNamespace, eventually, store};
 
 use crate::{chart_dir, run, workspace_root};
@@ -206,7 +206,8 @@ pub fn apply(env: &TestEnv, ns: &TestNamespace, yaml: &str) -> String {
 
 /// Connections from a few threads to `addr`, one after another, until
 /// stopped: each sends `input`, half-closes and must get an answer starting
-/// with "HTTP/1.1 200 OK".
+/// with "HTTP/1.1 200 OK" within a minute (a gateway may hold it while the
+/// function wakes).
 pub struct Load {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicU64>,
@@ -223,7 +224,7 @@ impl Load {
                 std::thread::spawn(move || {
                     let mut failures = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
-                        match exchange(addr, input) {
+                        match exchange_within(addr, input, Duration::from_secs(60)) {
                             Ok(r) if r.starts_with(b"HTTP/1.1 200 OK") => {
                                 ok.fetch_add(1, Ordering::Relaxed);
                             }
@@ -239,6 +240,18 @@ impl Load {
             })
             .collect();
         Load { stop, ok, threads }
+    }
+
+    /// Waits up to `within` until `n` connections were answered; how many were.
+    pub async fn answered(&self, n: u64, within: Duration) -> u64 {
+        let until = std::time::Instant::now() + within;
+        loop {
+            let answered = self.ok.load(Ordering::Relaxed);
+            if answered >= n || std::time::Instant::now() > until {
+                return answered;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Stops the load; returns (answered, failures).

@@ -196,13 +196,19 @@ async fn nur_deploys_the_original_nurfile_and_calls_logs_redeploys_and_removes()
             let _ = tx.send(line);
         }
     });
-    ok(nur(&env, d, &["call", "cowsay", "--data", "followed"]));
+    // A call every 3 s until its line shows: the stream may attach after
+    // the first call's line was written (it starts at `--since 1s`).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let seen = std::iter::from_fn(|| {
-        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-            .ok()
-    })
-    .find(|l| l.contains("cowsay: 8 bytes"));
+    let mut seen = None;
+    while seen.is_none() && std::time::Instant::now() < deadline {
+        ok(nur(&env, d, &["call", "cowsay", "--data", "followed"]));
+        let round = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        seen = std::iter::from_fn(|| {
+            rx.recv_timeout(round.saturating_duration_since(std::time::Instant::now()))
+                .ok()
+        })
+        .find(|l| l.contains("cowsay: 8 bytes"));
+    }
     follow.kill().unwrap();
     follow.wait().unwrap();
     let seen = seen.expect("`nur logs -f` showed the call's line within 30s");

@@ -179,7 +179,10 @@ async fn the_charts_gateway_routes_and_wakes_functions_through_its_cluster_ip() 
     let env = testenv!();
     // The chart's defaults for the gateway; the operator and the gateway
     // watch this namespace only (a Role here, as operator.watchNamespace).
-    let ns = install_on_real_node_with(&env, "gwchart", &[]).await;
+    // A wake on a loaded machine may take longer than the default 30 s.
+    let ns =
+        install_on_real_node_with(&env, "gwchart", &["gateway.extraArgs={--wake-timeout=90s}"])
+            .await;
     let release = release_name(&ns);
     let gateway = format!("{release}-gateway");
 
@@ -310,7 +313,7 @@ async fn the_charts_gateway_routes_and_wakes_functions_through_its_cluster_ip() 
     .await
     .unwrap();
     let request = b"POST / HTTP/1.1\r\nHost: nap.example\r\nConnection: close\r\nContent-Length: 4\r\n\r\nwake";
-    let (answer, took) = send(addr, request, Duration::from_secs(60)).await;
+    let (answer, took) = send(addr, request, Duration::from_secs(120)).await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(answer.ends_with("wake"), "{answer}");
     eprintln!("napper woken and answered through {addr} in {took:?}");

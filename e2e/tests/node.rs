@@ -383,14 +383,16 @@ async fn a_worker_over_its_container_memory_limit_is_restarted_while_the_service
     stop.store(true, Ordering::Relaxed);
     let answers = client.join().unwrap();
     // The Service kept answering: successes all through the kill and the
-    // restart, never a second without one. Connections kube-proxy still
+    // restart, never 3 s without one (a loaded machine can stall the one
+    // client for a second; a Service without a live pod answers nothing
+    // for the whole restart, the compile and the probes). Connections kube-proxy still
     // sent to the killed pod before its endpoint went away were refused;
     // they are counted and reported, and none fails once the pod is back.
     let ok: Vec<Instant> = answers.iter().filter(|a| a.1).map(|a| a.0).collect();
     let failed: Vec<Instant> = answers.iter().filter(|a| !a.1).map(|a| a.0).collect();
     let refused = failed.len();
     let gap = ok.windows(2).map(|w| w[1] - w[0]).max().unwrap();
-    assert!(gap < Duration::from_secs(1), "no answer for {gap:?}");
+    assert!(gap < Duration::from_secs(3), "no answer for {gap:?}");
     let window = match (failed.first(), failed.last()) {
         (Some(a), Some(b)) => *b - *a,
         _ => Duration::ZERO,

@@ -37,10 +37,20 @@ pub fn request(addr: impl ToSocketAddrs, request: &[u8]) -> std::io::Result<Vec<
     read_to_close(&mut s)
 }
 
-/// Sends `input` to `addr`, half-closes, and reads until the server closes.
+/// Sends `input` to `addr`, half-closes, and reads until the server closes
+/// (10 s read timeout).
 pub fn exchange(addr: impl ToSocketAddrs, input: &[u8]) -> std::io::Result<Vec<u8>> {
+    exchange_within(addr, input, Duration::from_secs(10))
+}
+
+/// [`exchange`] with a read timeout of `within`.
+pub fn exchange_within(
+    addr: impl ToSocketAddrs,
+    input: &[u8],
+    within: Duration,
+) -> std::io::Result<Vec<u8>> {
     let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(within))?;
     s.write_all(input)?;
     s.shutdown(Shutdown::Write)?;
     read_to_close(&mut s)

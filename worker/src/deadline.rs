@@ -2,8 +2,10 @@
 //!
 //! The design overview is in `docs/ARCHITECTURE.md`; this is the detail.
 //!
-//! One timer task per process (on the tokio runtime) holds every armed
-//! deadline in order. When a deadline passes it interrupts that guest's store
+//! One timer thread per process holds every armed deadline in order: a
+//! thread of its own, not a tokio task, because guests run on runtime
+//! threads too (`spare.rs`), and a task woken by a runtime thread that then
+//! runs a spinning guest would wait behind it. When a deadline passes it interrupts that guest's store
 //! through wasmer's host interrupt, and keeps interrupting it every few
 //! milliseconds (an interrupt that lands just before the guest enters wasm
 //! can be missed) until the connection drops its [`Watchdog`]. Arming and
@@ -49,10 +51,9 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
 use wasmer::Interrupter;
 
 use crate::sys;
@@ -63,10 +64,13 @@ type Key = (Instant, u64);
 
 struct Armed {
     deadlines: Mutex<BTreeMap<Key, Interrupter>>,
-    /// When the timer task wakes next (`None`: only when notified); read and
-    /// written under the `deadlines` lock.
+    /// When the timer thread wakes next (`None`: only when notified); taken
+    /// under the `deadlines` lock, and held by the timer while it waits.
     wakes_at: Mutex<Option<Instant>>,
-    earlier: Notify,
+    /// Wakes the timer for a deadline earlier than `wakes_at`.
+    earlier: Condvar,
+    /// Taken by the timer at each round; held by [`Deadlines::stall`].
+    stalled: Mutex<()>,
     next_id: AtomicU64,
     timer: OnceLock<()>,
     /// When the timer task last ran, in nanoseconds since `epoch`.
@@ -79,7 +83,8 @@ impl Default for Armed {
         Self {
             deadlines: Mutex::default(),
             wakes_at: Mutex::default(),
-            earlier: Notify::new(),
+            earlier: Condvar::new(),
+            stalled: Mutex::new(()),
             next_id: AtomicU64::new(0),
             timer: OnceLock::new(),
             ran: AtomicU64::new(0),
@@ -100,7 +105,7 @@ impl Armed {
     }
 }
 
-/// Every deadline of one function's guests, and the task that enforces them.
+/// Every deadline of one function's guests, and the thread that enforces them.
 #[derive(Default, Clone)]
 pub struct Deadlines(Arc<Armed>);
 
@@ -111,12 +116,15 @@ pub struct Watchdog {
 }
 
 impl Deadlines {
-    /// Arms a watchdog; the first one starts the timer task on the current
-    /// tokio runtime.
+    /// Arms a watchdog; the first one starts the timer thread.
     pub fn arm(&self, deadline: Instant, interrupter: Interrupter) -> Watchdog {
         let armed = &self.0;
         armed.timer.get_or_init(|| {
-            tokio::runtime::Handle::current().spawn(enforce(armed.clone()));
+            let timer = armed.clone();
+            std::thread::Builder::new()
+                .name("nur-deadlines".into())
+                .spawn(move || enforce(&timer))
+                .expect("starting the deadline timer thread");
         });
         let key = (deadline, armed.next_id.fetch_add(1, Ordering::Relaxed));
         let mut deadlines = armed.deadlines.lock().unwrap_or_else(|e| e.into_inner());
@@ -124,15 +132,12 @@ impl Deadlines {
         // Wake the timer only if it would sleep past this deadline: with
         // deadlines a fixed time after accept, that is rarely the case.
         let mut wakes_at = armed.wakes_at.lock().unwrap_or_else(|e| e.into_inner());
-        let sooner = wakes_at.is_none_or(|at| deadline < at);
-        if sooner {
+        if wakes_at.is_none_or(|at| deadline < at) {
             *wakes_at = Some(deadline);
+            armed.earlier.notify_one();
         }
         drop(wakes_at);
         drop(deadlines);
-        if sooner {
-            armed.earlier.notify_one();
-        }
         Watchdog {
             armed: armed.clone(),
             key,
@@ -140,7 +145,7 @@ impl Deadlines {
     }
 
     /// How long the earliest armed deadline is overdue, when that is more
-    /// than `grace` and the timer task has not run for `grace` either: the
+    /// than `grace` and the timer thread has not run for `grace` either: the
     /// timer is stuck and guests past their deadline are not stopped.
     pub fn stuck(&self, grace: Duration) -> Option<Duration> {
         let now = Instant::now();
@@ -151,6 +156,16 @@ impl Deadlines {
         let overdue = now.saturating_duration_since(earliest);
         let idle = now.saturating_duration_since(self.0.last_ran());
         (overdue > grace && idle > grace).then_some(overdue)
+    }
+}
+
+impl Deadlines {
+    /// Stops the timer thread at its next round until the guard is dropped:
+    /// how a test shows what a stuck timer does (a timer stuck for real
+    /// waits on a lock that an unwound guest left held).
+    #[doc(hidden)]
+    pub fn stall(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.0.stalled.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -167,36 +182,38 @@ impl Drop for Watchdog {
 
 /// Interrupts every guest past its deadline, again every [`RETRY`], until
 /// each is disarmed; sleeps until the earliest deadline otherwise.
-async fn enforce(armed: Arc<Armed>) {
+fn enforce(armed: &Armed) -> ! {
     loop {
+        drop(armed.stalled.lock());
         let now = Instant::now();
         armed.mark_ran(now);
-        let wake = {
-            let deadlines = armed.deadlines.lock().unwrap_or_else(|e| e.into_inner());
-            let mut late = false;
-            for interrupter in deadlines.range(..(now, u64::MAX)).map(|(_, i)| i) {
-                interrupter.interrupt();
-                late = true;
-            }
-            let next = deadlines
-                .range((now, u64::MAX)..)
-                .next()
-                .map(|((at, _), _)| *at);
-            let wake = match (late, next) {
-                (true, Some(next)) => Some(next.min(now + RETRY)),
-                (true, None) => Some(now + RETRY),
-                (false, next) => next,
-            };
-            *armed.wakes_at.lock().unwrap_or_else(|e| e.into_inner()) = wake;
-            wake
+        let deadlines = armed.deadlines.lock().unwrap_or_else(|e| e.into_inner());
+        let mut late = false;
+        for interrupter in deadlines.range(..(now, u64::MAX)).map(|(_, i)| i) {
+            interrupter.interrupt();
+            late = true;
+        }
+        let next = deadlines
+            .range((now, u64::MAX)..)
+            .next()
+            .map(|((at, _), _)| *at);
+        let wake = match (late, next) {
+            (true, Some(next)) => Some(next.min(now + RETRY)),
+            (true, None) => Some(now + RETRY),
+            (false, next) => next,
         };
-        let earlier = armed.earlier.notified();
+        // `wakes_at` is taken before the deadlines are let go and held
+        // until the wait: a watchdog armed meanwhile sees it and notifies.
+        let mut wakes_at = armed.wakes_at.lock().unwrap_or_else(|e| e.into_inner());
+        *wakes_at = wake;
+        drop(deadlines);
+        // Woken, timed out or poisoned: each rescans the deadlines.
         match wake {
-            Some(at) => tokio::select! {
-                () = tokio::time::sleep_until(at.into()) => {}
-                () = earlier => {}
-            },
-            None => earlier.await,
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                drop(armed.earlier.wait_timeout(wakes_at, left));
+            }
+            None => drop(armed.earlier.wait(wakes_at)),
         }
     }
 }

@@ -38,14 +38,9 @@ fn interrupter() -> wasmer::Interrupter {
 #[test]
 fn a_stuck_deadline_timer_fails_healthz() {
     let deadlines = Deadlines::default();
-    // The timer task runs on a runtime that is then shut down: it never runs again.
-    let timer_runtime = tokio::runtime::Runtime::new().unwrap();
-    let watchdog = timer_runtime.block_on(async {
-        let watchdog = deadlines.arm(Instant::now() + Duration::from_millis(50), interrupter());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        watchdog
-    });
-    drop(timer_runtime);
+    let watchdog = deadlines.arm(Instant::now() + Duration::from_millis(50), interrupter());
+    // The timer thread stops at its next round, the deadline's.
+    let stalled = deadlines.stall();
     let status = Status::new();
     status.watch_deadlines(deadlines.clone());
     let (_admin, addr) = serve_admin(status);
@@ -54,6 +49,14 @@ fn a_stuck_deadline_timer_fails_healthz() {
     let (code, body) = healthz(addr);
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("deadline timer stuck"), "{body}");
+    drop(stalled);
+    // The timer runs again, interrupting the overdue guest: healthy again,
+    // though that deadline is still armed.
+    let again = Instant::now();
+    while healthz(addr).0 != 200 {
+        assert!(again.elapsed() < Duration::from_secs(5), "still 503");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(watchdog);
     assert_eq!(healthz(addr).0, 200, "nothing overdue once disarmed");
 }

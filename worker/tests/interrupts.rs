@@ -58,11 +58,13 @@ fn a_thousand_host_call_loops_past_a_5ms_timeout_leave_the_worker_serving() {
             }
             checks
         });
-        let clients: Vec<_> = (0..64)
+        // 16 at once: enough to keep both CPUs in guests, few enough that
+        // nearly every guest starts before its 5 ms deadline.
+        let clients: Vec<_> = (0..16)
             .map(|client| {
                 let worker = &worker;
                 scope.spawn(move || {
-                    for _ in (client..1000).step_by(64) {
+                    for _ in (client..1000).step_by(16) {
                         log_forever(worker);
                     }
                 })
@@ -76,7 +78,8 @@ fn a_thousand_host_call_loops_past_a_5ms_timeout_leave_the_worker_serving() {
     });
     // Each loop ended by its deadline: closed for timeout, as a timeout
     // trap at a safe point, or, when the deadline passed before the guest
-    // ran at all (a loaded machine: 64 clients on 2 cores), without one.
+    // ran at all (a loaded machine), without one; the wait for a client's
+    // first byte ends at the deadline too, as `idle`.
     // Every connection is closed, nearly all by their deadline (a loop
     // the deadline caught inside a host call on a loaded machine may
     // close as a fault of kind timeout: seen once in 1000), none by a bug.
@@ -108,7 +111,7 @@ fn a_thousand_host_call_loops_past_a_5ms_timeout_leave_the_worker_serving() {
         "{closed:?}"
     );
     assert_eq!(close("internal"), 0.0, "{closed:?}");
-    assert!(timeouts >= 990.0, "{closed:?}");
+    assert!(timeouts + close("idle") >= 990.0, "{closed:?}");
     assert!(traps > 900.0, "{traps} timeout traps");
     assert!(
         worker.alive(),

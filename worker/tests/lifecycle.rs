@@ -40,7 +40,7 @@ fn sigterm_turns_readiness_off_stops_listening_and_lets_in_flight_requests_finis
     );
     let mut in_flight = worker.connect();
     in_flight.write_all(b"GET /late HTTP/1.1\r\n").unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(worker.wait_metric("nur_connections_active", 1.0), 1.0);
     worker.signal(libc::SIGTERM);
     assert!(
         worker
@@ -69,7 +69,7 @@ fn after_the_grace_period_the_worker_exits_anyway() {
     );
     let mut stuck = worker.connect();
     stuck.write_all(b"GET /never-finished").unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(worker.wait_metric("nur_connections_active", 1.0), 1.0);
     let started = Instant::now();
     worker.signal(libc::SIGTERM);
     let status = worker

@@ -501,8 +501,18 @@ fn a_command_stops_at_the_deadline_the_idle_timeout_and_the_output_limit() {
     );
     let took = timed(b"r", true);
     assert!(
-        took >= Duration::from_millis(450) && took < Duration::from_millis(1400),
-        "a read with nothing to read ends at the idle timeout: {took:?}"
+        took >= Duration::from_millis(450) && took < Duration::from_millis(3000),
+        "a read with nothing to read ends: {took:?}"
+    );
+    // At the idle timeout, not the deadline: closed idle, no timeout trap.
+    assert_eq!(
+        worker.wait_metric("nur_connection_closes_total{reason=\"idle\"}", 1.0),
+        1.0
+    );
+    assert_eq!(
+        worker.metric("nur_guest_traps_total{kind=\"timeout\"}"),
+        1.0,
+        "the read was cut at the deadline"
     );
     timed(b"w", false);
     assert_eq!(
@@ -514,7 +524,7 @@ fn a_command_stops_at_the_deadline_the_idle_timeout_and_the_output_limit() {
         worker.metric("nur_sent_bytes_total") < 64.0 * 1024.0 * 1024.0,
         "the writes waited for the client"
     );
-    assert!(timed(b"b", true) < Duration::from_secs(1));
+    assert!(timed(b"b", true) < Duration::from_secs(3));
     assert_eq!(
         worker.wait_metric("nur_guest_traps_total{kind=\"output_limit\"}", 1.0),
         1.0
