@@ -250,6 +250,9 @@ fn connections_beyond_max_connections_wait_and_are_served() {
         })
         .collect();
     assert_eq!(worker.wait_metric("nur_connections_active", 2.0), 2.0);
+    // Half a second later: this request's own deadline, 2 s after its
+    // accept, is then well after the slots free.
+    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(worker.request(b"waited"), b"waited");
     let waited = started.elapsed();
     assert!(

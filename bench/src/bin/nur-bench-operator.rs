@@ -2,7 +2,11 @@
 //! environment (kwok pods, one small module shared by all): how long until
 //! every Deployment is pinned and every function Ready, the operator's
 //! memory, and the API requests it costs, by verb, from the API server's
-//! own metrics, while creating and at steady state.
+//! own metrics, while creating and at steady state. Then the baseline, in
+//! the same run: the same Deployments and Services created straight
+//! through the API (as `kubectl apply` of N manifests would), without
+//! Nur, and the time until every one is ready: what the control plane
+//! alone takes for that much work.
 //!
 //! Needs `make testenv` and a built `nur-operator` (`make bench-operator`
 //! builds the release one). Prints one Markdown table.
@@ -16,7 +20,9 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{ListParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, CustomResourceExt};
 use nur_operator::crd::NurFunction;
 use nur_testkit::TestEnv;
@@ -246,6 +252,8 @@ async fn main() -> anyhow::Result<()> {
     let (rss, hwm) = operator.rss_kib();
     drop(operator);
 
+    let baseline = baseline(&env, &ns, args.functions, args.timeout).await?;
+
     println!("| functions | {} |", args.functions);
     println!("|---|---|");
     println!(
@@ -280,5 +288,125 @@ async fn main() -> anyhow::Result<()> {
         steady_cpu.as_secs_f64(),
         args.recheck * 2
     );
+    println!(
+        "| baseline: the same Deployments and Services created straight, every one ready | {:.1} s (created in {:.1} s) |",
+        baseline.ready.as_secs_f64(),
+        baseline.created.as_secs_f64()
+    );
+    println!(
+        "| baseline: API requests (all clients) | {} |",
+        baseline.requests
+    );
     Ok(())
+}
+
+/// What the control plane alone takes for the same objects.
+struct Baseline {
+    created: Duration,
+    ready: Duration,
+    requests: String,
+}
+
+/// Copies the Deployments and Services the operator made in `ns`, removes
+/// the functions (and, through their owner references, everything they
+/// own) and waits until their pods are gone, then creates the copies in a
+/// namespace of their own and waits until every Deployment is ready.
+async fn baseline(
+    env: &TestEnv,
+    ns: &nur_testkit::TestNamespace,
+    n: usize,
+    timeout: Duration,
+) -> anyhow::Result<Baseline> {
+    let client = env.client().await?;
+    let bare = |meta: &ObjectMeta| ObjectMeta {
+        name: meta.name.clone(),
+        labels: meta.labels.clone(),
+        annotations: meta.annotations.clone(),
+        ..Default::default()
+    };
+    let deployments: Vec<Deployment> = ns
+        .api::<Deployment>()
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|d| Deployment {
+            metadata: bare(&d.metadata),
+            spec: d.spec,
+            status: None,
+        })
+        .collect();
+    let services: Vec<Service> = ns
+        .api::<Service>()
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|s| {
+            let mut spec = s.spec.unwrap_or_default();
+            if spec.cluster_ip.as_deref() != Some("None") {
+                spec.cluster_ip = None;
+                spec.cluster_ips = None;
+            }
+            Service {
+                metadata: bare(&s.metadata),
+                spec: Some(spec),
+                status: None,
+            }
+        })
+        .collect();
+    anyhow::ensure!(deployments.len() == n, "{} Deployments", deployments.len());
+
+    // A clean slate: the operator's run removed, its pods gone.
+    ns.api::<NurFunction>()
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await?;
+    let pods: Api<Pod> = ns.api();
+    let since = Instant::now();
+    while !pods.list(&ListParams::default()).await?.items.is_empty() {
+        anyhow::ensure!(since.elapsed() < timeout, "the first run's pods remain");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    let bare_ns = env.namespace("bench-base").await?;
+    let before = requests_by_verb(&client).await?;
+    let started = Instant::now();
+    let (d_api, s_api) = (bare_ns.api::<Deployment>(), bare_ns.api::<Service>());
+    futures::stream::iter(deployments.into_iter().zip(services))
+        .map(|(d, s)| {
+            let (d_api, s_api) = (d_api.clone(), s_api.clone());
+            async move {
+                d_api.create(&PostParams::default(), &d).await?;
+                s_api.create(&PostParams::default(), &s).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let created = started.elapsed();
+    loop {
+        anyhow::ensure!(started.elapsed() < timeout, "baseline not ready");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let ready = d_api
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|d| {
+                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                d.status.as_ref().and_then(|s| s.ready_replicas) == Some(want)
+            })
+            .count();
+        if ready == n {
+            break;
+        }
+    }
+    let ready = started.elapsed();
+    let after = requests_by_verb(&client).await?;
+    Ok(Baseline {
+        created,
+        ready,
+        requests: difference(&after, &before),
+    })
 }
