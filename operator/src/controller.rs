@@ -71,6 +71,8 @@ pub struct Config {
     /// Compile each module digest once, in a Job, and have the pods load
     /// the stored native code (modules in object storage only).
     pub compile_artifacts: bool,
+    /// Functions reconciled at once.
+    pub concurrency: u16,
 }
 
 impl Config {
@@ -100,9 +102,14 @@ impl Default for Config {
             spec_policy: SpecPolicy::default(),
             tcp_ports: crate::routes::DEFAULT_TCP_PORTS,
             compile_artifacts: false,
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
+
+/// Functions reconciled at once by default: each reconcile mostly waits on
+/// the API server, so more at once roll out more functions a second.
+pub const DEFAULT_CONCURRENCY: u16 = 32;
 
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -243,7 +250,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>, identity
         .owns_stream(hpas)
         .owns_stream(pdbs)
         .owns_stream(jobs)
-        .with_config(kube::runtime::controller::Config::default().concurrency(8))
+        .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
         .shutdown_on_signal()
         .run(
             reconcile,

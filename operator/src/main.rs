@@ -61,6 +61,9 @@ struct RunArgs {
     /// pods compile, as without this flag).
     #[arg(long, env = "NUR_COMPILE_ARTIFACTS")]
     compile_artifacts: bool,
+    /// Functions reconciled at once.
+    #[arg(long, env = "NUR_RECONCILE_CONCURRENCY", default_value_t = nur_operator::controller::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..))]
+    reconcile_concurrency: u16,
     /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, env = "NUR_HEALTH_LISTEN", default_value = "0.0.0.0:8081")]
     health_listen: SocketAddr,
@@ -235,6 +238,7 @@ fn config(args: &RunArgs) -> controller::Config {
         },
         tcp_ports: args.gateway_tcp_ports.clone(),
         compile_artifacts: args.compile_artifacts,
+        concurrency: args.reconcile_concurrency,
     }
 }
 

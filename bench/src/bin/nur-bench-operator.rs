@@ -20,7 +20,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, CustomResourceExt};
@@ -149,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
         args.timeout,
     )
     .await?;
+    quiet_cluster(&client, args.timeout).await?;
     let ns = env.namespace("bench-op").await?;
     let echo = nur_testkit::examples::read("echo.wasm");
     let digest = nur_module::sha256_hex(&echo);
@@ -298,6 +299,31 @@ async fn main() -> anyhow::Result<()> {
         baseline.requests
     );
     Ok(())
+}
+
+/// Waits until no namespace of an earlier run is left (being deleted, its
+/// thousands of objects would load the control plane during this one).
+async fn quiet_cluster(client: &Client, timeout: Duration) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let started = Instant::now();
+    loop {
+        let left = namespaces
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .filter(|n| n.starts_with("nur-test-bench-"))
+            .count();
+        if left == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            bail!("{left} namespaces of an earlier run are still there");
+        }
+        eprintln!("waiting for {left} namespaces of an earlier run to go");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 /// What the control plane alone takes for the same objects.
