@@ -135,12 +135,8 @@ fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     let limits = &args.limits;
     // --max-connections is clamped once the module is known; never above this.
     let threads = limits.max_connections.min(limits.max_open_connections) as usize + 4;
-    // At least two runtime threads, so that one can be lent to guests
-    // (`nur_worker::spare`) on a one-CPU pod too.
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .worker_threads(workers)
         .max_blocking_threads(threads)
         .build()?;
     let result = runtime.block_on(serve_until_drained(args));
