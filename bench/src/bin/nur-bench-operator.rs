@@ -207,30 +207,22 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         peak_rss = peak_rss.max(operator.rss_kib().0);
         if pinned_at.is_none() {
-            let pinned = deployments
-                .list(&ListParams::default())
-                .await?
-                .items
-                .iter()
-                .filter(|d| serde_json::to_string(&d.spec).is_ok_and(|s| s.contains(&digest)))
-                .count();
+            let pinned = count(&deployments, |d| {
+                serde_json::to_string(&d.spec).is_ok_and(|s| s.contains(&digest))
+            })
+            .await?;
             if pinned == args.functions {
                 pinned_at = Some(started.elapsed());
             }
         }
-        let ready = functions
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .filter(|f| {
-                f.status.as_ref().is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-                })
+        let ready = count(&functions, |f| {
+            f.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
             })
-            .count();
+        })
+        .await?;
         if ready == args.functions {
             ready_at = Some(started.elapsed());
         }
@@ -307,14 +299,13 @@ async fn quiet_cluster(client: &Client, timeout: Duration) -> anyhow::Result<()>
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let started = Instant::now();
     loop {
-        let left = namespaces
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .filter_map(|n| n.metadata.name)
-            .filter(|n| n.starts_with("nur-test-bench-"))
-            .count();
+        let left = count(&namespaces, |n| {
+            n.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("nur-test-bench-"))
+        })
+        .await?;
         if left == 0 {
             return Ok(());
         }
@@ -324,6 +315,15 @@ async fn quiet_cluster(client: &Client, timeout: Duration) -> anyhow::Result<()>
         eprintln!("waiting for {left} namespaces of an earlier run to go");
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
+}
+
+/// How many of `api`'s objects `keep` takes.
+async fn count<K>(api: &Api<K>, keep: impl Fn(&K) -> bool) -> anyhow::Result<usize>
+where
+    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let list = api.list(&ListParams::default()).await?;
+    Ok(list.items.iter().filter(|k| keep(k)).count())
 }
 
 /// What the control plane alone takes for the same objects.
@@ -414,16 +414,11 @@ async fn baseline(
     loop {
         anyhow::ensure!(started.elapsed() < timeout, "baseline not ready");
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let ready = d_api
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .filter(|d| {
-                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                d.status.as_ref().and_then(|s| s.ready_replicas) == Some(want)
-            })
-            .count();
+        let ready = count(&d_api, |d| {
+            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            d.status.as_ref().and_then(|s| s.ready_replicas) == Some(want)
+        })
+        .await?;
         if ready == n {
             break;
         }
