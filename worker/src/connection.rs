@@ -6,7 +6,7 @@
 //! The socket stays non-blocking. A write that would block waits in
 //! `poll(2)` for at most the idle timeout, or less when the connection's
 //! deadline is nearer. A Nur-ABI function whose next chunk has not come
-//! within [`WAIT_ON_THREAD`] gives its thread back: its instance is parked
+//! within the thread's [`Patience`] gives its thread back: its instance is parked
 //! ([`Parked`]) and the connection waits on the accept side
 //! ([`Served::Waiting`]) until the client sends, then [`resume`] goes on,
 //! on whichever pool thread is free. No socket option is set per read or
@@ -66,6 +66,13 @@ pub enum Close {
 /// How a request on a connection ended, or paused.
 pub enum Served {
     Closed(Close),
+    /// The function is done and its output is in the socket: the caller
+    /// lingers on it ([`socket::linger`], or the accept side's own) so
+    /// that the close is a FIN, then counts the close.
+    Answered {
+        stream: TcpStream,
+        close: Close,
+    },
     /// The answer was whole and the request allows another: the
     /// connection waits for its next request; `carry` holds the bytes of
     /// it already read.
@@ -73,8 +80,8 @@ pub enum Served {
         stream: TcpStream,
         carry: Vec<u8>,
     },
-    /// The function waits for more bytes, which did not come within
-    /// [`WAIT_ON_THREAD`]: the connection and its live instance wait
+    /// The function waits for more bytes, which did not come within the
+    /// thread's [`Patience`]: the connection and its live instance wait
     /// without a thread until the client sends, then [`resume`] goes on.
     Waiting {
         stream: TcpStream,
@@ -109,9 +116,20 @@ struct Talk {
     carry: Vec<u8>,
 }
 
-/// How long a thread that fed a chunk waits for the next before the
-/// connection waits without it.
-const WAIT_ON_THREAD: Duration = Duration::from_millis(2);
+/// How long the serving thread waits for the client's next bytes (the
+/// next chunk of a request, or the next request of a kept-alive
+/// connection) before it hands the connection back to wait without it.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience(Duration);
+
+impl Patience {
+    /// A thread of the blocking pool: a client that sends at once (a load,
+    /// the gateway's kept connections) costs no hand-off per chunk.
+    pub const POOL: Self = Self(Duration::from_millis(2));
+    /// A runtime thread, which must not wait: what is not read already is
+    /// waited for on tokio.
+    pub const NONE: Self = Self(Duration::ZERO);
+}
 
 /// Most bytes of a request head followed for keep-alive; a larger head
 /// ends the connection after its answer.
@@ -143,10 +161,15 @@ thread_local! {
 /// Serves `stream` (non-blocking mode) until it closes, on this thread
 /// (a connection that could be kept alive is closed too).
 pub fn serve(stream: TcpStream, id: u64, ctx: &Context, deadline: Instant) -> Close {
-    let mut served = serve_request(stream, Vec::new(), id, ctx, deadline);
+    let patience = Patience::POOL;
+    let mut served = serve_request(stream, Vec::new(), id, ctx, deadline, patience);
     loop {
         match served {
             Served::Closed(close) => return close,
+            Served::Answered { stream, close } => {
+                linger(stream);
+                return close;
+            }
             Served::KeptAlive { .. } => return Close::KeepAliveEnd,
             Served::Waiting {
                 stream,
@@ -156,7 +179,7 @@ pub fn serve(stream: TcpStream, id: u64, ctx: &Context, deadline: Instant) -> Cl
                     let close = socket::timed_out(conversation.deadline);
                     return abandon(conversation, id, ctx, close);
                 }
-                served = resume(stream, conversation, id, ctx);
+                served = resume(stream, conversation, id, ctx, patience);
             }
         }
     }
@@ -169,6 +192,7 @@ pub fn resume(
     conversation: Box<Conversation>,
     id: u64,
     ctx: &Context,
+    patience: Patience,
 ) -> Served {
     CHUNK.with_borrow_mut(|chunk| {
         ready_chunk(chunk, ctx);
@@ -177,8 +201,9 @@ pub fn resume(
             talk,
             deadline,
         } = *conversation;
-        let served = talk_with(stream, guest.resume(), talk, id, ctx, deadline, chunk);
-        keep_serving(served, id, ctx, chunk)
+        let talk = (guest.resume(), talk, deadline);
+        let served = talk_with(stream, talk, id, ctx, chunk, patience);
+        keep_serving(served, id, ctx, chunk, patience)
     })
 }
 
@@ -191,22 +216,23 @@ pub fn abandon(conversation: Box<Conversation>, id: u64, ctx: &Context, close: C
 /// Serves the next request of `stream` (non-blocking mode), whose first
 /// bytes, `carry`, may have been read already.
 ///
-/// A kept-alive connection whose next request comes within
-/// [`NEXT_REQUEST_ON_THREAD`] is served on, on this thread, without the
-/// hand-off back to the accept side: a client that sends request after
-/// request (a load, the gateway's kept connections) costs no futex wake
-/// and no re-registration per request.
+/// A kept-alive connection whose next request comes within `patience` is
+/// served on, on this thread, without the hand-off back to the accept
+/// side: a client that sends request after request (a load, the gateway's
+/// kept connections) costs no futex wake and no re-registration per
+/// request.
 pub fn serve_request(
     stream: TcpStream,
     carry: Vec<u8>,
     id: u64,
     ctx: &Context,
     deadline: Instant,
+    patience: Patience,
 ) -> Served {
     CHUNK.with_borrow_mut(|chunk| {
         ready_chunk(chunk, ctx);
-        let served = serve_with(stream, carry, id, ctx, deadline, chunk);
-        keep_serving(served, id, ctx, chunk)
+        let served = serve_with(stream, carry, id, ctx, deadline, chunk, patience);
+        keep_serving(served, id, ctx, chunk, patience)
     })
 }
 
@@ -217,8 +243,14 @@ fn ready_chunk(chunk: &mut Vec<u8>, ctx: &Context) {
 }
 
 /// After a request: serves the next one on this thread while it comes
-/// within [`NEXT_REQUEST_ON_THREAD`].
-fn keep_serving(mut served: Served, id: u64, ctx: &Context, chunk: &mut Vec<u8>) -> Served {
+/// within `patience`.
+fn keep_serving(
+    mut served: Served,
+    id: u64,
+    ctx: &Context,
+    chunk: &mut Vec<u8>,
+    patience: Patience,
+) -> Served {
     loop {
         let (kept, rest) = match served {
             Served::KeptAlive { stream, carry } => (stream, carry),
@@ -227,7 +259,7 @@ fn keep_serving(mut served: Served, id: u64, ctx: &Context, chunk: &mut Vec<u8>)
         if rest.is_empty() {
             // A request already here is served even when the drain has
             // started (its answer then closes the connection).
-            match socket::next_bytes_within(&kept, NEXT_REQUEST_ON_THREAD) {
+            match socket::next_bytes_within(&kept, patience.0) {
                 Some(true) => {}
                 Some(false) => return Served::Closed(Close::KeepAliveEnd),
                 None => {
@@ -241,13 +273,9 @@ fn keep_serving(mut served: Served, id: u64, ctx: &Context, chunk: &mut Vec<u8>)
         ctx.status.metrics.kept_alive_requests.inc();
         ready_chunk(chunk, ctx);
         let deadline = Instant::now() + ctx.limits.timeout;
-        served = serve_with(kept, rest, id, ctx, deadline, chunk);
+        served = serve_with(kept, rest, id, ctx, deadline, chunk, patience);
     }
 }
-
-/// How long a thread that answered a kept-alive request waits for the next
-/// before it hands the connection back to wait without a thread.
-const NEXT_REQUEST_ON_THREAD: Duration = Duration::from_millis(2);
 
 fn serve_with(
     stream: TcpStream,
@@ -256,6 +284,7 @@ fn serve_with(
     ctx: &Context,
     deadline: Instant,
     chunk: &mut Vec<u8>,
+    patience: Patience,
 ) -> Served {
     let guest = match Guest::instantiate(&ctx.function, id, deadline) {
         Ok(guest) => guest,
@@ -267,15 +296,8 @@ fn serve_with(
                 .limits
                 .keep_alive
                 .then(|| (RequestEnd::new(MAX_REQUEST_HEAD), ResponseEnd::default()));
-            talk_with(
-                stream,
-                guest,
-                Talk { http, carry },
-                id,
-                ctx,
-                deadline,
-                chunk,
-            )
+            let talk = (guest, Talk { http, carry }, deadline);
+            talk_with(stream, talk, id, ctx, chunk, patience)
         }
         Kind::Command => run_command(stream, guest, id, ctx, chunk),
     }
@@ -310,14 +332,19 @@ fn run_command(
 /// it is done, or waits for bytes that have not come.
 fn talk_with(
     mut stream: TcpStream,
-    mut guest: Guest,
-    mut talk: Talk,
+    (mut guest, mut talk, deadline): (Guest, Talk, Instant),
     id: u64,
     ctx: &Context,
-    deadline: Instant,
     chunk: &mut Vec<u8>,
+    patience: Patience,
 ) -> Served {
-    let done = match converse(&mut stream, &mut guest, &mut talk, id, ctx, deadline, chunk) {
+    let turn = Turn {
+        id,
+        ctx,
+        deadline,
+        patience,
+    };
+    let done = match converse(&mut stream, &mut guest, &mut talk, &turn, chunk) {
         Ok(None) => {
             return Served::Waiting {
                 stream,
@@ -357,37 +384,46 @@ fn end(guest: Guest, id: u64, ctx: &Context) {
 }
 
 /// The connection after its guest is done: kept for the next request,
-/// closed after a linger, or closed.
+/// to close after a linger, or closed.
 fn close_after(stream: TcpStream, done: Result<Done, Close>) -> Served {
     match done {
         Ok((_, Some(carry))) => Served::KeptAlive { stream, carry },
-        Ok((close, None)) => {
-            linger(stream);
-            Served::Closed(close)
-        }
+        Ok((close, None)) => Served::Answered { stream, close },
         Err(close) => Served::Closed(close),
     }
+}
+
+/// What one call of [`converse`] works within.
+struct Turn<'a> {
+    id: u64,
+    ctx: &'a Context,
+    deadline: Instant,
+    patience: Patience,
 }
 
 /// Feeds the guest chunk after chunk (`carry` first) and writes its
 /// output: `Ok(Some)` when it ended or answered EOF (the connection
 /// lingers, or with the bytes of the next request read so far, is kept
-/// alive), `Ok(None)` when no bytes came within [`WAIT_ON_THREAD`] (the
+/// alive), `Ok(None)` when no bytes came within the turn's patience (the
 /// guest waits for them), `Err` on any other close.
 fn converse(
     stream: &mut TcpStream,
     guest: &mut Guest,
     talk: &mut Talk,
-    id: u64,
-    ctx: &Context,
-    deadline: Instant,
+    turn: &Turn,
     chunk: &mut Vec<u8>,
 ) -> Result<Option<Done>, Close> {
+    let &Turn {
+        id,
+        ctx,
+        deadline,
+        patience,
+    } = turn;
     let metrics = &ctx.status.metrics;
     let Talk { http, carry } = talk;
     loop {
         let read = if carry.is_empty() {
-            let Some(read) = socket::read_within(stream, chunk, WAIT_ON_THREAD, deadline)? else {
+            let Some(read) = socket::read_within(stream, chunk, patience.0, deadline)? else {
                 return Ok(None);
             };
             metrics.bytes_in.inc_by(read as u64);

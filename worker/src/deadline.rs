@@ -3,8 +3,9 @@
 //! The design overview is in `docs/ARCHITECTURE.md`; this is the detail.
 //!
 //! One timer thread per process holds every armed deadline in order: a
-//! thread of its own, not a tokio task, so that stopping guests never waits
-//! on the runtime's scheduling. When a deadline passes it interrupts that guest's store
+//! thread of its own, not a tokio task, because guests run on runtime
+//! threads too (`spare.rs`), and a task woken by a runtime thread that then
+//! runs a spinning guest would wait behind it. When a deadline passes it interrupts that guest's store
 //! through wasmer's host interrupt, and keeps interrupting it every few
 //! milliseconds (an interrupt that lands just before the guest enters wasm
 //! can be missed) until the connection drops its [`Watchdog`]. Arming and
@@ -72,7 +73,7 @@ struct Armed {
     stalled: Mutex<()>,
     next_id: AtomicU64,
     timer: OnceLock<()>,
-    /// When the timer thread last ran, in nanoseconds since `epoch`.
+    /// When the timer task last ran, in nanoseconds since `epoch`.
     ran: AtomicU64,
     epoch: Instant,
 }

@@ -19,10 +19,11 @@
 //! - [`startup`]: [`startup::prepare`]: fetch with retries, digest pin, the
 //!   limits clamped to the module ([`capacity`]), the function's name,
 //!   native code from an [`artifact`] (AOT or the cache) or compiled.
-//! - [`server`]: the accept loop and drain; [`connection`]: one connection on
-//!   its own blocking-pool thread (`socket.rs`: its reads and writes, bounded
-//!   by the idle timeout and the deadline); [`capacity`]: how many connections the
-//!   process's limits allow.
+//! - [`server`]: the accept loop and drain; [`connection`]: one connection's
+//!   requests, on a blocking-pool thread or on a runtime thread [`spare`]
+//!   lends (`socket.rs`: its reads and writes, bounded by the idle timeout
+//!   and the deadline); [`capacity`]: how many connections the process's
+//!   limits allow.
 //! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`check`]: the summary printed by `nur-worker check`; [`compile`]:
 //!   `nur-worker compile`, an artifact to a file or to object storage.
@@ -50,6 +51,7 @@ pub mod metrics;
 pub mod pool;
 pub mod server;
 mod socket;
+pub mod spare;
 pub mod startup;
 mod sys;
 pub mod tunables;

@@ -135,8 +135,14 @@ fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     let limits = &args.limits;
     // --max-connections is clamped once the module is known; never above this.
     let threads = limits.max_connections.min(limits.max_open_connections) as usize + 4;
+    // One runtime thread more than CPUs: all but one may run guests in
+    // place (`nur_worker::spare`), so as many guests as CPUs skip the
+    // hand-off to the blocking pool, and the one kept back mostly sleeps
+    // in the I/O driver (2 on a one-CPU pod).
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get() + 1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .worker_threads(workers)
         .max_blocking_threads(threads)
         .build()?;
     let result = runtime.block_on(serve_until_drained(args));

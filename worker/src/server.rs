@@ -22,12 +22,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nur_module::abi::Kind;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::admin::Status;
-use crate::connection::{self, Close, Context, Conversation, Served};
+use crate::connection::{self, Close, Context, Conversation, Patience, Served};
 use crate::socket;
+use crate::spare::SpareThreads;
 
 /// Accepts connections until `shutdown` completes, at most `max_open` open at
 /// once; returns the permits that open connections hold, for [`drain`].
@@ -39,6 +42,11 @@ pub async fn run(
 ) -> Arc<Semaphore> {
     let open = Arc::new(Semaphore::new(max_open as usize));
     let serving = Arc::new(Semaphore::new(ctx.limits.max_connections as usize));
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let spare = Arc::new(SpareThreads::new(
+        workers,
+        tokio::runtime::Handle::current(),
+    ));
     tokio::pin!(shutdown);
     let mut id = 0u64;
     loop {
@@ -61,7 +69,8 @@ pub async fn run(
             },
         };
         id += 1;
-        tokio::spawn(handle(socket, id, ctx.clone(), serving.clone(), permit));
+        let shared = (ctx.clone(), serving.clone(), spare.clone());
+        tokio::spawn(handle(socket, id, shared, permit));
     }
     open
 }
@@ -73,13 +82,11 @@ pub async fn drain(open: &Semaphore, max_open: u32, grace: Duration) -> bool {
         .is_ok()
 }
 
-async fn handle(
-    socket: TcpStream,
-    id: u64,
-    ctx: Arc<Context>,
-    serving: Arc<Semaphore>,
-    open: OwnedSemaphorePermit,
-) {
+/// What every connection's task shares.
+type Shared = (Arc<Context>, Arc<Semaphore>, Arc<SpareThreads>);
+
+async fn handle(socket: TcpStream, id: u64, shared: Shared, open: OwnedSemaphorePermit) {
+    let (ctx, serving, spare) = shared;
     let tracked = Tracked::new(&ctx, open);
     let deadline = tracked.started + ctx.limits.timeout;
     let slot = match wait_for_turn(&socket, &ctx, &serving, deadline).await {
@@ -90,9 +97,10 @@ async fn handle(
         id,
         ctx,
         serving,
+        spare,
         tracked,
     };
-    serve_on_pool(socket, accepted, Next::Request(Vec::new()), slot, deadline);
+    serve_next(socket, accepted, Next::Request(Vec::new()), slot, deadline);
 }
 
 /// What the pool thread does next with a connection.
@@ -110,15 +118,17 @@ struct Accepted {
     id: u64,
     ctx: Arc<Context>,
     serving: Arc<Semaphore>,
+    spare: Arc<SpareThreads>,
     tracked: Tracked,
 }
 
-/// Serves the connection's next request, or goes on with the current one,
-/// on a thread of the blocking pool, where it is recorded and released:
-/// nothing waits for it here, so its end wakes no task. A connection kept
-/// alive goes on in [`next_request`], one whose instance waits for more
-/// bytes in [`next_chunk`].
-fn serve_on_pool(
+/// Serves the connection's next request, or goes on with the current one:
+/// here, on this runtime thread, when a runtime thread is spare
+/// ([`Lent`]), else on a thread of the blocking pool. Either way it is
+/// recorded and released where it ran: nothing waits for it, so its end
+/// wakes no task. A connection kept alive goes on in [`next_request`], one
+/// whose instance waits for more bytes in [`next_chunk`].
+fn serve_next(
     socket: TcpStream,
     accepted: Accepted,
     next: Next,
@@ -128,51 +138,117 @@ fn serve_on_pool(
     let Some(stream) = socket.into_std().ok() else {
         return accepted.tracked.close(Close::ClientGone);
     };
+    let spare = accepted.spare.clone();
+    let lent = match accepted.ctx.function.kind {
+        Kind::Stream => spare.lend(),
+        // A WASI command blocks in `_start` for its whole connection.
+        Kind::Command => None,
+    };
+    if let Some(lent) = lent {
+        let served = serve_here(stream, &accepted, next, deadline, Patience::NONE);
+        drop(lent);
+        return go_on(served, accepted, slot, Linger::OnTokio);
+    }
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let (id, ctx) = (accepted.id, &accepted.ctx);
-        let served = std::panic::catch_unwind(AssertUnwindSafe(|| match next {
-            Next::Request(carry) => connection::serve_request(stream, carry, id, ctx, deadline),
-            Next::Resume(conversation) => connection::resume(stream, conversation, id, ctx),
-        }))
-        .unwrap_or_else(|_| {
-            tracing::error!(connection = id, "connection handler panicked");
-            Served::Closed(Close::Internal)
-        });
-        match served {
-            Served::Closed(close) => {
-                drop(slot);
-                accepted.tracked.close(close);
-            }
-            Served::KeptAlive { stream, carry } => {
-                drop(slot);
-                let _entered = runtime.enter();
-                match TcpStream::from_std(stream) {
-                    Ok(socket) => {
-                        runtime.spawn(next_request(socket, accepted, carry));
-                    }
-                    Err(_) => accepted.tracked.close(Close::ClientGone),
+        let served = serve_here(stream, &accepted, next, deadline, Patience::POOL);
+        let _entered = runtime.enter();
+        go_on(served, accepted, slot, Linger::Here);
+    });
+}
+
+/// Runs the connection's next step on this thread.
+fn serve_here(
+    stream: std::net::TcpStream,
+    accepted: &Accepted,
+    next: Next,
+    deadline: Instant,
+    patience: Patience,
+) -> Served {
+    let (id, ctx) = (accepted.id, &accepted.ctx);
+    std::panic::catch_unwind(AssertUnwindSafe(|| match next {
+        Next::Request(carry) => {
+            connection::serve_request(stream, carry, id, ctx, deadline, patience)
+        }
+        Next::Resume(conversation) => connection::resume(stream, conversation, id, ctx, patience),
+    }))
+    .unwrap_or_else(|_| {
+        tracing::error!(connection = id, "connection handler panicked");
+        Served::Closed(Close::Internal)
+    })
+}
+
+/// Where an answered connection waits for the client's FIN.
+enum Linger {
+    /// On this pool thread.
+    Here,
+    /// On tokio, so that a runtime thread is not held.
+    OnTokio,
+}
+
+/// After a step: closes the connection and records it, or hands it back to
+/// tokio to wait for the next request or the next chunk.
+fn go_on(served: Served, accepted: Accepted, slot: OwnedSemaphorePermit, linger: Linger) {
+    match served {
+        Served::Closed(close) => {
+            drop(slot);
+            accepted.tracked.close(close);
+        }
+        Served::Answered { stream, close } => {
+            drop(slot);
+            match linger {
+                Linger::Here => {
+                    socket::linger(stream);
+                    accepted.tracked.close(close);
                 }
-            }
-            Served::Waiting {
-                stream,
-                conversation,
-            } => {
-                // The live instance keeps its serving slot.
-                let _entered = runtime.enter();
-                match TcpStream::from_std(stream) {
-                    Ok(socket) => {
-                        runtime.spawn(next_chunk(socket, accepted, conversation, slot));
-                    }
-                    Err(_) => {
-                        let close = connection::abandon(conversation, id, ctx, Close::ClientGone);
-                        drop(slot);
-                        accepted.tracked.close(close);
-                    }
+                Linger::OnTokio => {
+                    tokio::spawn(linger_on_tokio(stream, accepted.tracked, close));
                 }
             }
         }
-    });
+        Served::KeptAlive { stream, carry } => {
+            drop(slot);
+            match TcpStream::from_std(stream) {
+                Ok(socket) => {
+                    tokio::spawn(next_request(socket, accepted, carry));
+                }
+                Err(_) => accepted.tracked.close(Close::ClientGone),
+            }
+        }
+        Served::Waiting {
+            stream,
+            conversation,
+        } => {
+            // The live instance keeps its serving slot.
+            match TcpStream::from_std(stream) {
+                Ok(socket) => {
+                    tokio::spawn(next_chunk(socket, accepted, conversation, slot));
+                }
+                Err(_) => {
+                    let (id, ctx) = (accepted.id, &accepted.ctx);
+                    let close = connection::abandon(conversation, id, ctx, Close::ClientGone);
+                    drop(slot);
+                    accepted.tracked.close(close);
+                }
+            }
+        }
+    }
+}
+
+/// [`socket::linger`] without a thread: sends FIN, then reads and drops
+/// what the client still sends until its own FIN, at most
+/// [`socket::LINGER`]; then the close is recorded.
+async fn linger_on_tokio(stream: std::net::TcpStream, tracked: Tracked, close: Close) {
+    if stream.shutdown(std::net::Shutdown::Write).is_ok()
+        && let Ok(mut socket) = TcpStream::from_std(stream)
+    {
+        let mut sink = [0; 4096];
+        let _ = tokio::time::timeout(socket::LINGER, async {
+            while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
+    tracked.close(close);
 }
 
 /// Waits, without a thread, for the next request of a kept-alive
@@ -205,7 +281,7 @@ fn next_request(
             Ok(slot) => slot,
             Err(close) => return accepted.tracked.close(close),
         };
-        serve_on_pool(socket, accepted, Next::Request(carry), slot, deadline);
+        serve_next(socket, accepted, Next::Request(carry), slot, deadline);
     })
 }
 
@@ -232,7 +308,7 @@ fn next_chunk(
             drop(slot);
             return accepted.tracked.close(close);
         }
-        serve_on_pool(socket, accepted, Next::Resume(conversation), slot, deadline);
+        serve_next(socket, accepted, Next::Resume(conversation), slot, deadline);
     })
 }
 

@@ -14,7 +14,7 @@ use crate::sys;
 
 /// Longest the worker keeps reading and discarding a client's leftover input
 /// after closing its own side, so that the close is a FIN and not a reset.
-const LINGER: Duration = Duration::from_secs(1);
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
 pub(crate) fn timed_out(deadline: Instant) -> Close {
     if Instant::now() >= deadline {
@@ -49,9 +49,9 @@ fn wait(stream: &TcpStream, events: libc::c_short, idle: Duration, until: Instan
 
 /// Whether the client sends more within `within`: `Some(true)` when bytes
 /// wait to be read, `Some(false)` when it closed or reset, `None` when
-/// nothing came.
+/// nothing came. With no time to wait, only what is there already counts.
 pub(crate) fn next_bytes_within(stream: &TcpStream, within: Duration) -> Option<bool> {
-    if !wait(stream, libc::POLLIN, within, Instant::now() + within) {
+    if !within.is_zero() && !wait(stream, libc::POLLIN, within, Instant::now() + within) {
         return None;
     }
     match stream.peek(&mut [0u8; 1]) {

@@ -110,8 +110,8 @@ fn an_endless_loop_is_interrupted_at_the_timeout() {
 
 #[test]
 fn while_two_connections_spin_forty_others_are_answered() {
-    // Two spinners: as many as the runtime threads of a 2-CPU machine, so
-    // with guests run on runtime threads too, both could be held.
+    // Two spinners: as many runtime threads as a 2-CPU worker lends to
+    // guests, so both lent threads are held.
     let worker = faulty(&["--timeout", "20s"]);
     let spinners: Vec<_> = (0..2)
         .map(|_| {
@@ -129,6 +129,38 @@ fn while_two_connections_spin_forty_others_are_answered() {
     let timeouts = worker.metric("nur_guest_traps_total{kind=\"timeout\"}");
     assert_eq!(timeouts, 0.0, "answered while both still spun");
     drop(spinners);
+}
+
+#[test]
+fn while_one_connection_spins_the_admin_port_and_new_connections_answer_at_once() {
+    // An idle worker: the runtime thread that wakes for the spinner's bytes
+    // is the one that was waiting on the sockets, and it runs the guest.
+    let worker = faulty(&["--timeout", "20s"]);
+    let mut spinner = worker.connect();
+    spinner.write_all(b"spin").unwrap();
+    // The admin port is what is tested, so it cannot tell when the spinner
+    // runs; when it does not run yet, the rounds below still must pass.
+    std::thread::sleep(Duration::from_millis(300));
+    for round in 0..5 {
+        let started = Instant::now();
+        let active = worker.metric("nur_connections_active");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "round {round}: /metrics took {took:?}"
+        );
+        assert!(active >= 1.0, "round {round}: the spinner is counted");
+        let started = Instant::now();
+        assert_eq!(worker.request(b"hello"), b"hello");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "round {round}: an answer took {took:?}"
+        );
+    }
+    let timeouts = worker.metric("nur_guest_traps_total{kind=\"timeout\"}");
+    assert_eq!(timeouts, 0.0, "all answered while the spinner spun");
+    drop(spinner);
 }
 
 #[test]
