@@ -23,11 +23,18 @@
 //! one TLB shootdown for the batch instead of one per connection; plain
 //! `madvise` per slot where that call is missing), after which they read as
 //! zeros (anonymous private mappings), and the slots become free. A dirty
-//! slot is never handed out. The next
-//! instance gets it with exactly its own initial size accessible (`mprotect`
-//! only when that differs from the slot's current accessible size, i.e. after
-//! a `memory.grow`); everything past it stays `PROT_NONE`, so the guard-page
-//! bounds checks of the compiled code hold exactly as with wasmer's memories.
+//! slot is never handed out. A slot whose instance grew its memory is
+//! always set aside as dirty, and is narrowed back to the size it was
+//! handed out with right after the batch's `madvise`, when none of its
+//! pages is mapped: narrowing mapped pages costs a TLB shootdown (an
+//! interrupt to every CPU that ran the process) and, with many threads,
+//! contention on the process's memory map lock, which was a quarter of the
+//! worker's CPU for a function whose allocator grows memory on every
+//! request. The next instance gets a slot with exactly its own initial
+//! size accessible (`mprotect` only when that differs from the slot's
+//! current accessible size); everything past it stays `PROT_NONE`, so the
+//! guard-page bounds checks of the compiled code hold exactly as with
+//! wasmer's memories.
 //! A slot that cannot be reset is unmapped, never reused.
 //!
 //! A pool may hold the module's initial memory as an image
@@ -64,6 +71,9 @@ fn reservation() -> usize {
 struct Slot {
     region: Reservation,
     accessible: usize,
+    /// What was accessible when the slot was handed out: more when it is
+    /// given back means its instance grew the memory.
+    initial: usize,
 }
 
 impl Slot {
@@ -81,6 +91,7 @@ impl Slot {
         Ok(Self {
             region,
             accessible: 0,
+            initial: 0,
         })
     }
 
@@ -118,9 +129,17 @@ impl Slot {
     }
 
     /// Gives the accessible pages back to the kernel: they read as zeros
-    /// (or the image) after.
+    /// (or the image) after; then [`Slot::shrink_to_initial`].
     fn zero(&mut self) -> bool {
-        self.region.discard(self.accessible).is_ok()
+        self.region.discard(self.accessible).is_ok() && self.shrink_to_initial()
+    }
+
+    /// After its pages are given back: a slot whose instance grew its
+    /// memory goes back to the size it was handed out with. None of its
+    /// pages is mapped now, so the `mprotect` changes no page table entry
+    /// and needs no TLB shootdown.
+    fn shrink_to_initial(&mut self) -> bool {
+        self.set_accessible(self.initial).is_ok()
     }
 }
 
@@ -137,7 +156,10 @@ fn zero_all(mut slots: Vec<Slot>) -> Vec<Slot> {
             .map(|slot| (&mut slot.region, slot.accessible))
             .collect();
         if sys::discard_all(pidfd, &mut ranges).is_ok_and(|done| done == total) {
-            return slots;
+            return slots
+                .into_iter()
+                .filter_map(|mut slot| slot.shrink_to_initial().then_some(slot))
+                .collect();
         }
     }
     // Per slot (idempotent for those the call above did reach).
@@ -206,9 +228,13 @@ impl MemoryPool {
     }
 
     fn give_back(&self, mut slot: Slot) {
-        // Not over an image: a page the instance wrote there is the image's
-        // copy, which only `MADV_DONTNEED` brings back.
-        let clean = self.image.is_none() && slot.clear_in_place();
+        // Cleared in place only when not over an image (a page the
+        // instance wrote there is the image's copy, which only
+        // `MADV_DONTNEED` brings back) and not grown (a grown slot's pages
+        // are given back with the batch first, so that narrowing it needs
+        // no TLB shootdown: [`Slot::shrink_to_initial`]).
+        let grown = slot.accessible > slot.initial;
+        let clean = !grown && self.image.is_none() && slot.clear_in_place();
         let Ok(mut slots) = self.slots.lock() else {
             return; // dropped: unmapped, never reused
         };
@@ -266,6 +292,7 @@ impl MemoryPool {
         }
         let mut slot = self.take()?;
         slot.set_accessible(bytes)?;
+        slot.initial = bytes;
         let value = VMMemoryDefinition {
             base: slot.base().as_ptr(),
             current_length: bytes,
@@ -433,6 +460,47 @@ mod tests {
             slot.accessible, WASM_PAGE_SIZE,
             "grown pages are PROT_NONE again"
         );
+    }
+
+    #[test]
+    fn a_grown_slot_waits_for_the_batch_and_comes_back_at_its_initial_size() {
+        let pool = MemoryPool::with_batch(8, 2, &[]).unwrap();
+        let mut grown = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
+        let base = unsafe { grown.vmmemory().as_ref().base };
+        grown.grow(Pages(1)).unwrap();
+        // SAFETY: both pages are accessible; a grown slot is given back
+        // with the batch, however few pages it wrote.
+        unsafe { base.add(3).write(0xA5) };
+        unsafe { base.add(WASM_PAGE_SIZE + 1).write(0x5A) };
+        drop(grown);
+        assert_eq!(pool.free_slots(), 0, "a grown slot is not cleared in place");
+        let mut other = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
+        other.grow(Pages(2)).unwrap();
+        drop(other); // the batch of two: both discarded, then narrowed
+        let slots = pool.slots.lock().unwrap();
+        let sizes: Vec<_> = slots
+            .free
+            .iter()
+            .map(|s| (s.accessible, s.initial))
+            .collect();
+        assert_eq!(
+            sizes,
+            [(WASM_PAGE_SIZE, WASM_PAGE_SIZE); 2],
+            "back at their initial size"
+        );
+        drop(slots);
+        let reused: Vec<_> = (0..2)
+            .map(|_| unsafe { pool.memory(&ty(1, None), None) }.unwrap())
+            .collect();
+        let bases: Vec<_> = reused
+            .iter()
+            .map(|m| unsafe { m.vmmemory().as_ref().base })
+            .collect();
+        assert!(bases.contains(&base), "the grown slot is reused");
+        for base in bases {
+            // SAFETY: the first page is accessible: zeros.
+            assert_eq!(unsafe { base.add(3).read() }, 0);
+        }
     }
 
     #[test]
