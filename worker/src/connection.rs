@@ -1,7 +1,8 @@
-//! One connection's requests, served on threads of tokio's blocking pool:
-//! read a chunk, hand it to the guest, write its output, read the next; or,
-//! for a WASI command, run `_start` once with the socket as its stdin and
-//! stdout, on one thread.
+//! One connection's requests, served on a thread (a spare runtime thread or
+//! one of tokio's blocking pool): read a chunk, hand it to the guest, write
+//! its output, read the next; or, for a WASI command, run `_start` once
+//! with the socket as its stdin and stdout, on one thread. The socket is
+//! borrowed: its owner (the accept side) keeps it between steps.
 //!
 //! The socket stays non-blocking. A write that would block waits in
 //! `poll(2)` for at most the idle timeout, or less when the connection's
@@ -63,28 +64,24 @@ pub enum Close {
     KeepAliveEnd,
 }
 
-/// How a request on a connection ended, or paused.
+/// How a request on a connection ended, or paused. The socket stays with
+/// the caller, who served it by reference.
 pub enum Served {
     Closed(Close),
     /// The function is done and its output is in the socket: the caller
     /// lingers on it ([`socket::linger`], or the accept side's own) so
     /// that the close is a FIN, then counts the close.
-    Answered {
-        stream: TcpStream,
-        close: Close,
-    },
+    Answered(Close),
     /// The answer was whole and the request allows another: the
     /// connection waits for its next request; `carry` holds the bytes of
     /// it already read.
     KeptAlive {
-        stream: TcpStream,
         carry: Vec<u8>,
     },
     /// The function waits for more bytes, which did not come within the
     /// thread's [`Patience`]: the connection and its live instance wait
     /// without a thread until the client sends, then [`resume`] goes on.
     Waiting {
-        stream: TcpStream,
         conversation: Box<Conversation>,
     },
 }
@@ -162,24 +159,21 @@ thread_local! {
 /// (a connection that could be kept alive is closed too).
 pub fn serve(stream: TcpStream, id: u64, ctx: &Context, deadline: Instant) -> Close {
     let patience = Patience::POOL;
-    let mut served = serve_request(stream, Vec::new(), id, ctx, deadline, patience);
+    let mut served = serve_request(&stream, Vec::new(), id, ctx, deadline, patience);
     loop {
         match served {
             Served::Closed(close) => return close,
-            Served::Answered { stream, close } => {
-                linger(stream);
+            Served::Answered(close) => {
+                linger(&stream);
                 return close;
             }
             Served::KeptAlive { .. } => return Close::KeepAliveEnd,
-            Served::Waiting {
-                stream,
-                conversation,
-            } => {
+            Served::Waiting { conversation } => {
                 if !socket::readable(&stream, ctx.limits.idle_timeout, conversation.deadline) {
                     let close = socket::timed_out(conversation.deadline);
                     return abandon(conversation, id, ctx, close);
                 }
-                served = resume(stream, conversation, id, ctx, patience);
+                served = resume(&stream, conversation, id, ctx, patience);
             }
         }
     }
@@ -188,7 +182,7 @@ pub fn serve(stream: TcpStream, id: u64, ctx: &Context, deadline: Instant) -> Cl
 /// Goes on with a [`Served::Waiting`] connection whose client sent more
 /// (or closed).
 pub fn resume(
-    stream: TcpStream,
+    stream: &TcpStream,
     conversation: Box<Conversation>,
     id: u64,
     ctx: &Context,
@@ -203,7 +197,7 @@ pub fn resume(
         } = *conversation;
         let talk = (guest.resume(), talk, deadline);
         let served = talk_with(stream, talk, id, ctx, chunk, patience);
-        keep_serving(served, id, ctx, chunk, patience)
+        keep_serving(stream, served, id, ctx, chunk, patience)
     })
 }
 
@@ -222,7 +216,7 @@ pub fn abandon(conversation: Box<Conversation>, id: u64, ctx: &Context, close: C
 /// kept connections) costs no futex wake and no re-registration per
 /// request.
 pub fn serve_request(
-    stream: TcpStream,
+    stream: &TcpStream,
     carry: Vec<u8>,
     id: u64,
     ctx: &Context,
@@ -232,7 +226,7 @@ pub fn serve_request(
     CHUNK.with_borrow_mut(|chunk| {
         ready_chunk(chunk, ctx);
         let served = serve_with(stream, carry, id, ctx, deadline, chunk, patience);
-        keep_serving(served, id, ctx, chunk, patience)
+        keep_serving(stream, served, id, ctx, chunk, patience)
     })
 }
 
@@ -245,6 +239,7 @@ fn ready_chunk(chunk: &mut Vec<u8>, ctx: &Context) {
 /// After a request: serves the next one on this thread while it comes
 /// within `patience`.
 fn keep_serving(
+    stream: &TcpStream,
     mut served: Served,
     id: u64,
     ctx: &Context,
@@ -252,33 +247,28 @@ fn keep_serving(
     patience: Patience,
 ) -> Served {
     loop {
-        let (kept, rest) = match served {
-            Served::KeptAlive { stream, carry } => (stream, carry),
+        let rest = match served {
+            Served::KeptAlive { carry } => carry,
             other => return other,
         };
         if rest.is_empty() {
             // A request already here is served even when the drain has
             // started (its answer then closes the connection).
-            match socket::next_bytes_within(&kept, patience.0) {
+            match socket::next_bytes_within(stream, patience.0) {
                 Some(true) => {}
                 Some(false) => return Served::Closed(Close::KeepAliveEnd),
-                None => {
-                    return Served::KeptAlive {
-                        stream: kept,
-                        carry: rest,
-                    };
-                }
+                None => return Served::KeptAlive { carry: rest },
             }
         }
         ctx.status.metrics.kept_alive_requests.inc();
         ready_chunk(chunk, ctx);
         let deadline = Instant::now() + ctx.limits.timeout;
-        served = serve_with(kept, rest, id, ctx, deadline, chunk, patience);
+        served = serve_with(stream, rest, id, ctx, deadline, chunk, patience);
     }
 }
 
 fn serve_with(
-    stream: TcpStream,
+    stream: &TcpStream,
     carry: Vec<u8>,
     id: u64,
     ctx: &Context,
@@ -304,17 +294,29 @@ fn serve_with(
 }
 
 /// Runs a WASI command's `_start` once, with the socket as its stdin and
-/// stdout.
+/// stdout. The guest's stdio holds a descriptor of its own (a `dup`, once
+/// per command connection), as wasmer's environment must own what it holds.
 fn run_command(
-    stream: TcpStream,
+    stream: &TcpStream,
     mut guest: Guest,
     id: u64,
     ctx: &Context,
     chunk: &mut Vec<u8>,
 ) -> Served {
     let metrics = &ctx.status.metrics;
+    let stdio = match stream.try_clone() {
+        Ok(stdio) => stdio,
+        Err(e) => {
+            tracing::warn!(
+                connection = id,
+                "no descriptor for the command's stdio: {e}"
+            );
+            end(guest, id, ctx);
+            return Served::Closed(Close::Internal);
+        }
+    };
     let buffer = std::mem::take(chunk);
-    let (stream, buffer, ran) = guest.run(stream, ctx.limits.idle_timeout, buffer);
+    let (_, buffer, ran) = guest.run(stdio, ctx.limits.idle_timeout, buffer);
     *chunk = buffer;
     let (bytes_in, bytes_out) = guest.command_bytes();
     metrics.bytes_in.inc_by(bytes_in);
@@ -325,13 +327,13 @@ fn run_command(
         Err(e) => Err(fault(ctx, id, e)),
     };
     end(guest, id, ctx);
-    close_after(stream, done)
+    close_after(done)
 }
 
 /// Feeds a Nur-ABI guest its connection's chunks (see [`converse`]) until
 /// it is done, or waits for bytes that have not come.
 fn talk_with(
-    mut stream: TcpStream,
+    stream: &TcpStream,
     (mut guest, mut talk, deadline): (Guest, Talk, Instant),
     id: u64,
     ctx: &Context,
@@ -344,10 +346,9 @@ fn talk_with(
         deadline,
         patience,
     };
-    let done = match converse(&mut stream, &mut guest, &mut talk, &turn, chunk) {
+    let done = match converse(stream, &mut guest, &mut talk, &turn, chunk) {
         Ok(None) => {
             return Served::Waiting {
-                stream,
                 conversation: Box::new(Conversation {
                     guest: guest.park(),
                     talk,
@@ -359,7 +360,7 @@ fn talk_with(
         Err(close) => Err(close),
     };
     end(guest, id, ctx);
-    close_after(stream, done)
+    close_after(done)
 }
 
 /// Records what a finished guest leaves in the metrics and the log, and
@@ -385,10 +386,10 @@ fn end(guest: Guest, id: u64, ctx: &Context) {
 
 /// The connection after its guest is done: kept for the next request,
 /// to close after a linger, or closed.
-fn close_after(stream: TcpStream, done: Result<Done, Close>) -> Served {
+fn close_after(done: Result<Done, Close>) -> Served {
     match done {
-        Ok((_, Some(carry))) => Served::KeptAlive { stream, carry },
-        Ok((close, None)) => Served::Answered { stream, close },
+        Ok((_, Some(carry))) => Served::KeptAlive { carry },
+        Ok((close, None)) => Served::Answered(close),
         Err(close) => Served::Closed(close),
     }
 }
@@ -407,7 +408,7 @@ struct Turn<'a> {
 /// alive), `Ok(None)` when no bytes came within the turn's patience (the
 /// guest waits for them), `Err` on any other close.
 fn converse(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     guest: &mut Guest,
     talk: &mut Talk,
     turn: &Turn,

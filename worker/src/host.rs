@@ -63,7 +63,7 @@ impl CommandIo {
     /// Sends `bytes` to the client, waiting while the client does not read
     /// (at most the idle timeout, never past `deadline`).
     pub(crate) fn send(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), RuntimeError> {
-        crate::socket::write(&mut self.stream, bytes, self.idle, deadline)
+        crate::socket::write(&self.stream, bytes, self.idle, deadline)
             .map_err(|close| RuntimeError::user(Box::new(HostFault::Closed { close })))?;
         self.bytes_out += bytes.len() as u64;
         Ok(())
@@ -74,7 +74,7 @@ impl CommandIo {
     pub(crate) fn pending(&mut self, deadline: Instant) -> Result<&[u8], RuntimeError> {
         if self.taken == self.input.len() && !self.eof {
             self.taken = 0;
-            let read = crate::socket::read(&mut self.stream, &mut self.input, self.idle, deadline)
+            let read = crate::socket::read(&self.stream, &mut self.input, self.idle, deadline)
                 .map_err(|close| RuntimeError::user(Box::new(HostFault::Closed { close })))?;
             self.eof = read == 0;
             self.bytes_in += read as u64;

@@ -4,26 +4,28 @@
 //!
 //! Two limits: at most `--max-open-connections` open connections (more wait
 //! in the listen backlog), and at most `--max-connections` of them served at
-//! once, each with a live instance, run on a thread of tokio's blocking
-//! pool. An accepted connection first waits on tokio, without a thread or an
-//! instance, for its first bytes (or EOF), then for a serving slot, then is
-//! handed to [`connection::serve_request`]. So tens of thousands of mostly
-//! idle clients cost a tokio task and a socket each, and never more threads
-//! or memory mappings than the process can have. A function waiting for
-//! more of its request gives its thread back too: the connection waits here
-//! with its instance and slot ([`Served::Waiting`]) and goes on on any pool
+//! once, each with a live instance, run on a spare runtime thread or a
+//! thread of tokio's blocking pool. An accepted connection first waits on
+//! tokio, without a thread or an instance, for its first bytes (or EOF),
+//! then for a serving slot, then is handed to
+//! [`connection::serve_request`]. So tens of thousands of mostly idle
+//! clients cost a tokio task and a socket each, and never more threads or
+//! memory mappings than the process can have. A function waiting for more
+//! of its request gives its thread back too: the connection waits here
+//! with its instance and slot ([`Served::Waiting`]) and goes on on any
 //! thread when the bytes come. A connection kept alive after its answer
 //! (`--keep-alive`) comes back here and waits the same way for its next
-//! request, which gets a deadline of its own.
+//! request, which gets a deadline of its own. The socket stays registered
+//! with tokio from accept to close ([`StdView`]).
 
 use std::future::Future;
+use std::io::ErrorKind;
+use std::net::Shutdown;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nur_module::abi::Kind;
-use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -31,6 +33,7 @@ use crate::admin::Status;
 use crate::connection::{self, Close, Context, Conversation, Patience, Served};
 use crate::socket;
 use crate::spare::SpareThreads;
+use crate::sys::StdView;
 
 /// Accepts connections until `shutdown` completes, at most `max_open` open at
 /// once; returns the permits that open connections hold, for [`drain`].
@@ -100,15 +103,28 @@ async fn handle(socket: TcpStream, id: u64, shared: Shared, open: OwnedSemaphore
         spare,
         tracked,
     };
-    serve_next(socket, accepted, Next::Request(Vec::new()), slot, deadline);
+    let step = Step {
+        next: Next::Request(Vec::new()),
+        slot,
+        deadline,
+    };
+    drive(socket, accepted, step).await;
 }
 
-/// What the pool thread does next with a connection.
+/// What the serving thread does next with a connection.
 enum Next {
     /// Its next request, whose first bytes (these) may be read already.
     Request(Vec<u8>),
     /// Goes on with the request whose instance waited for more bytes.
     Resume(Box<Conversation>),
+}
+
+/// A connection's next step on a thread: what it does, the serving slot it
+/// holds for it, and the deadline of its request.
+struct Step {
+    next: Next,
+    slot: OwnedSemaphorePermit,
+    deadline: Instant,
 }
 
 /// What the accept side holds of a connection between its requests, beside
@@ -122,55 +138,87 @@ struct Accepted {
     tracked: Tracked,
 }
 
-/// Serves the connection's next request, or goes on with the current one:
-/// here, on this runtime thread, when a runtime thread is spare
-/// ([`Lent`]), else on a thread of the blocking pool. Either way it is
-/// recorded and released where it ran: nothing waits for it, so its end
-/// wakes no task. A connection kept alive goes on in [`next_request`], one
-/// whose instance waits for more bytes in [`next_chunk`].
-fn serve_next(
-    socket: TcpStream,
-    accepted: Accepted,
-    next: Next,
-    slot: OwnedSemaphorePermit,
-    deadline: Instant,
-) {
-    let Some(stream) = socket.into_std().ok() else {
-        return accepted.tracked.close(Close::ClientGone);
-    };
+/// Runs the connection's steps on this runtime thread while one is spare
+/// ([`Lent`](crate::spare::Lent)), waiting on tokio in between (for the
+/// next request, the next chunk, or the client's FIN after the answer),
+/// all in this task; when no runtime thread is spare the step goes to a
+/// thread of the blocking pool ([`on_pool`]). The socket stays registered
+/// with tokio throughout: a serving thread reads and writes it through a
+/// [`StdView`].
+async fn drive(socket: TcpStream, accepted: Accepted, mut step: Step) {
     let spare = accepted.spare.clone();
-    let lent = match accepted.ctx.function.kind {
-        Kind::Stream => spare.lend(),
-        // A WASI command blocks in `_start` for its whole connection.
-        Kind::Command => None,
-    };
-    if let Some(lent) = lent {
-        let served = serve_here(stream, &accepted, next, deadline, Patience::NONE);
+    loop {
+        let lent = match accepted.ctx.function.kind {
+            Kind::Stream => spare.lend(),
+            // A WASI command blocks in `_start` for its whole connection.
+            Kind::Command => None,
+        };
+        let Some(lent) = lent else {
+            return on_pool(socket, accepted, step);
+        };
+        let served = serve_here(&socket, &accepted, step.next, step.deadline, Patience::NONE);
         drop(lent);
-        return go_on(served, accepted, slot, Linger::OnTokio);
+        match after(&socket, &accepted, served, step.slot).await {
+            Ok(next) => step = next,
+            Err(close) => {
+                drop(socket);
+                return accepted.tracked.close(close);
+            }
+        }
     }
+}
+
+/// Runs the connection's step on a thread of the blocking pool. The thread
+/// records an end itself (after its own linger for an answer): nothing
+/// waits for it, so its end wakes no task; a connection that goes on goes
+/// back to tokio in a task of its own.
+fn on_pool(socket: TcpStream, accepted: Accepted, step: Step) {
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let served = serve_here(stream, &accepted, next, deadline, Patience::POOL);
-        let _entered = runtime.enter();
-        go_on(served, accepted, slot, Linger::Here);
+        let served = serve_here(&socket, &accepted, step.next, step.deadline, Patience::POOL);
+        let close = match served {
+            Served::Closed(close) => {
+                drop(step.slot);
+                close
+            }
+            Served::Answered(close) => {
+                drop(step.slot);
+                socket::linger(&StdView::of(&socket));
+                close
+            }
+            served => {
+                runtime.spawn(async move {
+                    match after(&socket, &accepted, served, step.slot).await {
+                        Ok(next) => drive(socket, accepted, next).await,
+                        Err(close) => {
+                            drop(socket);
+                            accepted.tracked.close(close);
+                        }
+                    }
+                });
+                return;
+            }
+        };
+        drop(socket);
+        accepted.tracked.close(close);
     });
 }
 
 /// Runs the connection's next step on this thread.
 fn serve_here(
-    stream: std::net::TcpStream,
+    socket: &TcpStream,
     accepted: &Accepted,
     next: Next,
     deadline: Instant,
     patience: Patience,
 ) -> Served {
     let (id, ctx) = (accepted.id, &accepted.ctx);
+    let stream = StdView::of(socket);
     std::panic::catch_unwind(AssertUnwindSafe(|| match next {
         Next::Request(carry) => {
-            connection::serve_request(stream, carry, id, ctx, deadline, patience)
+            connection::serve_request(&stream, carry, id, ctx, deadline, patience)
         }
-        Next::Resume(conversation) => connection::resume(stream, conversation, id, ctx, patience),
+        Next::Resume(conversation) => connection::resume(&stream, conversation, id, ctx, patience),
     }))
     .unwrap_or_else(|_| {
         tracing::error!(connection = id, "connection handler panicked");
@@ -178,137 +226,114 @@ fn serve_here(
     })
 }
 
-/// Where an answered connection waits for the client's FIN.
-enum Linger {
-    /// On this pool thread.
-    Here,
-    /// On tokio, so that a runtime thread is not held.
-    OnTokio,
-}
-
-/// After a step: closes the connection and records it, or hands it back to
-/// tokio to wait for the next request or the next chunk.
-fn go_on(served: Served, accepted: Accepted, slot: OwnedSemaphorePermit, linger: Linger) {
+/// After a step, on tokio: the connection's next step, or how it closed
+/// (an answered one after the linger for the client's FIN).
+async fn after(
+    socket: &TcpStream,
+    accepted: &Accepted,
+    served: Served,
+    slot: OwnedSemaphorePermit,
+) -> Result<Step, Close> {
     match served {
-        Served::Closed(close) => {
+        Served::Closed(close) => Err(close),
+        Served::Answered(close) => {
             drop(slot);
-            accepted.tracked.close(close);
+            linger_on_tokio(socket).await;
+            Err(close)
         }
-        Served::Answered { stream, close } => {
+        Served::KeptAlive { carry } => {
             drop(slot);
-            match linger {
-                Linger::Here => {
-                    socket::linger(stream);
-                    accepted.tracked.close(close);
-                }
-                Linger::OnTokio => {
-                    tokio::spawn(linger_on_tokio(stream, accepted.tracked, close));
-                }
-            }
+            next_request(socket, accepted, carry).await
         }
-        Served::KeptAlive { stream, carry } => {
-            drop(slot);
-            match TcpStream::from_std(stream) {
-                Ok(socket) => {
-                    tokio::spawn(next_request(socket, accepted, carry));
-                }
-                Err(_) => accepted.tracked.close(Close::ClientGone),
-            }
-        }
-        Served::Waiting {
-            stream,
-            conversation,
-        } => {
-            // The live instance keeps its serving slot.
-            match TcpStream::from_std(stream) {
-                Ok(socket) => {
-                    tokio::spawn(next_chunk(socket, accepted, conversation, slot));
-                }
-                Err(_) => {
-                    let (id, ctx) = (accepted.id, &accepted.ctx);
-                    let close = connection::abandon(conversation, id, ctx, Close::ClientGone);
-                    drop(slot);
-                    accepted.tracked.close(close);
-                }
-            }
-        }
+        // The live instance keeps its serving slot.
+        Served::Waiting { conversation } => next_chunk(socket, accepted, conversation, slot).await,
     }
 }
 
 /// [`socket::linger`] without a thread: sends FIN, then reads and drops
 /// what the client still sends until its own FIN, at most
-/// [`socket::LINGER`]; then the close is recorded.
-async fn linger_on_tokio(stream: std::net::TcpStream, tracked: Tracked, close: Close) {
-    if stream.shutdown(std::net::Shutdown::Write).is_ok()
-        && let Ok(mut socket) = TcpStream::from_std(stream)
-    {
-        let mut sink = [0; 4096];
-        let _ = tokio::time::timeout(socket::LINGER, async {
-            while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
-        })
-        .await;
+/// [`socket::LINGER`].
+async fn linger_on_tokio(socket: &TcpStream) {
+    if StdView::of(socket).shutdown(Shutdown::Write).is_err() {
+        return;
     }
-    tracked.close(close);
+    let mut sink = [0; 4096];
+    let _ = tokio::time::timeout(socket::LINGER, async {
+        loop {
+            match socket.try_read(&mut sink) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if socket.readable().await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
 }
 
 /// Waits, without a thread, for the next request of a kept-alive
 /// connection (its first bytes, unless `carry` has them), then for a
 /// serving slot; closes it at the idle timeout, at the client's close, or
 /// when the worker drains.
-fn next_request(
-    socket: TcpStream,
-    accepted: Accepted,
+async fn next_request(
+    socket: &TcpStream,
+    accepted: &Accepted,
     carry: Vec<u8>,
-) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        let ctx = accepted.ctx.clone();
-        if carry.is_empty() {
-            let mut byte = [0; 1];
-            let arrived = tokio::select! {
-                biased;
-                () = ctx.status.drained() => false,
-                peeked = tokio::time::timeout(ctx.limits.idle_timeout, socket.peek(&mut byte)) => {
-                    matches!(peeked, Ok(Ok(n)) if n > 0)
-                }
-            };
-            if !arrived {
-                return accepted.tracked.close(Close::KeepAliveEnd);
+) -> Result<Step, Close> {
+    let ctx = &accepted.ctx;
+    if carry.is_empty() {
+        let mut byte = [0; 1];
+        let arrived = tokio::select! {
+            biased;
+            () = ctx.status.drained() => false,
+            peeked = tokio::time::timeout(ctx.limits.idle_timeout, socket.peek(&mut byte)) => {
+                matches!(peeked, Ok(Ok(n)) if n > 0)
             }
-        }
-        ctx.status.metrics.kept_alive_requests.inc();
-        let deadline = Instant::now() + ctx.limits.timeout;
-        let slot = match wait_for_slot(&accepted.serving, deadline).await {
-            Ok(slot) => slot,
-            Err(close) => return accepted.tracked.close(close),
         };
-        serve_next(socket, accepted, Next::Request(carry), slot, deadline);
+        if !arrived {
+            return Err(Close::KeepAliveEnd);
+        }
+    }
+    ctx.status.metrics.kept_alive_requests.inc();
+    let deadline = Instant::now() + ctx.limits.timeout;
+    let slot = wait_for_slot(&accepted.serving, deadline).await?;
+    Ok(Step {
+        next: Next::Request(carry),
+        slot,
+        deadline,
     })
 }
 
 /// Waits, without a thread, for the bytes (or the EOF) that a function in
 /// the middle of a request waits for, within the idle timeout and the
-/// request's deadline, then goes on with it on the pool; on timeout the
-/// instance is dropped and the connection closed.
-fn next_chunk(
-    socket: TcpStream,
-    accepted: Accepted,
+/// request's deadline; on timeout the instance is dropped and the
+/// connection closes.
+async fn next_chunk(
+    socket: &TcpStream,
+    accepted: &Accepted,
     conversation: Box<Conversation>,
     slot: OwnedSemaphorePermit,
-) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        let ctx = accepted.ctx.clone();
-        let deadline = conversation.deadline();
-        let until = deadline.min(Instant::now() + ctx.limits.idle_timeout);
-        // `peek`, not `readable`: tokio reports a socket it was just given
-        // readable at once.
-        let arrived = tokio::time::timeout_at(until.into(), socket.peek(&mut [0; 1])).await;
-        if arrived.is_err() {
-            let close =
-                connection::abandon(conversation, accepted.id, &ctx, socket::timed_out(deadline));
-            drop(slot);
-            return accepted.tracked.close(close);
-        }
-        serve_next(socket, accepted, Next::Resume(conversation), slot, deadline);
+) -> Result<Step, Close> {
+    let ctx = &accepted.ctx;
+    let deadline = conversation.deadline();
+    let until = deadline.min(Instant::now() + ctx.limits.idle_timeout);
+    // `peek`, not `readable`: tokio's readiness may be stale from the
+    // serving thread's reads, which went past it.
+    let arrived = tokio::time::timeout_at(until.into(), socket.peek(&mut [0; 1])).await;
+    if arrived.is_err() {
+        let close =
+            connection::abandon(conversation, accepted.id, ctx, socket::timed_out(deadline));
+        drop(slot);
+        return Err(close);
+    }
+    Ok(Step {
+        next: Next::Resume(conversation),
+        slot,
+        deadline,
     })
 }
 

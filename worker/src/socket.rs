@@ -63,7 +63,7 @@ pub(crate) fn next_bytes_within(stream: &TcpStream, within: Duration) -> Option<
 
 /// Reads at most `buf.capacity()` bytes into `buf` (replacing its contents).
 pub(crate) fn read(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     buf: &mut Vec<u8>,
     idle: Duration,
     deadline: Instant,
@@ -74,7 +74,7 @@ pub(crate) fn read(
 /// [`read`], waiting at most `within` for bytes: `None` when none came
 /// (the caller waits for them another way).
 pub(crate) fn read_within(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     buf: &mut Vec<u8>,
     within: Duration,
     deadline: Instant,
@@ -105,7 +105,7 @@ pub(crate) fn readable(stream: &TcpStream, idle: Duration, deadline: Instant) ->
 
 /// Writes all of `bytes`.
 pub(crate) fn write(
-    stream: &mut TcpStream,
+    mut stream: &TcpStream,
     mut bytes: &[u8],
     idle: Duration,
     deadline: Instant,
@@ -129,7 +129,7 @@ pub(crate) fn write(
 /// Sends FIN, then reads and drops what the client still sends (for at most
 /// [`LINGER`]) so that closing does not reset the connection and destroy
 /// output the client has not read yet.
-pub(crate) fn linger(mut stream: TcpStream) {
+pub(crate) fn linger(mut stream: &TcpStream) {
     if stream.shutdown(Shutdown::Write).is_err() {
         return;
     }
@@ -141,7 +141,7 @@ pub(crate) fn linger(mut stream: TcpStream) {
             Ok(_) => continue,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if !wait(&stream, libc::POLLIN, LINGER, until) {
+                if !wait(stream, libc::POLLIN, LINGER, until) {
                     return;
                 }
             }

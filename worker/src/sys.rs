@@ -16,6 +16,9 @@
 //!   later), and [`Reservation::write_zeros`] to clear them in place.
 //! - [`poll`] on one descriptor, and [`read_spare`], a `read(2)` into a
 //!   `Vec`'s spare capacity, for the connection's non-blocking socket.
+//! - [`StdView`]: a tokio socket seen as a `std::net::TcpStream`, borrowed,
+//!   so that a serving thread reads and writes it while it stays
+//!   registered with tokio.
 //! - [`extend_uninit`]: a `Vec` extended by whatever initialises its spare
 //!   capacity.
 //! - [`interrupt_filter`]: a wasmer trap handler that reads the program
@@ -380,6 +383,45 @@ pub fn own_pidfd() -> Option<BorrowedFd<'static>> {
         })
         .as_ref()
         .map(|fd| fd.as_fd())
+}
+
+/// A tokio `TcpStream`'s socket as a `std::net::TcpStream`, for as long as
+/// the tokio stream is borrowed: the same descriptor, never closed by the
+/// view. A serving thread reads and writes a connection through it (in
+/// `poll(2)` and plain `read`/`write`, as `crate::socket` does) while the
+/// socket stays registered with tokio's I/O driver, which saves the
+/// `epoll_ctl` pair that `into_std` and `from_std` cost per hand-off.
+/// tokio only caches readiness: a stale "readable" costs it one
+/// `WouldBlock`, and every byte that arrives later raises a new edge.
+///
+/// Written here rather than taken from `socket2::SockRef`, which does the
+/// same for socket2's `Socket`: the worker's socket code and WASI's stdio
+/// are written against std's `TcpStream`.
+pub struct StdView<'a> {
+    stream: std::mem::ManuallyDrop<std::net::TcpStream>,
+    _socket: std::marker::PhantomData<&'a tokio::net::TcpStream>,
+}
+
+impl<'a> StdView<'a> {
+    /// Views `socket` (in non-blocking mode, as tokio keeps it).
+    pub fn of(socket: &'a tokio::net::TcpStream) -> Self {
+        // SAFETY: the descriptor is open for as long as `socket` is
+        // borrowed ('a), and the view never closes it (`ManuallyDrop`, and
+        // `Deref` gives no way to move the stream out).
+        let stream = unsafe { std::net::TcpStream::from_raw_fd(socket.as_raw_fd()) };
+        Self {
+            stream: std::mem::ManuallyDrop::new(stream),
+            _socket: std::marker::PhantomData,
+        }
+    }
+}
+
+impl std::ops::Deref for StdView<'_> {
+    type Target = std::net::TcpStream;
+
+    fn deref(&self) -> &std::net::TcpStream {
+        &self.stream
+    }
 }
 
 /// `poll(2)` on one descriptor for `events` (`POLLIN`, `POLLOUT`), at most
