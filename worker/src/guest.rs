@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use wasmer::sys::{Cranelift, EngineBuilder, NativeEngineExt};
 use wasmer::{
-    Engine, Function as HostFunction, FunctionEnv, FunctionType, Instance, InstantiationError,
-    Memory, RuntimeError, Store, TypedFunction, imports,
+    Engine, Extern, Function as HostFunction, FunctionEnv, FunctionType, Instance,
+    InstantiationError, Memory, RuntimeError, Store, TypedFunction,
 };
 
 use nur_module::abi::Kind;
@@ -38,8 +38,8 @@ pub struct Function {
     max_log_bytes: u64,
     deadlines: Deadlines,
     code: GuestCode,
-    /// The `wasi_snapshot_preview1` functions the module imports.
-    wasi: Vec<(Arc<str>, FunctionType)>,
+    /// What the module imports, in its order.
+    imports: Vec<Import>,
     /// WASI's one argument: the function's name and a NUL.
     argument: Arc<[u8]>,
     /// WASI's environment: `NAME=value` and a NUL, each.
@@ -124,9 +124,9 @@ impl Function {
             max_log_bytes: limits.max_log_bytes,
             deadlines: Deadlines::default(),
             code: GuestCode::of(&compiled),
-            wasi: {
+            imports: {
                 wasi::start_clock();
-                wasi::imports_of(&compiled)
+                Import::all(&compiled)
             },
             argument: name.bytes().chain([0]).collect(),
             environment: Arc::new([]),
@@ -147,6 +147,61 @@ impl Function {
     /// The deadlines of this function's guests, for the health check.
     pub fn deadlines(&self) -> &Deadlines {
         &self.deadlines
+    }
+}
+
+/// One import of the module, resolved once per process: each connection
+/// makes its host functions in the module's order and instantiates by
+/// index (`Instance::new_by_index`), with no import map and no name
+/// lookup per connection.
+enum Import {
+    Send,
+    Log,
+    End,
+    /// A `wasi_snapshot_preview1` function: its name and type.
+    Wasi(Arc<str>, FunctionType),
+    /// Nothing Nur provides (a module that passed Nur's check has none):
+    /// `module.name`.
+    Unknown(String),
+}
+
+impl Import {
+    /// The imports of `module`, in its order.
+    fn all(module: &wasmer::Module) -> Vec<Self> {
+        module
+            .imports()
+            .map(
+                |import| match (import.module(), import.name(), import.ty()) {
+                    (nur_module::abi::IMPORT_MODULE, "nur_send", _) => Self::Send,
+                    (nur_module::abi::IMPORT_MODULE, "nur_log", _) => Self::Log,
+                    (nur_module::abi::IMPORT_MODULE, "nur_end", _) => Self::End,
+                    (wasi::WASI_MODULE, name, wasmer::ExternType::Function(ty)) => {
+                        Self::Wasi(name.into(), ty.clone())
+                    }
+                    (module, name, _) => Self::Unknown(format!("{module}.{name}")),
+                },
+            )
+            .collect()
+    }
+
+    /// This import's host function in `store`, on `env`.
+    fn make(&self, store: &mut Store, env: &FunctionEnv<HostState>) -> Result<Extern, Fault> {
+        let function = match self {
+            Self::Send => HostFunction::new_typed_with_env(store, env, nur_send),
+            Self::Log => HostFunction::new_typed_with_env(store, env, nur_log),
+            Self::End => HostFunction::new_typed_with_env(store, env, nur_end),
+            Self::Wasi(name, ty) => wasi::function(store, env, name, ty),
+            Self::Unknown(name) => {
+                return Err(Fault {
+                    kind: FaultKind::Instantiate,
+                    message: format!(
+                        "instantiating failed: unknown import {name}: a function may import \
+                         only what the Nur ABI (docs/ABI.md) and WASI preview 1 provide"
+                    ),
+                });
+            }
+        };
+        Ok(function.into())
     }
 }
 
@@ -209,24 +264,20 @@ impl Guest {
                 command: None,
             },
         );
-        let mut imports = imports! {
-            nur_module::abi::IMPORT_MODULE => {
-                "nur_send" => HostFunction::new_typed_with_env(&mut store, &env, nur_send),
-                "nur_log" => HostFunction::new_typed_with_env(&mut store, &env, nur_log),
-                "nur_end" => HostFunction::new_typed_with_env(&mut store, &env, nur_end),
-            }
-        };
-        if !function.wasi.is_empty() {
-            wasi::define(&mut imports, &mut store, &env, &function.wasi);
-        }
-        let instance =
-            Instance::new(&mut store, &function.module, &imports).map_err(|e| match e {
+        let imports = function
+            .imports
+            .iter()
+            .map(|import| import.make(&mut store, &env))
+            .collect::<Result<Vec<_>, _>>()?;
+        let instance = Instance::new_by_index(&mut store, &function.module, &imports).map_err(
+            |e| match e {
                 InstantiationError::Start(trap) => Fault::from(trap),
                 other => Fault {
                     kind: FaultKind::Instantiate,
                     message: format!("instantiating failed: {other}"),
                 },
-            })?;
+            },
+        )?;
         let missing = |e: wasmer::ExportError| Fault {
             kind: FaultKind::Instantiate,
             message: e.to_string(),
@@ -449,5 +500,71 @@ impl Parked {
     /// The guest again, on this thread, for its next call.
     pub fn resume(self) -> Guest {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imports_are_resolved_once_in_the_modules_order_and_an_unknown_one_is_named() {
+        let binary = wat::parse_str(
+            r#"(module
+                (import "env" "clock" (func))
+                (import "nur" "nur_send" (func (param i32 i32)))
+                (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+                (import "nur" "nur_end" (func))
+                (memory (export "memory") 1))"#,
+        )
+        .unwrap();
+        let engine = Engine::default();
+        let module = wasmer::Module::new(&engine, binary).unwrap();
+        let imports = Import::all(&module);
+        let shape: Vec<String> = imports
+            .iter()
+            .map(|import| match import {
+                Import::Send => "send".into(),
+                Import::Log => "log".into(),
+                Import::End => "end".into(),
+                Import::Wasi(name, _) => format!("wasi {name}"),
+                Import::Unknown(name) => format!("unknown {name}"),
+            })
+            .collect();
+        assert_eq!(shape, ["unknown env.clock", "send", "wasi fd_write", "end"]);
+
+        let mut store = Store::new(engine);
+        let state = HostState {
+            memory: None,
+            output: Vec::new(),
+            ended: false,
+            max_output: 1024,
+            function: "imports".into(),
+            connection: 1,
+            deadline: Instant::now() + Duration::from_secs(5),
+            log_left: 1024,
+            log_dropped: 0,
+            stdio: [Vec::new(), Vec::new()],
+            exit: None,
+            unsupported: Vec::new(),
+            argument: Arc::new([0]),
+            environment: Arc::new([]),
+            command: None,
+        };
+        let env = FunctionEnv::new(&mut store, state);
+        let Err(fault) = imports[0].make(&mut store, &env) else {
+            panic!("an unknown import has no host function");
+        };
+        assert_eq!(fault.kind, FaultKind::Instantiate);
+        assert!(
+            fault.message.contains("unknown import env.clock"),
+            "{}",
+            fault.message
+        );
+        assert!(
+            imports[1..]
+                .iter()
+                .all(|import| import.make(&mut store, &env).is_ok())
+        );
     }
 }

@@ -23,8 +23,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wasmer::{
-    Function as HostFunction, FunctionEnv, FunctionEnvMut, FunctionType, Imports, RuntimeError,
-    Store, Type, Value,
+    Function as HostFunction, FunctionEnv, FunctionEnvMut, FunctionType, RuntimeError, Store, Type,
+    Value,
 };
 
 use crate::fault::HostFault;
@@ -618,53 +618,33 @@ fn unsupported(
     })
 }
 
-/// The `wasi_snapshot_preview1` functions a module imports, as found in its
-/// compiled form: the name and the type of each.
-pub(crate) fn imports_of(module: &wasmer::Module) -> Vec<(Arc<str>, FunctionType)> {
-    module
-        .imports()
-        .filter(|import| import.module() == WASI_MODULE)
-        .filter_map(|import| match import.ty() {
-            wasmer::ExternType::Function(ty) => Some((import.name().into(), ty.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Defines in `imports` every WASI function of `wanted`: the implemented
-/// ones, and an `ENOSYS` stub for each other.
-pub(crate) fn define(
-    imports: &mut Imports,
+/// The host function for the WASI import `name` of type `ty`: the
+/// implemented ones, and an `ENOSYS` stub for each other.
+pub(crate) fn function(
     store: &mut Store,
     env: &FunctionEnv<HostState>,
-    wanted: &[(Arc<str>, FunctionType)],
-) {
-    for (name, ty) in wanted {
-        let function = match &**name {
-            "fd_write" => HostFunction::new_typed_with_env(store, env, fd_write),
-            "fd_read" => HostFunction::new_typed_with_env(store, env, fd_read),
-            "fd_close" => HostFunction::new_typed_with_env(store, env, fd_close),
-            "fd_fdstat_get" => HostFunction::new_typed_with_env(store, env, fd_fdstat_get),
-            "fd_prestat_get" => HostFunction::new_typed_with_env(store, env, fd_prestat_get),
-            "fd_seek" => HostFunction::new_typed_with_env(store, env, fd_seek),
-            "fd_fdstat_set_flags" => {
-                HostFunction::new_typed_with_env(store, env, fd_fdstat_set_flags)
-            }
-            "fd_prestat_dir_name" => {
-                HostFunction::new_typed_with_env(store, env, fd_prestat_dir_name)
-            }
-            "clock_time_get" => HostFunction::new_typed_with_env(store, env, clock_time_get),
-            "clock_res_get" => HostFunction::new_typed_with_env(store, env, clock_res_get),
-            "random_get" => HostFunction::new_typed_with_env(store, env, random_get),
-            "args_sizes_get" => HostFunction::new_typed_with_env(store, env, args_sizes_get),
-            "args_get" => HostFunction::new_typed_with_env(store, env, args_get),
-            "environ_sizes_get" => HostFunction::new_typed_with_env(store, env, environ_sizes_get),
-            "environ_get" => HostFunction::new_typed_with_env(store, env, environ_get),
-            "proc_exit" => HostFunction::new_typed_with_env(store, env, proc_exit),
-            "sched_yield" => HostFunction::new_typed_with_env(store, env, sched_yield),
-            "poll_oneoff" => HostFunction::new_typed_with_env(store, env, poll_oneoff),
-            _ => unsupported(store, env, name.clone(), ty),
-        };
-        imports.define(WASI_MODULE, name, function);
+    name: &Arc<str>,
+    ty: &FunctionType,
+) -> HostFunction {
+    match &**name {
+        "fd_write" => HostFunction::new_typed_with_env(store, env, fd_write),
+        "fd_read" => HostFunction::new_typed_with_env(store, env, fd_read),
+        "fd_close" => HostFunction::new_typed_with_env(store, env, fd_close),
+        "fd_fdstat_get" => HostFunction::new_typed_with_env(store, env, fd_fdstat_get),
+        "fd_prestat_get" => HostFunction::new_typed_with_env(store, env, fd_prestat_get),
+        "fd_seek" => HostFunction::new_typed_with_env(store, env, fd_seek),
+        "fd_fdstat_set_flags" => HostFunction::new_typed_with_env(store, env, fd_fdstat_set_flags),
+        "fd_prestat_dir_name" => HostFunction::new_typed_with_env(store, env, fd_prestat_dir_name),
+        "clock_time_get" => HostFunction::new_typed_with_env(store, env, clock_time_get),
+        "clock_res_get" => HostFunction::new_typed_with_env(store, env, clock_res_get),
+        "random_get" => HostFunction::new_typed_with_env(store, env, random_get),
+        "args_sizes_get" => HostFunction::new_typed_with_env(store, env, args_sizes_get),
+        "args_get" => HostFunction::new_typed_with_env(store, env, args_get),
+        "environ_sizes_get" => HostFunction::new_typed_with_env(store, env, environ_sizes_get),
+        "environ_get" => HostFunction::new_typed_with_env(store, env, environ_get),
+        "proc_exit" => HostFunction::new_typed_with_env(store, env, proc_exit),
+        "sched_yield" => HostFunction::new_typed_with_env(store, env, sched_yield),
+        "poll_oneoff" => HostFunction::new_typed_with_env(store, env, poll_oneoff),
+        _ => unsupported(store, env, name.clone(), ty),
     }
 }
