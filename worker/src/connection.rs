@@ -316,7 +316,7 @@ fn run_command(
         }
     };
     let buffer = std::mem::take(chunk);
-    let (_, buffer, ran) = guest.run(stdio, ctx.limits.idle_timeout, buffer);
+    let (buffer, ran) = guest.run(stdio, ctx.limits.idle_timeout, buffer);
     *chunk = buffer;
     let (bytes_in, bytes_out) = guest.command_bytes();
     metrics.bytes_in.inc_by(bytes_in);

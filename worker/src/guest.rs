@@ -390,7 +390,8 @@ impl Guest {
     }
 
     /// Runs a WASI command's `_start` over its connection: stdin reads
-    /// `stream`, stdout writes it. Gives the stream back with how the run
+    /// `stream`, stdout writes it (and closes it when done: the caller
+    /// hands it a descriptor of its own). Gives the buffer back with how the run
     /// ended: `Ok(close)` when `_start` returned or called `proc_exit`
     /// (`Eof` if it had read to the client's EOF, else `Ended`), or when the
     /// connection closed under it (idle, deadline, client gone); `Err` on a
@@ -400,13 +401,13 @@ impl Guest {
         stream: std::net::TcpStream,
         idle: Duration,
         buffer: Vec<u8>,
-    ) -> (std::net::TcpStream, Vec<u8>, Result<Close, Fault>) {
+    ) -> (Vec<u8>, Result<Close, Fault>) {
         let Entry::Command { start } = &self.entry else {
             let fault = Fault {
                 kind: FaultKind::Other,
                 message: "a Nur-ABI function is fed, not run".into(),
             };
-            return (stream, buffer, Err(fault));
+            return (buffer, Err(fault));
         };
         let start = start.clone();
         self.env.as_mut(&mut self.store).command = Some(CommandIo {
@@ -432,7 +433,7 @@ impl Guest {
                 Err(error) => Err(error.into()),
             },
         };
-        (io.stream, io.input, close)
+        (io.input, close)
     }
 
     /// A command's bytes read from and written to its connection.
