@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use wasmer::sys::{Cranelift, EngineBuilder, NativeEngineExt};
 use wasmer::{
-    Engine, Extern, Function as HostFunction, FunctionEnv, FunctionType, Instance,
-    InstantiationError, Memory, RuntimeError, Store, TypedFunction,
+    Engine, Extern, Function as HostFunction, FunctionEnv, Instance, InstantiationError, Memory,
+    RuntimeError, Store, TypedFunction,
 };
 
 use nur_module::abi::Kind;
@@ -158,8 +158,8 @@ enum Import {
     Send,
     Log,
     End,
-    /// A `wasi_snapshot_preview1` function: its name and type.
-    Wasi(Arc<str>, FunctionType),
+    /// A `wasi_snapshot_preview1` function.
+    Wasi(wasi::Import),
     /// Nothing Nur provides (a module that passed Nur's check has none):
     /// `module.name`.
     Unknown(String),
@@ -176,7 +176,7 @@ impl Import {
                     (nur_module::abi::IMPORT_MODULE, "nur_log", _) => Self::Log,
                     (nur_module::abi::IMPORT_MODULE, "nur_end", _) => Self::End,
                     (wasi::WASI_MODULE, name, wasmer::ExternType::Function(ty)) => {
-                        Self::Wasi(name.into(), ty.clone())
+                        Self::Wasi(wasi::Import::resolve(name, ty))
                     }
                     (module, name, _) => Self::Unknown(format!("{module}.{name}")),
                 },
@@ -190,7 +190,7 @@ impl Import {
             Self::Send => HostFunction::new_typed_with_env(store, env, nur_send),
             Self::Log => HostFunction::new_typed_with_env(store, env, nur_log),
             Self::End => HostFunction::new_typed_with_env(store, env, nur_end),
-            Self::Wasi(name, ty) => wasi::function(store, env, name, ty),
+            Self::Wasi(import) => import.make(store, env),
             Self::Unknown(name) => {
                 return Err(Fault {
                     kind: FaultKind::Instantiate,
@@ -528,7 +528,7 @@ mod tests {
                 Import::Send => "send".into(),
                 Import::Log => "log".into(),
                 Import::End => "end".into(),
-                Import::Wasi(name, _) => format!("wasi {name}"),
+                Import::Wasi(import) => format!("wasi {}", import.name),
                 Import::Unknown(name) => format!("unknown {name}"),
             })
             .collect();

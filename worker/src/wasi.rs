@@ -618,33 +618,76 @@ fn unsupported(
     })
 }
 
-/// The host function for the WASI import `name` of type `ty`: the
-/// implemented ones, and an `ENOSYS` stub for each other.
-pub(crate) fn function(
-    store: &mut Store,
-    env: &FunctionEnv<HostState>,
-    name: &Arc<str>,
-    ty: &FunctionType,
-) -> HostFunction {
-    match &**name {
-        "fd_write" => HostFunction::new_typed_with_env(store, env, fd_write),
-        "fd_read" => HostFunction::new_typed_with_env(store, env, fd_read),
-        "fd_close" => HostFunction::new_typed_with_env(store, env, fd_close),
-        "fd_fdstat_get" => HostFunction::new_typed_with_env(store, env, fd_fdstat_get),
-        "fd_prestat_get" => HostFunction::new_typed_with_env(store, env, fd_prestat_get),
-        "fd_seek" => HostFunction::new_typed_with_env(store, env, fd_seek),
-        "fd_fdstat_set_flags" => HostFunction::new_typed_with_env(store, env, fd_fdstat_set_flags),
-        "fd_prestat_dir_name" => HostFunction::new_typed_with_env(store, env, fd_prestat_dir_name),
-        "clock_time_get" => HostFunction::new_typed_with_env(store, env, clock_time_get),
-        "clock_res_get" => HostFunction::new_typed_with_env(store, env, clock_res_get),
-        "random_get" => HostFunction::new_typed_with_env(store, env, random_get),
-        "args_sizes_get" => HostFunction::new_typed_with_env(store, env, args_sizes_get),
-        "args_get" => HostFunction::new_typed_with_env(store, env, args_get),
-        "environ_sizes_get" => HostFunction::new_typed_with_env(store, env, environ_sizes_get),
-        "environ_get" => HostFunction::new_typed_with_env(store, env, environ_get),
-        "proc_exit" => HostFunction::new_typed_with_env(store, env, proc_exit),
-        "sched_yield" => HostFunction::new_typed_with_env(store, env, sched_yield),
-        "poll_oneoff" => HostFunction::new_typed_with_env(store, env, poll_oneoff),
-        _ => unsupported(store, env, name.clone(), ty),
+/// Makes one host function in a connection's store.
+type MakeHost = fn(&mut Store, &FunctionEnv<HostState>) -> HostFunction;
+
+/// `(name, maker)` for the host function `name`.
+macro_rules! implemented {
+    ($function:ident) => {
+        (stringify!($function), |store, env| {
+            HostFunction::new_typed_with_env(store, env, $function)
+        })
+    };
+}
+
+/// The implemented functions, by name (each one's Rust function has it).
+const IMPLEMENTED: [(&str, MakeHost); 18] = [
+    implemented!(fd_write),
+    implemented!(fd_read),
+    implemented!(fd_close),
+    implemented!(fd_fdstat_get),
+    implemented!(fd_prestat_get),
+    implemented!(fd_seek),
+    implemented!(fd_fdstat_set_flags),
+    implemented!(fd_prestat_dir_name),
+    implemented!(clock_time_get),
+    implemented!(clock_res_get),
+    implemented!(random_get),
+    implemented!(args_sizes_get),
+    implemented!(args_get),
+    implemented!(environ_sizes_get),
+    implemented!(environ_get),
+    implemented!(proc_exit),
+    implemented!(sched_yield),
+    implemented!(poll_oneoff),
+];
+
+/// A WASI import of a module, resolved by name once per function: each
+/// connection then makes its host function with no name lookup.
+pub(crate) struct Import {
+    pub(crate) name: Arc<str>,
+    host: Host,
+}
+
+/// What answers a WASI import.
+enum Host {
+    /// One of [`IMPLEMENTED`].
+    Implemented(MakeHost),
+    /// An `ENOSYS` stub of the import's type, counted per call.
+    Unsupported(FunctionType),
+}
+
+impl Import {
+    /// The WASI import `name` of type `ty`.
+    pub(crate) fn resolve(name: &str, ty: &FunctionType) -> Self {
+        let host = IMPLEMENTED
+            .iter()
+            .find(|(implemented, _)| *implemented == name)
+            .map_or_else(
+                || Host::Unsupported(ty.clone()),
+                |(_, make)| Host::Implemented(*make),
+            );
+        Self {
+            name: name.into(),
+            host,
+        }
+    }
+
+    /// This import's host function in `store`, on `env`.
+    pub(crate) fn make(&self, store: &mut Store, env: &FunctionEnv<HostState>) -> HostFunction {
+        match &self.host {
+            Host::Implemented(make) => make(store, env),
+            Host::Unsupported(ty) => unsupported(store, env, self.name.clone(), ty),
+        }
     }
 }
