@@ -4,7 +4,7 @@
 //! An artifact file is a short header followed by wasmer's serialized module:
 //!
 //! ```text
-//! nur-artifact v2\n
+//! nur-artifact v3\n
 //! <sha256 of the module as stored>\n
 //! <engine key: wasmer version, compiler, target, CPU features>\n
 //! <wasmer bytes>
@@ -23,12 +23,14 @@ use std::path::{Path, PathBuf};
 use wasmer::Engine;
 use wasmer::sys::NativeEngineExt;
 
-/// v2: compiled from the module with its data lifted into a memory image
-/// when it is worth one ([`crate::image::lift_if_worthwhile`]); a v1
-/// artifact copied the data itself, and is compiled again. The version
-/// stands for that rule too: a change to it is a new version, as an
-/// artifact lifted under another rule would start from the wrong memory.
-const MAGIC: &str = "nur-artifact v2";
+/// v3: compiled from the module with its data lifted into a memory image
+/// when it is worth one ([`crate::image::lift_if_worthwhile`]), its memory
+/// accesses bounds-checked ([`crate::pool::STYLE`]). A v2 artifact relied
+/// on guard pages (it would run on wasmer's own memories, not the pool's)
+/// and a v1 artifact copied the data itself; both are compiled again. The
+/// version stands for those rules too: a change to one is a new version, as
+/// an artifact lifted under another rule would start from the wrong memory.
+const MAGIC: &str = "nur-artifact v3";
 
 /// The wasmer release the artifacts are made with (pinned in Cargo.toml).
 const WASMER: &str = "wasmer 7.4.2";

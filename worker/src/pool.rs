@@ -12,29 +12,32 @@
 //! every CPU the worker runs on: that was the largest single cost of a
 //! connection.
 //!
-//! Here a memory is a `Slot`: one such reservation, made once and kept. When
-//! an instance's memory is dropped and it wrote at most [`CLEARED_IN_PLACE`]
-//! pages (the kernel's `PAGEMAP_SCAN` says which), those are zeroed in
-//! place and the slot is free at once: the pages stay, so the next instance
-//! takes no page fault on them (wasmtime's `keep_resident` with its pagemap
-//! scan does the same). Otherwise the slot is set aside as dirty; once
-//! [`BATCH`] are dirty, their accessible pages are handed back to the kernel
-//! together, with one `process_madvise(MADV_DONTNEED)` over all of them (so
-//! one TLB shootdown for the batch instead of one per connection; plain
-//! `madvise` per slot where that call is missing), after which they read as
-//! zeros (anonymous private mappings), and the slots become free. A dirty
-//! slot is never handed out. A slot whose instance grew its memory is
-//! always set aside as dirty, and is narrowed back to the size it was
-//! handed out with right after the batch's `madvise`, when none of its
-//! pages is mapped: narrowing mapped pages costs a TLB shootdown (an
-//! interrupt to every CPU that ran the process) and, with many threads,
-//! contention on the process's memory map lock, which was a quarter of the
-//! worker's CPU for a function whose allocator grows memory on every
-//! request. The next instance gets a slot with exactly its own initial
-//! size accessible (`mprotect` only when that differs from the slot's
-//! current accessible size); everything past it stays `PROT_NONE`, so the
-//! guard-page bounds checks of the compiled code hold exactly as with
-//! wasmer's memories.
+//! Here a memory is a `Slot`: one such reservation, made once and kept.
+//! Its memories are dynamic-style ([`STYLE`]): compiled code compares every
+//! access with the memory's current length instead of relying on
+//! `PROT_NONE` pages past it, so growing a memory moves no protection and
+//! a slot never needs narrowing. Its read-write part only widens, to the
+//! most any of its memories grew to (a high-water mark); whatever lies past
+//! a memory's current length is out of bounds for the guest all the same.
+//! Static-style memories (no bounds checks, `mprotect` on every
+//! `memory.grow` and again to narrow the slot for its next memory, each a
+//! TLB shootdown under load) cost a function whose allocator grows memory
+//! on every request, as Rust's does, a third of the worker's CPU; the
+//! bounds checks cost a compute-bound module a few percent (bench/README.md,
+//! *Bounds checks instead of guard pages*).
+//!
+//! When an instance's memory is dropped and it wrote at most
+//! [`CLEARED_IN_PLACE`] pages (the kernel's `PAGEMAP_SCAN` says which),
+//! those are zeroed in place and the slot is free at once: the pages stay,
+//! so the next instance takes no page fault on them (wasmtime's
+//! `keep_resident` with its pagemap scan does the same). Otherwise the slot
+//! is set aside as dirty; once [`BATCH`] are dirty, their read-write pages
+//! are handed back to the kernel together, with one
+//! `process_madvise(MADV_DONTNEED)` over all of them (so one TLB shootdown
+//! for the batch instead of one per connection; plain `madvise` per slot
+//! where that call is missing), after which they read as zeros (anonymous
+//! private mappings), and the slots become free. A dirty slot is never
+//! handed out. Past the read-write part the reservation stays `PROT_NONE`.
 //! A slot that cannot be reset is unmapped, never reused.
 //!
 //! A pool may hold the module's initial memory as an image
@@ -61,19 +64,25 @@ pub const BATCH: usize = 16;
 /// place when returned (32 KiB: echo writes 4, stream 2), pages kept.
 const CLEARED_IN_PLACE: usize = 8;
 
-/// Bytes one slot reserves: what a static-style memory needs.
+/// How pooled memories are compiled to be accessed: explicit bounds checks
+/// against the current length (no offset guard: an access's static offset
+/// is checked too), so that nothing past the length needs to be
+/// `PROT_NONE`.
+pub const STYLE: MemoryStyle = MemoryStyle::Dynamic {
+    offset_guard_size: 0,
+};
+
+/// Bytes one slot reserves: the largest 32-bit memory.
 fn reservation() -> usize {
-    MemoryStyle::static_bound().bytes().0 + MemoryStyle::static_offset_guard_size() as usize
+    Pages(WASM_MAX_PAGES).bytes().0
 }
 
 /// One reserved region; `[0, accessible)` is read-write, the rest `PROT_NONE`.
 #[derive(Debug)]
 struct Slot {
     region: Reservation,
+    /// The most any memory on this slot has grown to; it never narrows.
     accessible: usize,
-    /// What was accessible when the slot was handed out: more when it is
-    /// given back means its instance grew the memory.
-    initial: usize,
 }
 
 impl Slot {
@@ -91,7 +100,6 @@ impl Slot {
         Ok(Self {
             region,
             accessible: 0,
-            initial: 0,
         })
     }
 
@@ -99,16 +107,14 @@ impl Slot {
         self.region.base()
     }
 
-    /// Makes exactly `[0, bytes)` accessible.
-    fn set_accessible(&mut self, bytes: usize) -> Result<(), MemoryError> {
+    /// Makes at least `[0, bytes)` accessible.
+    fn widen_to(&mut self, bytes: usize) -> Result<(), MemoryError> {
         debug_assert!(bytes.is_multiple_of(WASM_PAGE_SIZE));
-        let (range, read_write) = match bytes.cmp(&self.accessible) {
-            std::cmp::Ordering::Equal => return Ok(()),
-            std::cmp::Ordering::Greater => (self.accessible..bytes, true),
-            std::cmp::Ordering::Less => (bytes..self.accessible, false),
-        };
+        if bytes <= self.accessible {
+            return Ok(());
+        }
         self.region
-            .protect(range, read_write)
+            .protect(self.accessible..bytes, true)
             .map_err(|e| MemoryError::Region(format!("mprotect of a linear memory: {e}")))?;
         self.accessible = bytes;
         Ok(())
@@ -129,17 +135,9 @@ impl Slot {
     }
 
     /// Gives the accessible pages back to the kernel: they read as zeros
-    /// (or the image) after; then [`Slot::shrink_to_initial`].
+    /// (or the image) after.
     fn zero(&mut self) -> bool {
-        self.region.discard(self.accessible).is_ok() && self.shrink_to_initial()
-    }
-
-    /// After its pages are given back: a slot whose instance grew its
-    /// memory goes back to the size it was handed out with. None of its
-    /// pages is mapped now, so the `mprotect` changes no page table entry
-    /// and needs no TLB shootdown.
-    fn shrink_to_initial(&mut self) -> bool {
-        self.set_accessible(self.initial).is_ok()
+        self.region.discard(self.accessible).is_ok()
     }
 }
 
@@ -156,10 +154,7 @@ fn zero_all(mut slots: Vec<Slot>) -> Vec<Slot> {
             .map(|slot| (&mut slot.region, slot.accessible))
             .collect();
         if sys::discard_all(pidfd, &mut ranges).is_ok_and(|done| done == total) {
-            return slots
-                .into_iter()
-                .filter_map(|mut slot| slot.shrink_to_initial().then_some(slot))
-                .collect();
+            return slots;
         }
     }
     // Per slot (idempotent for those the call above did reach).
@@ -228,13 +223,10 @@ impl MemoryPool {
     }
 
     fn give_back(&self, mut slot: Slot) {
-        // Cleared in place only when not over an image (a page the
+        // Cleared in place only when not over an image: a page the
         // instance wrote there is the image's copy, which only
-        // `MADV_DONTNEED` brings back) and not grown (a grown slot's pages
-        // are given back with the batch first, so that narrowing it needs
-        // no TLB shootdown: [`Slot::shrink_to_initial`]).
-        let grown = slot.accessible > slot.initial;
-        let clean = !grown && self.image.is_none() && slot.clear_in_place();
+        // `MADV_DONTNEED` brings back.
+        let clean = self.image.is_none() && slot.clear_in_place();
         let Ok(mut slots) = self.slots.lock() else {
             return; // dropped: unmapped, never reused
         };
@@ -257,7 +249,7 @@ impl MemoryPool {
         }
     }
 
-    /// A static-style memory of type `ty` (its maximum already capped),
+    /// A [`STYLE`] memory of type `ty` (its maximum already capped),
     /// zeroed but for the pool's image, whose definition lives at
     /// `definition` (an instance's `VMContext`), or in the memory itself for
     /// `None`. A memory smaller than the image is refused: the image belongs
@@ -291,8 +283,7 @@ impl MemoryPool {
             )));
         }
         let mut slot = self.take()?;
-        slot.set_accessible(bytes)?;
-        slot.initial = bytes;
+        slot.widen_to(bytes)?;
         let value = VMMemoryDefinition {
             base: slot.base().as_ptr(),
             current_length: bytes,
@@ -324,8 +315,8 @@ enum Definition {
     Host(Box<UnsafeCell<VMMemoryDefinition>>),
 }
 
-/// A linear memory on a pooled `Slot`, static style (no bounds checks in
-/// compiled code: everything past the current size is `PROT_NONE`).
+/// A linear memory on a pooled `Slot`, [`STYLE`]: compiled code checks
+/// every access against the current length in its definition.
 #[derive(Debug)]
 pub struct PooledMemory {
     slot: Option<Slot>,
@@ -368,7 +359,7 @@ impl LinearMemory for PooledMemory {
     }
 
     fn style(&self) -> MemoryStyle {
-        MemoryStyle::Static
+        STYLE
     }
 
     fn grow(&mut self, delta: Pages) -> Result<Pages, MemoryError> {
@@ -385,7 +376,7 @@ impl LinearMemory for PooledMemory {
             return Err(could_not());
         }
         let slot = self.slot.as_mut().ok_or_else(could_not)?;
-        slot.set_accessible(new.bytes().0)?;
+        slot.widen_to(new.bytes().0)?;
         self.size = new;
         // SAFETY: the definition is valid while this memory lives.
         unsafe { (*self.definition().as_ptr()).current_length = new.bytes().0 };
@@ -455,52 +446,34 @@ mod tests {
         assert_eq!(second.size(), Pages(1));
         // SAFETY: the first page is accessible; it must read as zeros.
         assert_eq!(unsafe { base.add(100).read() }, 0);
-        let slot = second.slot.as_ref().unwrap();
-        assert_eq!(
-            slot.accessible, WASM_PAGE_SIZE,
-            "grown pages are PROT_NONE again"
-        );
+        // SAFETY: the slot stays read-write to its high-water mark; past
+        // the length, only the bounds checks of compiled code stop a guest.
+        assert_eq!(unsafe { base.add(2 * WASM_PAGE_SIZE + 7).read() }, 0);
+        assert_eq!(second.slot.as_ref().unwrap().accessible, 3 * WASM_PAGE_SIZE);
     }
 
     #[test]
-    fn a_grown_slot_waits_for_the_batch_and_comes_back_at_its_initial_size() {
+    fn a_grown_slot_is_cleared_in_place_and_its_next_memory_starts_at_its_own_size() {
         let pool = MemoryPool::with_batch(8, 2, &[]).unwrap();
         let mut grown = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
         let base = unsafe { grown.vmmemory().as_ref().base };
         grown.grow(Pages(1)).unwrap();
-        // SAFETY: both pages are accessible; a grown slot is given back
-        // with the batch, however few pages it wrote.
+        // SAFETY: both pages are accessible.
         unsafe { base.add(3).write(0xA5) };
         unsafe { base.add(WASM_PAGE_SIZE + 1).write(0x5A) };
         drop(grown);
-        assert_eq!(pool.free_slots(), 0, "a grown slot is not cleared in place");
-        let mut other = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
-        other.grow(Pages(2)).unwrap();
-        drop(other); // the batch of two: both discarded, then narrowed
-        let slots = pool.slots.lock().unwrap();
-        let sizes: Vec<_> = slots
-            .free
-            .iter()
-            .map(|s| (s.accessible, s.initial))
-            .collect();
+        assert_eq!(pool.free_slots(), 1, "free at once, no batch, no mprotect");
+        let next = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
+        let definition = unsafe { *next.vmmemory().as_ref() };
+        assert_eq!(definition.base, base, "the grown slot is reused");
+        assert_eq!(definition.current_length, WASM_PAGE_SIZE, "its own size");
+        assert_eq!(next.size(), Pages(1));
+        assert_eq!(next.style(), STYLE, "bounds-checked against that length");
+        // SAFETY: the slot is still read-write over both pages: zeros.
         assert_eq!(
-            sizes,
-            [(WASM_PAGE_SIZE, WASM_PAGE_SIZE); 2],
-            "back at their initial size"
+            unsafe { (base.add(3).read(), base.add(WASM_PAGE_SIZE + 1).read()) },
+            (0, 0)
         );
-        drop(slots);
-        let reused: Vec<_> = (0..2)
-            .map(|_| unsafe { pool.memory(&ty(1, None), None) }.unwrap())
-            .collect();
-        let bases: Vec<_> = reused
-            .iter()
-            .map(|m| unsafe { m.vmmemory().as_ref().base })
-            .collect();
-        assert!(bases.contains(&base), "the grown slot is reused");
-        for base in bases {
-            // SAFETY: the first page is accessible: zeros.
-            assert_eq!(unsafe { base.add(3).read() }, 0);
-        }
     }
 
     #[test]

@@ -174,7 +174,7 @@ impl MemoryLimit {
         style: &MemoryStyle,
         location: NonNull<VMMemoryDefinition>,
     ) -> Result<VMMemory, MemoryError> {
-        if *style == MemoryStyle::Static && !ty.shared {
+        if *style == crate::pool::STYLE && !ty.shared {
             // SAFETY: the caller guarantees `location` outlives the memory.
             let memory = unsafe { self.pool.memory(ty, Some(location))? };
             return Ok(VMMemory(Box::new(memory)));
@@ -209,7 +209,12 @@ fn with_maximum(ty: &MemoryType, pages: u64) -> MemoryType {
 // unsafe: they are handed the raw locations of their definitions.
 #[allow(unsafe_code)]
 impl Tunables for MemoryLimit {
+    /// Bounds-checked memories from the pool ([`crate::pool::STYLE`]);
+    /// wasmer's own choice for a shared memory, which the pool does not hold.
     fn memory_style(&self, memory: &MemoryType) -> MemoryStyle {
+        if !memory.shared {
+            return crate::pool::STYLE;
+        }
         self.base.memory_style(memory)
     }
 
