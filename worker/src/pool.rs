@@ -20,11 +20,12 @@
 //! most any of its memories grew to (a high-water mark); whatever lies past
 //! a memory's current length is out of bounds for the guest all the same.
 //! Static-style memories (no bounds checks, `mprotect` on every
-//! `memory.grow` and again to narrow the slot for its next memory, each a
-//! TLB shootdown under load) cost a function whose allocator grows memory
-//! on every request, as Rust's does, a third of the worker's CPU; the
-//! bounds checks cost a compute-bound module a few percent (bench/README.md,
-//! *Bounds checks instead of guard pages*).
+//! `memory.grow` and again to narrow the slot for its next memory, a grown
+//! slot's pages faulted in again every time) cost a function whose
+//! allocator grows memory on every request, as Rust's does, about a fifth
+//! of the worker's CPU; the bounds checks cost a compute-bound module a
+//! few percent at most (bench/README.md, *Bounds checks instead of guard
+//! pages*).
 //!
 //! When an instance's memory is dropped and it wrote at most
 //! [`CLEARED_IN_PLACE`] pages (the kernel's `PAGEMAP_SCAN` says which),
