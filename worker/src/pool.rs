@@ -32,13 +32,16 @@
 //! those are zeroed in place and the slot is free at once: the pages stay,
 //! so the next instance takes no page fault on them (wasmtime's
 //! `keep_resident` with its pagemap scan does the same). Otherwise the slot
-//! is set aside as dirty; once [`BATCH`] are dirty, their read-write pages
-//! are handed back to the kernel together, with one
+//! is set aside as dirty; once [`BATCH`] are dirty, the pages their
+//! memories could reach are handed back to the kernel together, with one
 //! `process_madvise(MADV_DONTNEED)` over all of them (so one TLB shootdown
 //! for the batch instead of one per connection; plain `madvise` per slot
 //! where that call is missing), after which they read as zeros (anonymous
 //! private mappings), and the slots become free. A dirty slot is never
-//! handed out. Past the read-write part the reservation stays `PROT_NONE`.
+//! handed out. Either way only the memory's own size is scanned and reset:
+//! nothing past it could be written, and was clean already, so a slot that
+//! once grew large costs the next small memory nothing more. Past the
+//! read-write part the reservation stays `PROT_NONE`.
 //! A slot that cannot be reset is unmapped, never reused.
 //!
 //! A pool may hold the module's initial memory as an image
@@ -84,6 +87,12 @@ struct Slot {
     region: Reservation,
     /// The most any memory on this slot has grown to; it never narrows.
     accessible: usize,
+    /// The size of the last memory handed out on it, when it was given
+    /// back: the only part that memory could write (its accesses are
+    /// bounds-checked), so the only part to reset. Past it the slot is
+    /// still as clean as before, and a connection's reset costs what its
+    /// own memory holds, not what an earlier one grew to.
+    used: usize,
 }
 
 impl Slot {
@@ -101,6 +110,7 @@ impl Slot {
         Ok(Self {
             region,
             accessible: 0,
+            used: 0,
         })
     }
 
@@ -126,7 +136,7 @@ impl Slot {
     /// resident, so the next instance takes no page fault on them and the
     /// slot needs no `madvise`. False when the slot must be [`Slot::zero`]ed.
     fn clear_in_place(&mut self) -> bool {
-        let Some(written) = self.region.written_pages(self.accessible, CLEARED_IN_PLACE) else {
+        let Some(written) = self.region.written_pages(self.used, CLEARED_IN_PLACE) else {
             return false;
         };
         for pages in written {
@@ -135,24 +145,24 @@ impl Slot {
         true
     }
 
-    /// Gives the accessible pages back to the kernel: they read as zeros
-    /// (or the image) after.
+    /// Gives the used pages back to the kernel: they read as zeros (or
+    /// the image) after.
     fn zero(&mut self) -> bool {
-        self.region.discard(self.accessible).is_ok()
+        self.region.discard(self.used).is_ok()
     }
 }
 
-/// Resets the accessible pages of every slot in one `process_madvise`
+/// Resets the used pages of every slot in one `process_madvise`
 /// call, or with one `madvise` each; returns the slots that are now zero
 /// (any other is unmapped).
 fn zero_all(mut slots: Vec<Slot>) -> Vec<Slot> {
-    let total: usize = slots.iter().map(|slot| slot.accessible).sum();
+    let total: usize = slots.iter().map(|slot| slot.used).sum();
     if let Some(pidfd) = sys::own_pidfd()
         && total > 0
     {
         let mut ranges: Vec<(&mut Reservation, usize)> = slots
             .iter_mut()
-            .map(|slot| (&mut slot.region, slot.accessible))
+            .map(|slot| (&mut slot.region, slot.used))
             .collect();
         if sys::discard_all(pidfd, &mut ranges).is_ok_and(|done| done == total) {
             return slots;
@@ -410,7 +420,8 @@ impl LinearMemory for PooledMemory {
 
 impl Drop for PooledMemory {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
+        if let Some(mut slot) = self.slot.take() {
+            slot.used = self.size.bytes().0;
             self.pool.give_back(slot);
         }
     }
@@ -475,6 +486,15 @@ mod tests {
             unsafe { (base.add(3).read(), base.add(WASM_PAGE_SIZE + 1).read()) },
             (0, 0)
         );
+        // Only its one page is reset when it comes back; the grown page,
+        // cleared before, reads zeros when a later memory grows over it.
+        unsafe { base.add(7).write(0x77) };
+        drop(next);
+        let mut regrown = unsafe { pool.memory(&ty(1, None), None) }.unwrap();
+        assert_eq!(unsafe { regrown.vmmemory().as_ref().base }, base);
+        regrown.grow(Pages(1)).unwrap();
+        let both = unsafe { std::slice::from_raw_parts(base, 2 * WASM_PAGE_SIZE) };
+        assert!(both.iter().all(|&b| b == 0), "zeros over both pages");
     }
 
     #[test]
