@@ -257,22 +257,30 @@ async fn linger_on_tokio(socket: &TcpStream) {
     if StdView::of(socket).shutdown(Shutdown::Write).is_err() {
         return;
     }
-    let mut sink = [0; 4096];
     let _ = tokio::time::timeout(socket::LINGER, async {
-        loop {
-            match socket.try_read(&mut sink) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    if socket.readable().await.is_err() {
-                        return;
-                    }
-                }
-                Err(_) => return,
+        while !drop_arrived(socket) {
+            if socket.readable().await.is_err() {
+                return;
             }
         }
     })
     .await;
+}
+
+/// Reads and drops what the client has sent so far: true once its FIN (or
+/// an error) ends the connection, false when nothing more is there yet.
+/// The buffer lives here, in no `await`'s reach: in `linger_on_tokio` it
+/// made every connection's task 4 KiB larger, silent ones included.
+fn drop_arrived(socket: &TcpStream) -> bool {
+    let mut sink = [0; 4096];
+    loop {
+        match socket.try_read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
 }
 
 /// Waits, without a thread, for the next request of a kept-alive
