@@ -125,7 +125,7 @@ impl Slot {
             return Ok(());
         }
         self.region
-            .protect(self.accessible..bytes, true)
+            .make_read_write(self.accessible..bytes)
             .map_err(|e| MemoryError::Region(format!("mprotect of a linear memory: {e}")))?;
         self.accessible = bytes;
         Ok(())

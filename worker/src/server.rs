@@ -19,13 +19,13 @@
 //! with tokio from accept to close ([`StdView`]).
 
 use std::future::Future;
-use std::io::ErrorKind;
 use std::net::Shutdown;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nur_module::abi::Kind;
+use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -160,10 +160,7 @@ async fn drive(socket: TcpStream, accepted: Accepted, mut step: Step) {
         drop(lent);
         match after(&socket, &accepted, served, step.slot).await {
             Ok(next) => step = next,
-            Err(close) => {
-                drop(socket);
-                return accepted.tracked.close(close);
-            }
+            Err(close) => return finish(socket, accepted, close),
         }
     }
 }
@@ -190,18 +187,20 @@ fn on_pool(socket: TcpStream, accepted: Accepted, step: Step) {
                 runtime.spawn(async move {
                     match after(&socket, &accepted, served, step.slot).await {
                         Ok(next) => drive(socket, accepted, next).await,
-                        Err(close) => {
-                            drop(socket);
-                            accepted.tracked.close(close);
-                        }
+                        Err(close) => finish(socket, accepted, close),
                     }
                 });
                 return;
             }
         };
-        drop(socket);
-        accepted.tracked.close(close);
+        finish(socket, accepted, close);
     });
+}
+
+/// Closes the connection, then records how it ended.
+fn finish(socket: TcpStream, accepted: Accepted, close: Close) {
+    drop(socket);
+    accepted.tracked.close(close);
 }
 
 /// Runs the connection's next step on this thread.
@@ -252,35 +251,25 @@ async fn after(
 
 /// [`socket::linger`] without a thread: sends FIN, then reads and drops
 /// what the client still sends until its own FIN, at most
-/// [`socket::LINGER`].
+/// [`socket::LINGER`]. The reads go through tokio's `try_io`, so that a
+/// `WouldBlock` clears the readiness tokio cached.
 async fn linger_on_tokio(socket: &TcpStream) {
     if StdView::of(socket).shutdown(Shutdown::Write).is_err() {
         return;
     }
     let _ = tokio::time::timeout(socket::LINGER, async {
-        while !drop_arrived(socket) {
+        while socket
+            .try_io(Interest::READABLE, || {
+                socket::drop_arrived(&StdView::of(socket))
+            })
+            .is_err()
+        {
             if socket.readable().await.is_err() {
                 return;
             }
         }
     })
     .await;
-}
-
-/// Reads and drops what the client has sent so far: true once its FIN (or
-/// an error) ends the connection, false when nothing more is there yet.
-/// The buffer lives here, in no `await`'s reach: in `linger_on_tokio` it
-/// made every connection's task 4 KiB larger, silent ones included.
-fn drop_arrived(socket: &TcpStream) -> bool {
-    let mut sink = [0; 4096];
-    loop {
-        match socket.try_read(&mut sink) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-            Err(_) => return true,
-        }
-    }
 }
 
 /// Waits, without a thread, for the next request of a kept-alive

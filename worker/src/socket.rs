@@ -129,23 +129,31 @@ pub(crate) fn write(
 /// Sends FIN, then reads and drops what the client still sends (for at most
 /// [`LINGER`]) so that closing does not reset the connection and destroy
 /// output the client has not read yet.
-pub(crate) fn linger(mut stream: &TcpStream) {
+pub(crate) fn linger(stream: &TcpStream) {
     if stream.shutdown(Shutdown::Write).is_err() {
         return;
     }
     let until = Instant::now() + LINGER;
+    while drop_arrived(stream).is_err() {
+        if !wait(stream, libc::POLLIN, LINGER, until) {
+            return;
+        }
+    }
+}
+
+/// Reads and drops what the client has sent so far: `Ok` once its FIN (or
+/// an error) ends the connection, `WouldBlock` while it has not. The
+/// lingers on a thread ([`linger`]) and on tokio (`server.rs`) both use it;
+/// its buffer lives only for the call, never in a connection's task.
+pub(crate) fn drop_arrived(mut stream: &TcpStream) -> std::io::Result<()> {
     let mut sink = [0; 4096];
     loop {
         match stream.read(&mut sink) {
-            Ok(0) => return,
-            Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if !wait(stream, libc::POLLIN, LINGER, until) {
-                    return;
-                }
-            }
-            Err(_) => return,
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Err(e),
+            Err(_) => return Ok(()),
         }
     }
 }

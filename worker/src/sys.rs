@@ -75,26 +75,21 @@ impl Reservation {
         self.base
     }
 
-    /// Sets the protection of `range` (page-aligned, inside the
-    /// reservation): read-write, or none.
-    pub fn protect(&mut self, range: Range<usize>, read_write: bool) -> io::Result<()> {
+    /// Makes `range` (page-aligned, inside the reservation) readable and
+    /// writable; the rest keeps its protection.
+    pub fn make_read_write(&mut self, range: Range<usize>) -> io::Result<()> {
         assert!(
             range.start <= range.end && range.end <= self.len,
             "{range:?} outside a reservation of {} bytes",
             self.len
         );
-        let prot = if read_write {
-            libc::PROT_READ | libc::PROT_WRITE
-        } else {
-            libc::PROT_NONE
-        };
         // SAFETY: `range` lies inside this reservation's own mapping (checked
         // above), which no Rust reference points into.
         let done = unsafe {
             libc::mprotect(
                 self.base.as_ptr().add(range.start).cast(),
                 range.len(),
-                prot,
+                libc::PROT_READ | libc::PROT_WRITE,
             )
         };
         if done != 0 {
@@ -104,7 +99,7 @@ impl Reservation {
     }
 
     /// Maps `image` copy-on-write at its offset in this reservation,
-    /// `PROT_NONE` like the rest until [`Reservation::protect`]: writes go to
+    /// `PROT_NONE` like the rest until [`Reservation::make_read_write`]: writes go to
     /// private copies of the pages, and [`Reservation::discard`] drops them,
     /// so the pages read as the image again.
     pub fn map_image(&mut self, image: &ImageFile) -> io::Result<()> {
